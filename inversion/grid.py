@@ -30,6 +30,28 @@ class GridMismatchError(ValueError):
     """Two grids (or a grid and a data array) do not agree."""
 
 
+def _band_area(
+    lat0: np.ndarray, lat1: np.ndarray, dlon_rad: float, a: float, inv_f: float
+) -> np.ndarray:
+    """Area [m²] of ellipsoidal cells between parallels ``lat0``/``lat1`` [deg], ``dlon_rad`` wide.
+
+    Uses the authalic-latitude integral: the area from the equator to latitude φ per radian of
+    longitude is ``b²/2 · (sinφ/(1 − e² sin²φ) + artanh(e sinφ)/e)``.
+    """
+    f = 0.0 if not np.isfinite(inv_f) or inv_f == 0 else 1.0 / inv_f
+    e2 = f * (2.0 - f)
+    b2 = (a * (1.0 - f)) ** 2
+
+    def zone(lat: np.ndarray) -> np.ndarray:
+        s = np.sin(np.deg2rad(np.clip(lat, -90.0, 90.0)))
+        if e2 == 0.0:
+            return b2 * s
+        e = np.sqrt(e2)
+        return 0.5 * b2 * (s / (1.0 - e2 * s * s) + np.arctanh(e * s) / e)
+
+    return dlon_rad * (zone(np.asarray(lat1, float)) - zone(np.asarray(lat0, float)))
+
+
 def _as_crs(crs: Any) -> pyproj.CRS:
     try:
         return pyproj.CRS.from_user_input(crs)
@@ -280,21 +302,16 @@ class Grid:
     def cell_area(self) -> np.ndarray:
         """Cell areas (ny, nx) [m²].
 
-        Geodesic on the CRS ellipsoid for geographic grids (cells of one row share an area);
+        Exact on the CRS ellipsoid for geographic grids (cells bounded by meridians and
+        parallels; the cells of one row share an area);
         planar ``|dx·dy|`` converted to m² for projected grids.
         """
         if self.is_geographic:
-            geod = self.crs.get_geod() or pyproj.Geod(ellps="WGS84")
-            ye = self.y_edges
-            lon0 = self.x_edges[0]
-            lons = [lon0, lon0 + self.dx, lon0 + self.dx, lon0]
-            rows = np.array(
-                [
-                    abs(geod.polygon_area_perimeter(lons, [a, a, b, b])[0])
-                    for a, b in zip(ye[:-1], ye[1:], strict=True)
-                ]
-            )
-            return np.repeat(rows[:, None], self.nx, axis=1)
+            ell = self.crs.ellipsoid
+            a = ell.semi_major_metre if ell is not None else 6378137.0
+            inv_f = ell.inverse_flattening if ell is not None else 298.257223563
+            rows = _band_area(self.y_edges[:-1], self.y_edges[1:], np.deg2rad(self.dx), a, inv_f)
+            return np.repeat(np.abs(rows)[:, None], self.nx, axis=1)
         factor = self.crs.axis_info[0].unit_conversion_factor
         return np.full(self.shape, abs(self.dx * self.dy) * factor**2)
 
@@ -383,7 +400,7 @@ class Grid:
             raise GridMismatchError(
                 f"values: expected trailing shape {self.shape} (y, x), found {values.shape}"
             )
-        dims = tuple(f"dim_{i}" for i in range(values.ndim - 2)) + ("y", "x")
+        dims = (*(f"dim_{i}" for i in range(values.ndim - 2)), "y", "x")
         return xr.DataArray(values, dims=dims, coords=self.coords(), name=name, attrs=attrs)
 
     def check_dataarray(self, da: xr.DataArray, name: str = "data") -> None:

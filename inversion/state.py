@@ -135,7 +135,11 @@ class TimeAxis:
     def coords(self) -> dict[str, Any]:
         """``time`` (bin starts) and ``time_bnds`` for xarray objects, CF style."""
         return {
-            "time": ("time", self.starts, {"long_name": "start of time bin", "bounds": "time_bnds"}),
+            "time": (
+                "time",
+                self.starts,
+                {"long_name": "start of time bin", "bounds": "time_bnds"},
+            ),
         }
 
     def bounds_array(self) -> xr.DataArray:
