@@ -1,0 +1,178 @@
+"""Kernels, distances, FFT embedding and the Kronecker zero-slice optimisation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from inversion.covariance import (
+    EARTH_RADIUS_KM,
+    DiagonalCovariance,
+    KroneckerCovariance,
+    RegularGridCorrelation,
+    TemporalCorrelation,
+    correlation_function,
+    haversine_km,
+    kronecker_prior,
+    temporal_correlation,
+)
+from inversion.covariance._kernels import (
+    points_correlation_matrix_numpy,
+    points_matmat_numba,
+    points_matmat_numpy,
+)
+
+
+# ---------------------------------------------------------------- distances and functions
+def test_haversine_hand_computed_pairs():
+    # one degree along the equator and a quarter meridian: R·π/180 and R·π/2
+    assert haversine_km(0.0, 0.0, 0.0, 1.0) == pytest.approx(
+        EARTH_RADIUS_KM * math.pi / 180, rel=1e-13
+    )
+    assert haversine_km(0.0, 10.0, 90.0, 10.0) == pytest.approx(
+        EARTH_RADIUS_KM * math.pi / 2, rel=1e-13
+    )
+    # Paris (48.8566 N, 2.3522 E) - London (51.5074 N, 0.1278 W), spherical law of cosines
+    p1, p2 = math.radians(48.8566), math.radians(51.5074)
+    dl = math.radians(-0.1278 - 2.3522)
+    cos_c = math.sin(p1) * math.sin(p2) + math.cos(p1) * math.cos(p2) * math.cos(dl)
+    expected = EARTH_RADIUS_KM * math.acos(cos_c)  # 343.5 km
+    assert expected == pytest.approx(343.5, abs=0.5)
+    assert haversine_km(48.8566, 2.3522, 51.5074, -0.1278) == pytest.approx(expected, rel=1e-10)
+    # symmetric and zero on the diagonal, broadcasting
+    d = haversine_km([[10.0], [20.0]], [[0.0], [5.0]], [10.0, 20.0], [0.0, 5.0])
+    assert d.shape == (2, 2)
+    assert d[0, 0] == 0.0 and d[1, 1] == 0.0 and d[0, 1] == pytest.approx(d[1, 0], rel=1e-14)
+
+
+def test_correlation_function_values_at_one_length():
+    L = 7.0
+    assert correlation_function(L, L, "exponential") == pytest.approx(math.exp(-1.0), rel=1e-15)
+    assert correlation_function(L, L, "gaussian") == pytest.approx(math.exp(-0.5), rel=1e-15)
+    expected = (1 + math.sqrt(3)) * math.exp(-math.sqrt(3))
+    assert correlation_function(L, L, "matern32") == pytest.approx(expected, rel=1e-15)
+    assert np.all(correlation_function([0.0, 0.0], L, "matern32") == 1.0)
+    np.testing.assert_allclose(
+        temporal_correlation([-3.0, 0.0, 6.0], 3.0), np.exp([-1.0, 0.0, -2.0]), rtol=1e-15
+    )
+
+
+# ---------------------------------------------------------------- numba vs numpy twin
+@pytest.mark.parametrize("code", [0, 1, 2])
+def test_points_numba_kernel_equals_numpy_twin(code):
+    rng = np.random.default_rng(code)
+    n = 300
+    lat = np.radians(rng.uniform(-60, 60, n))
+    lon = np.radians(rng.uniform(-180, 180, n))
+    X = rng.normal(size=(n, 4))
+    ref = points_matmat_numpy(lat, lon, X, code, 1500.0)
+    out = points_matmat_numba(lat, lon, X, code, 1500.0)
+    np.testing.assert_allclose(out, ref, rtol=1e-11, atol=1e-11 * np.abs(ref).max())
+    # the twin's matrix uses haversine distances
+    M = points_correlation_matrix_numpy(lat[:5], lon[:5], 0, 1500.0)
+    la, lo = np.degrees(lat[:5]), np.degrees(lon[:5])
+    d = haversine_km(la[:, None], lo[:, None], la[None, :], lo[None, :])
+    np.testing.assert_allclose(M, np.exp(-d / 1500.0), rtol=1e-12)
+
+
+# ---------------------------------------------------------------- FFT embedding
+def test_fft_embedding_sizes_and_larger_grid_exactness():
+    C = RegularGridCorrelation((37, 53), (1.0, 0.7), "exponential", 4.0)
+    My, Mx = C.embedding_shape
+    assert My >= 2 * 37 - 1 and Mx >= 2 * 53 - 1
+    assert C.sqrt_dim == np.prod(C.sqrt_embedding_shape)
+    assert RegularGridCorrelation((1, 9), 1.0, "gaussian", 2.0).embedding_shape[0] == 1
+    # independent dense reference for n = 1961
+    yy, xx = np.meshgrid(np.arange(37) * 1.0, np.arange(53) * 0.7, indexing="ij")
+    d = np.hypot(yy.ravel()[:, None] - yy.ravel(), xx.ravel()[:, None] - xx.ravel())
+    ref = np.exp(-d / 4.0)
+    V = np.random.default_rng(0).normal(size=(C.n, 3))
+    out = C @ V
+    assert np.max(np.abs(out - ref @ V)) / np.max(np.abs(ref @ V)) < 1e-10
+
+
+def test_fft_sqrt_gives_unit_variance_samples():
+    C = RegularGridCorrelation((20, 30), 1.0, "gaussian", 3.0)
+    W = np.random.default_rng(0).normal(size=(C.sqrt_dim, 8))
+    S = C.sqrt_matvec(W)
+    assert S.shape == (600, 8)
+    # exact per-cell variance of L w is diag(L Lᵀ) = 1; check it without sampling noise
+    rows = C.sqrt_rmatvec(np.eye(600)[:, :50])  # Lᵀ e_i, i < 50
+    np.testing.assert_allclose(np.sum(rows**2, axis=0), 1.0, rtol=1e-10)
+
+
+# ---------------------------------------------------------------- Kronecker zero-slice skipping
+class _CountingGrid(RegularGridCorrelation):
+    """Records how many spatial rows each batched application receives."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls: list[int] = []
+
+    def _apply_rows(self, R):
+        self.calls.append(R.shape[0])
+        return super()._apply_rows(R)
+
+
+def _kron_reference(op: KroneckerCovariance) -> np.ndarray:
+    d = op.std.ravel()
+    return d[:, None] * np.kron(op.temporal.to_dense(), op.spatial.to_dense()) * d[None, :]
+
+
+@pytest.mark.parametrize("sparse_input", [False, True])
+def test_kronecker_skips_all_zero_time_slices(sparse_input):
+    nt, shape = 6, (4, 5)
+    ns = 20
+    Cs = _CountingGrid(shape, 1.0, "exponential", 2.0)
+    B = KroneckerCovariance(
+        np.random.default_rng(1).uniform(0.5, 1.0, (nt, ns)),
+        Cs,
+        TemporalCorrelation(12.0, nt=nt, step_hours=6.0),
+    )
+    rng = np.random.default_rng(2)
+    k = 7
+    V = np.zeros((nt * ns, k))
+    for j in range(k):  # each column non-zero in two time steps only
+        for t in rng.choice(nt, 2, replace=False):
+            V[t * ns + rng.choice(ns, 3, replace=False), j] = rng.normal(size=3)
+    out = B @ (sp.csc_array(V) if sparse_input else V)
+    assert Cs.calls == [2 * k]  # one batch, only the 14 non-zero (time, column) slices
+    ref = _kron_reference(B) @ V
+    assert np.max(np.abs(out - ref)) / np.max(np.abs(ref)) < 1e-10
+
+
+def test_kronecker_all_zero_input_and_flat_std():
+    B = KroneckerCovariance(
+        np.full(12, 2.0), RegularGridCorrelation((2, 3), 1.0, "gaussian", 1.0),
+        TemporalCorrelation(5.0, nt=2, step_hours=1.0),
+    )  # fmt: skip
+    np.testing.assert_array_equal(B @ np.zeros((12, 3)), 0.0)
+    np.testing.assert_allclose(B.diag(), 4.0, rtol=1e-15)
+
+
+def test_kronecker_prior_uncorrelated_time_and_input_untouched():
+    std = np.random.default_rng(3).uniform(0.1, 1.0, (2, 3, 2, 4))
+    B = kronecker_prior(std, (2, 4), 1.0, "exponential", 1.5, 3, 24.0, None, n_sectors=2)
+    assert isinstance(B.blocks[0].temporal, DiagonalCovariance)
+    M = B.to_dense()
+    # no correlation between time steps or sectors: off-diagonal (8 x 8) blocks are zero
+    blocks = M.reshape(6, 8, 6, 8)
+    off = [blocks[i, :, j, :] for i in range(6) for j in range(6) if i != j]
+    assert np.all(np.asarray(off) == 0.0)
+    V = np.random.default_rng(4).normal(size=(B.shape[0], 2))
+    V_copy = V.copy()
+    B @ V
+    B.sqrt_rmatvec(V)
+    np.testing.assert_array_equal(V, V_copy)
+
+
+def test_float32_and_list_inputs():
+    C = RegularGridCorrelation((3, 3), 1.0, "exponential", 1.0)
+    v = np.arange(9, dtype=np.float32)
+    out = C @ v
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, C.to_dense() @ v.astype(np.float64), rtol=1e-12)
+    np.testing.assert_allclose(C.sqrt_rmatvec(list(range(9))), C.sqrt_rmatvec(v), rtol=1e-12)
