@@ -1,0 +1,276 @@
+"""Shared pieces of the footprint readers: units, checks and the output layout.
+
+Every reader returns an :class:`xarray.DataArray` named ``footprint`` with dims ``(time, y, x)``
+for a single receptor or ``(receptor, time, y, x)`` for multi-receptor files, values in
+ppm per (µmol m-2 s-1) integrated over each layer, 1-D ``y``/``x`` cell-centre coordinates in the
+CRS named by ``attrs["crs"]``, and the receptor metadata as coordinates (see FORMAT.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ._kernels import scan_layers
+
+__all__ = [
+    "FOOTPRINT_UNITS",
+    "FootprintError",
+    "build_footprint",
+    "footprint_unit_factor",
+    "layer_start_times",
+]
+
+log = logging.getLogger(__name__)
+
+#: Units of every footprint returned by the readers.
+FOOTPRINT_UNITS = "ppm (umol m-2 s-1)-1"
+
+#: Unit strings accepted for footprints already in (or a decimal factor of) ppm per µmol m-2 s-1,
+#: after normalisation (lower case, ``µ`` -> ``u``, spaces removed).
+_UNIT_FACTORS: dict[str, float] = {
+    "ppm(umol-1m2s)": 1.0,  # R-STILT / X-STILT
+    "ppm(umolm-2s-1)-1": 1.0,  # ours
+    "ppm/(umolm-2s-1)": 1.0,
+    "ppm/(umol/m2/s)": 1.0,
+    "ppmperumolm-2s-1": 1.0,
+    "ppm(umol/m2/s)-1": 1.0,
+    "(mol/mol)/(mol/m2/s)": 1.0,  # NAME / OpenGHG / PARIS: 1e6 ppm / 1e6 µmol m-2 s-1
+    "molmol-1(molm-2s-1)-1": 1.0,
+    "m2smol-1": 1.0,
+    "sm2mol-1": 1.0,
+    "ppb(umol-1m2s)": 1e-3,
+    "ppb/(umolm-2s-1)": 1e-3,
+    "ppb(umolm-2s-1)-1": 1e-3,
+}
+
+
+#: Largest share of the absolute sensitivity that negative values (numerical artefacts, e.g. the
+#: residual layer of OpenGHG high-time-resolution footprints) may carry; they are kept and
+#: logged below it, an error above it.
+MAX_NEGATIVE_FRACTION = 0.05
+
+
+class FootprintError(ValueError):
+    """A footprint file is missing, corrupt, or holds values or metadata we cannot use."""
+
+
+def _norm_units(units: str) -> str:
+    return re.sub(r"\s+", "", str(units).strip().lower().replace("µ", "u").replace("μ", "u"))
+
+
+def footprint_unit_factor(units: Any, path: str | Path, variable: str) -> float:
+    """Factor that converts ``units`` to ppm per (µmol m-2 s-1).
+
+    Raises
+    ------
+    FootprintError
+        If the units string is missing or not one we know how to convert.
+    """
+    if units is None:
+        raise FootprintError(
+            f"{path}: variable {variable!r} has no 'units' attribute; expected one of "
+            f"{sorted(_UNIT_FACTORS)} (spaces ignored); add the attribute to a copy of the file"
+        )
+    key = _norm_units(units)
+    if key not in _UNIT_FACTORS:
+        raise FootprintError(
+            f"{path}: variable {variable!r} has units {units!r} that cannot be converted to "
+            f"{FOOTPRINT_UNITS!r}; known units are {sorted(_UNIT_FACTORS)} (spaces ignored); "
+            "fix the attribute or register a reader for this format"
+        )
+    return _UNIT_FACTORS[key]
+
+
+def check_layers(values: np.ndarray, path: str | Path, variable: str) -> np.ndarray:
+    """Raise on NaN/inf or negative values; return the per-layer sums (leading dims flattened)."""
+    flat = values.reshape(-1, values.shape[-2] * values.shape[-1])
+    sums, n_bad, n_neg = scan_layers(flat)
+    if n_bad.any():
+        k = int(np.flatnonzero(n_bad)[0])
+        raise FootprintError(
+            f"{path}: variable {variable!r} holds {int(n_bad.sum())} NaN/inf values (first in "
+            f"layer {k}); footprints must be finite — fill missing cells with 0 if they mean "
+            "'no particle', otherwise regenerate the file"
+        )
+    if n_neg.any():
+        neg = float(np.minimum(flat, 0).sum(dtype=np.float64))
+        pos = float(np.maximum(flat, 0).sum(dtype=np.float64))
+        frac = -neg / max(pos - neg, 1e-300)
+        k = int(np.flatnonzero(n_neg)[0])
+        if frac > MAX_NEGATIVE_FRACTION:
+            raise FootprintError(
+                f"{path}: variable {variable!r} holds {int(n_neg.sum())} negative values (first "
+                f"in layer {k}) carrying {frac:.2%} of the absolute sensitivity (limit "
+                f"{MAX_NEGATIVE_FRACTION:.0%}); footprints are non-negative — check the file"
+            )
+        log.warning(
+            "%s: %s holds %d negative values (%.3g%% of the absolute sensitivity); kept as is",
+            path,
+            variable,
+            int(n_neg.sum()),
+            100 * frac,
+        )
+    return sums
+
+
+def check_layer_times(times: np.ndarray, step: np.timedelta64, path: str | Path) -> None:
+    """Raise unless layer starts are strictly increasing with spacing exactly ``step``.
+
+    Duplicated or overlapping layers (spacing < step) and missing layers (spacing > step) are
+    errors: both would double count or silently lose sensitivity.
+    """
+    if times.size < 2:
+        return
+    d = np.diff(times)
+    bad = np.flatnonzero(d != step)
+    if bad.size:
+        i = int(bad[0])
+        what = "overlapping or duplicated" if d[i] < step else "missing"
+        raise FootprintError(
+            f"{path}: {what} back-layers: layer {i} starts {times[i]} and layer {i + 1} starts "
+            f"{times[i + 1]}, expected a spacing of {pd.Timedelta(step)}; regenerate the footprint "
+            "or fill the gap with zero layers"
+        )
+
+
+def layer_start_times(fp: xr.DataArray) -> np.ndarray:
+    """Start of each layer [datetime64[ns], UTC] as ``(n_receptor, n_time)``.
+
+    Uses the 2-D ``layer_time`` coordinate when receptors have their own layers (NAME),
+    else broadcasts the 1-D ``time`` coordinate.
+    """
+    n_rec = fp.sizes.get("receptor", 1)
+    if "layer_time" in fp.coords:
+        lt = fp.coords["layer_time"]
+        if "receptor" in fp.dims:
+            lt = lt.transpose("receptor", "time")
+        return np.broadcast_to(lt.values.astype("datetime64[ns]"), (n_rec, fp.sizes["time"]))
+    t = fp["time"].values.astype("datetime64[ns]")
+    return np.broadcast_to(t, (n_rec, t.size))
+
+
+def _regular(c: np.ndarray, name: str, path: str | Path) -> np.ndarray:
+    """Snap nearly even cell centres (float32 rounding) to an exact even spacing.
+
+    Coordinates that deviate from an even spacing by more than 1e-3 of a cell are an error:
+    only regular grids are supported.
+    """
+    if c.size < 2:
+        return c
+    even = np.linspace(c[0], c[-1], c.size)
+    step = (c[-1] - c[0]) / (c.size - 1)
+    dev = np.abs(c - even).max()
+    if step <= 0 or dev > 1e-3 * abs(step):
+        raise FootprintError(
+            f"{path}: {name} cell centres are not evenly increasing (spacing {step:.6g}, "
+            f"deviation {dev:.3g}); only regular footprint grids are supported — regrid first"
+        )
+    return even
+
+
+def build_footprint(
+    values: np.ndarray,
+    *,
+    x: np.ndarray,
+    y: np.ndarray,
+    crs: str,
+    time: np.ndarray | None,
+    layer_seconds: float,
+    receptor: dict[str, Any],
+    path: str | Path,
+    fmt: str,
+    layer_time: np.ndarray | None = None,
+    extra_attrs: dict[str, Any] | None = None,
+) -> xr.DataArray:
+    """Assemble the standard footprint DataArray (see module docstring and FORMAT.md).
+
+    ``values`` is ``(time, y, x)`` or ``(receptor, time, y, x)`` [ppm per (µmol m-2 s-1)];
+    ``receptor`` maps ``time, lat, lon, height, kind, id`` to scalars or 1-D arrays.
+    """
+    multi = values.ndim == 4
+    x = _regular(np.asarray(x, float), "x", path)
+    y = _regular(np.asarray(y, float), "y", path)
+    dims = ("receptor", "time", "y", "x") if multi else ("time", "y", "x")
+    geographic = "4326" in crs or "longlat" in crs.lower()
+    units = "degrees_east" if geographic else "m"
+    coords: dict[str, Any] = {
+        "y": ("y", np.asarray(y, float), {"units": units.replace("east", "north")}),
+        "x": ("x", np.asarray(x, float), {"units": units}),
+    }
+    if time is not None:
+        coords["time"] = (
+            "time",
+            np.asarray(time, "datetime64[ns]"),
+            {"long_name": "start of back-layer"},
+        )
+    if layer_time is not None:
+        coords["layer_time"] = (
+            ("receptor", "time") if multi else ("time",),
+            np.asarray(layer_time, "datetime64[ns]"),
+            {"long_name": "start of back-layer"},
+        )
+    rdim = ("receptor",) if multi else ()
+    for key in ("time", "lat", "lon", "height", "kind", "id"):
+        val = receptor[key]
+        if key == "time":
+            val = np.asarray(val, "datetime64[ns]")
+        elif key in ("kind", "id"):
+            val = np.asarray(val, dtype=str)
+        else:
+            val = np.asarray(val, dtype=float)
+        coords[f"receptor_{key}"] = (rdim, val)
+    attrs = {
+        "units": FOOTPRINT_UNITS,
+        "long_name": "footprint: mole fraction sensitivity to surface flux, per layer",
+        "crs": crs,
+        "layer_seconds": float(layer_seconds),
+        "time_convention": "time = start of each back-layer; layers are [time, time + layer)",
+        "source_file": str(path),
+        "source_format": fmt,
+    }
+    attrs.update(extra_attrs or {})
+    return xr.DataArray(values, dims=dims, coords=coords, name="footprint", attrs=attrs)
+
+
+def open_dataset(path: str | Path, **kwargs: Any) -> xr.Dataset:
+    """Open a NetCDF/zarr file, turning I/O failures into errors that name the file."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: footprint file not found")
+    try:
+        if p.is_dir() or p.suffix == ".zarr":
+            return xr.open_zarr(p, **kwargs)
+        return xr.open_dataset(p, **kwargs)
+    except (OSError, ValueError, RuntimeError, KeyError) as err:
+        raise FootprintError(
+            f"{p}: could not open as NetCDF/zarr ({type(err).__name__}: {err}); the file is "
+            "corrupt, truncated or not a footprint file — regenerate or re-download it"
+        ) from err
+
+
+def require(ds: xr.Dataset, names: list[str], path: str | Path, fmt: str) -> None:
+    """Raise KeyError-like FootprintError naming the missing variables."""
+    missing = [n for n in names if n not in ds.variables]
+    if missing:
+        raise FootprintError(
+            f"{path}: missing variable(s) {missing} required by the {fmt!r} footprint format "
+            f"(found {sorted(map(str, ds.variables))}); pass the right format= or fix the file"
+        )
+
+
+def load_values(da: xr.DataArray, path: str | Path) -> np.ndarray:
+    """Load a variable, turning decode/read errors (truncated files) into FootprintError."""
+    try:
+        return np.asarray(da.values)
+    except (OSError, RuntimeError, ValueError) as err:
+        raise FootprintError(
+            f"{path}: could not read variable {da.name!r} ({type(err).__name__}: {err}); the "
+            "file is corrupt or truncated — regenerate it"
+        ) from err

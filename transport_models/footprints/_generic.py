@@ -1,0 +1,121 @@
+"""Our own documented footprint layout (NetCDF or zarr), see FORMAT.md."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from ._common import (
+    FootprintError,
+    build_footprint,
+    check_layer_times,
+    check_layers,
+    footprint_unit_factor,
+    load_values,
+    open_dataset,
+    require,
+)
+
+__all__ = ["FORMAT_VERSION", "read_generic", "write_footprint"]
+
+#: Value of the global attribute ``cityflux_footprint_format`` of files in our layout.
+FORMAT_VERSION = "1"
+
+_RECEPTOR = ("time", "lat", "lon", "height", "kind", "id")
+
+
+def read_generic(path: str | Path) -> xr.DataArray:
+    """Read a footprint in the cityflux layout (``*.nc`` or ``*.zarr``), see FORMAT.md.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``(time, y, x)`` or ``(receptor, time, y, x)`` [ppm per (µmol m-2 s-1)].
+    """
+    path = Path(path)
+    with open_dataset(path) as ds:
+        require(ds, ["footprint", *(f"receptor_{k}" for k in _RECEPTOR)], path, "cityflux")
+        da = ds["footprint"]
+        factor = footprint_unit_factor(da.attrs.get("units"), path, "footprint")
+        multi = "receptor" in da.dims
+        order = ("receptor", "time", "y", "x") if multi else ("time", "y", "x")
+        if set(da.dims) != set(order):
+            raise FootprintError(f"{path}: footprint dims {da.dims}; expected {order}")
+        da = da.transpose(*order)
+        crs = da.attrs.get("crs") or ds.attrs.get("crs")
+        gm = da.attrs.get("grid_mapping")
+        if not crs and gm and gm in ds.variables:
+            crs = ds[gm].attrs.get("crs_wkt")
+        if not crs:
+            raise FootprintError(
+                f"{path}: no CRS: set the footprint attribute 'crs' (e.g. 'EPSG:4326') or a CF "
+                "grid_mapping variable with 'crs_wkt'"
+            )
+        if "layer_seconds" not in da.attrs:
+            raise FootprintError(f"{path}: footprint attribute 'layer_seconds' [s] is missing")
+        layer_seconds = float(da.attrs["layer_seconds"])
+        values = load_values(da, path).astype(np.float32, copy=False)
+        rec = {k: ds[f"receptor_{k}"].values for k in _RECEPTOR}
+        time = ds["time"].values.astype("datetime64[ns]") if "time" in ds.coords else None
+        layer_time = ds["layer_time"].values if "layer_time" in ds.variables else None
+        x, y = ds["x"].values, ds["y"].values
+        extra = {k: v for k, v in da.attrs.items() if k not in ("units", "crs", "layer_seconds")}
+    if time is None and layer_time is None:
+        raise FootprintError(f"{path}: neither a 'time' nor a 'layer_time' coordinate")
+    if time is not None and np.isfinite(layer_seconds):
+        check_layer_times(time, np.timedelta64(round(layer_seconds * 1e9), "ns"), path)
+    check_layers(values, path, "footprint")
+    if factor != 1.0:
+        values = values * np.float32(factor)
+    extra.pop("source_file", None)
+    extra.pop("source_format", None)
+    return build_footprint(
+        values,
+        x=x,
+        y=y,
+        crs=str(crs),
+        time=time,
+        layer_time=layer_time,
+        layer_seconds=layer_seconds,
+        receptor=rec,
+        path=path,
+        fmt="cityflux",
+        extra_attrs=extra,
+    )
+
+
+def write_footprint(fp: xr.DataArray, path: str | Path) -> Path:
+    """Write a footprint DataArray (as returned by the readers) in our layout, atomically.
+
+    ``*.zarr`` paths are written as zarr stores, anything else as NetCDF4 (zlib level 1).
+    The file is written to a temporary name in the same directory and renamed into place.
+    """
+    path = Path(path)
+    ds = fp.rename("footprint").to_dataset()
+    ds["footprint"].attrs.pop("source_file", None)
+    ds.attrs["cityflux_footprint_format"] = FORMAT_VERSION
+    ds.attrs["Conventions"] = "CF-1.10"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".zarr":
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+        shutil.rmtree(tmp)
+        ds.to_zarr(tmp, mode="w")
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+        return path
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        enc = {"footprint": {"zlib": True, "complevel": 1}}
+        ds.to_netcdf(tmp_name, engine="netcdf4", encoding=enc)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
