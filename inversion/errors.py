@@ -8,7 +8,9 @@ from __future__ import annotations
 
 __all__ = [
     "ConvergenceError",
+    "MemoryBudgetError",
     "NonFiniteError",
+    "NonPositiveVarianceError",
     "NotPositiveDefiniteError",
     "ShapeMismatchError",
 ]
@@ -28,3 +30,11 @@ class NotPositiveDefiniteError(ValueError):
 
 class ConvergenceError(RuntimeError):
     """An iterative solver did not reach its tolerance within the iteration cap."""
+
+
+class NonPositiveVarianceError(NonFiniteError):
+    """A covariance has a zero or negative variance on its diagonal."""
+
+
+class MemoryBudgetError(MemoryError):
+    """A requested product would need more memory than the solver's memory budget allows."""

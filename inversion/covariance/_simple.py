@@ -10,7 +10,12 @@ import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
 from inversion.covariance._base import CovarianceOperator, as_float_2d, check_finite_array
-from inversion.errors import NonFiniteError, NotPositiveDefiniteError, ShapeMismatchError
+from inversion.errors import (
+    NonFiniteError,
+    NonPositiveVarianceError,
+    NotPositiveDefiniteError,
+    ShapeMismatchError,
+)
 
 __all__ = ["BlockDiagonalCovariance", "DenseCovariance", "DiagonalCovariance"]
 
@@ -115,9 +120,10 @@ class DenseCovariance(CovarianceOperator):
         If it holds NaN or inf.
     ValueError
         If it is not symmetric.
+    NonPositiveVarianceError
+        If a diagonal entry is negative.
     NotPositiveDefiniteError
-        If a diagonal entry is negative (here), or, in ``sqrt_matvec``/``sqrt_rmatvec``, if the
-        Cholesky factorisation fails.
+        In ``sqrt_matvec``/``sqrt_rmatvec``, if the Cholesky factorisation fails.
     """
 
     def __init__(self, matrix: ArrayLike, *, name: str = "matrix", rtol: float = 1e-10) -> None:
@@ -140,7 +146,7 @@ class DenseCovariance(CovarianceOperator):
         d = np.diag(A)
         if np.any(d < 0):
             i = int(np.flatnonzero(d < 0)[0])
-            raise NotPositiveDefiniteError(
+            raise NonPositiveVarianceError(
                 f"{name} is not a covariance: diagonal entry {name}[{i}, {i}]={float(d[i])!r} < 0"
             )
         super().__init__(A.shape[0])

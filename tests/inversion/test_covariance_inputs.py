@@ -16,7 +16,12 @@ from inversion.covariance import (
     correlation_function,
     kronecker_prior,
 )
-from inversion.errors import NonFiniteError, NotPositiveDefiniteError, ShapeMismatchError
+from inversion.errors import (
+    NonFiniteError,
+    NonPositiveVarianceError,
+    NotPositiveDefiniteError,
+    ShapeMismatchError,
+)
 
 
 # ---------------------------------------------------------------- diagonal
@@ -71,7 +76,7 @@ def test_dense_not_positive_definite():
     assert np.allclose(C @ np.ones(2), [3.0, 3.0])  # the matvec does not need definiteness
     with pytest.raises(NotPositiveDefiniteError, match=r"R_overpass.*not positive definite"):
         C.sqrt_matvec(np.ones(2))
-    with pytest.raises(NotPositiveDefiniteError, match=r"R_neg\[1, 1\]=-1.0"):
+    with pytest.raises(NonPositiveVarianceError, match=r"R_neg\[1, 1\]=-1.0"):
         DenseCovariance(np.diag([1.0, -1.0]), name="R_neg")
 
 

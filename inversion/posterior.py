@@ -1,0 +1,388 @@
+"""Posterior products of a linear-Gaussian inversion: mean, std, aggregates, diagnostics.
+
+A :class:`Posterior` is made by :func:`inversion.solve.solve`. It holds the posterior mean and
+the Cholesky factor of the innovation covariance ``S = H B Hᵀ + R``; everything else (std map,
+aggregate uncertainties, DOFS, averaging kernel) is computed on demand from that factor and
+the problem's operators, so that the posterior covariance ``A = B − B Hᵀ S⁻¹ H B`` is never
+formed by the obs-space method. The dense reference method keeps ``A`` explicitly.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse
+
+from inversion.errors import MemoryBudgetError, NotPositiveDefiniteError, ShapeMismatchError
+from inversion.problem import LinearProblem, _check_output, covariance_dense, iter_gain_chunks
+
+__all__ = ["Posterior"]
+
+logger = logging.getLogger(__name__)
+
+# Negative posterior variances of magnitude below this fraction of the prior variance are
+# rounding noise (cancellation in B − G S⁻¹ Gᵀ) and are set to zero; larger ones are errors.
+_NEGATIVE_VARIANCE_RTOL = 1e-8
+
+
+def _gib(nbytes: float) -> str:
+    """Human-readable size of ``nbytes``."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.2f} {unit}"
+    return f"{nbytes:.0f} bytes"
+
+
+class Posterior:
+    """Posterior of ``x`` given ``y`` for a :class:`~inversion.problem.LinearProblem`.
+
+    Do not build it directly: use :func:`inversion.solve.solve`.
+
+    Attributes
+    ----------
+    mean : numpy.ndarray
+        Posterior mean (n_state,) [state units].
+    method : str
+        Solver that made it ("dense" or "obs-space").
+    std_method : str
+        How :attr:`std` is computed: "exact-dense" or "exact-obs-space".
+    """
+
+    def __init__(
+        self,
+        problem: LinearProblem,
+        *,
+        method: str,
+        mean: np.ndarray,
+        S_factor: tuple[np.ndarray, bool],
+        innovation: np.ndarray,
+        alpha: np.ndarray,
+        memory_budget: float,
+        chunk_size: int,
+        gain_matrix: np.ndarray | None = None,
+        covariance: np.ndarray | None = None,
+    ) -> None:
+        self.problem = problem
+        self.method = method
+        self.mean = mean
+        self._S = S_factor
+        self._d = innovation
+        self._alpha = alpha
+        self.memory_budget = float(memory_budget)
+        self.chunk_size = int(chunk_size)
+        self._G = gain_matrix  # dense method only: B Hᵀ (n_state, n_obs)
+        self._A = covariance  # dense method only: explicit posterior covariance
+        self.std_method = "exact-dense" if covariance is not None else "exact-obs-space"
+
+    def __repr__(self) -> str:
+        return (
+            f"Posterior(method={self.method!r}, n_state={self.n_state}, n_obs={self.n_obs}, "
+            f"chi2={self.chi2:.4g})"
+        )
+
+    # ------------------------------------------------------------------ basic quantities
+    @property
+    def n_state(self) -> int:
+        """Number of state elements."""
+        return self.problem.n_state
+
+    @property
+    def n_obs(self) -> int:
+        """Number of observations."""
+        return self.problem.n_obs
+
+    @cached_property
+    def prior_std(self) -> np.ndarray:
+        """Prior standard deviation ``sqrt(diag B)`` (n_state,) [state units]."""
+        return np.sqrt(self.problem.B_diag)
+
+    @property
+    def chi2(self) -> float:
+        """Innovation chi-square per observation ``dᵀ S⁻¹ d / n_obs``, ``d = y − H x_a``.
+
+        About 1 when ``B`` and ``R`` describe the errors correctly; ≫ 1 when they are
+        underestimated.
+        """
+        return float(self._d @ self._alpha) / self.n_obs
+
+    @cached_property
+    def dofs(self) -> float:
+        """Degrees of freedom for signal ``trace(H K)`` (dense) = ``n_obs − trace(S⁻¹ R)``."""
+        if self._G is not None:
+            return float(np.sum(self.averaging_kernel_diag))
+        R = covariance_dense(self.problem.R)
+        S_inv_R = scipy.linalg.cho_solve(self._S, R, overwrite_b=True, check_finite=False)
+        dofs = self.n_obs - float(np.trace(S_inv_R))
+        _check_output(np.array([dofs]), "DOFS")
+        return dofs
+
+    @property
+    def covariance(self) -> np.ndarray:
+        """Explicit posterior covariance ``A`` (n_state, n_state); dense method only."""
+        if self._A is None:
+            raise MemoryBudgetError(
+                "the obs-space solver never forms the posterior covariance A (n_state x n_state "
+                f"= {_gib(8.0 * self.n_state**2)}); use post.aggregate_cov(weights) for the "
+                "covariance of aggregates, post.std for variances, or solve(..., method='dense') "
+                "for small problems"
+            )
+        return self._A
+
+    # ------------------------------------------------------------------ std map
+    @cached_property
+    def std(self) -> np.ndarray:
+        """Exact posterior standard deviation (n_state,) [state units].
+
+        Dense: ``sqrt(diag A)``. Obs-space: ``diag A = diag B − Σ_i (L⁻¹ Gᵀ)²_i`` with
+        ``S = L Lᵀ`` and ``G = B Hᵀ`` recomputed chunk by chunk; needs ``n_state·n_obs·8``
+        bytes within the memory budget.
+
+        Raises
+        ------
+        MemoryBudgetError
+            If the obs-space computation does not fit the memory budget.
+        """
+        if self._A is not None:
+            var = np.diag(self._A).copy()
+        else:
+            var = self.problem.B_diag - self._obs_space_reduction(want_ak=False)[0]
+        var = self._checked_variance(var, self.problem.B_diag, "posterior variance map")
+        return np.sqrt(var)
+
+    @cached_property
+    def error_reduction(self) -> np.ndarray:
+        """Uncertainty reduction ``1 − std / prior_std`` (n_state,) [1]."""
+        return 1.0 - self.std / self.prior_std
+
+    @cached_property
+    def averaging_kernel_diag(self) -> np.ndarray:
+        """Diagonal of the averaging kernel ``K H`` (n_state,) [1], ``K = B Hᵀ S⁻¹``."""
+        if self._G is not None:
+            Kt = scipy.linalg.cho_solve(self._S, self._G.T, check_finite=False)
+            ak = _rowwise_dot_h(self.problem, Kt)
+        else:
+            reduction, ak = self._obs_space_reduction(want_ak=True)
+            if "std" not in self.__dict__:
+                var = self._checked_variance(
+                    self.problem.B_diag - reduction, self.problem.B_diag, "posterior variances"
+                )
+                self.__dict__["std"] = np.sqrt(var)
+        _check_output(ak, "averaging kernel diagonal")
+        return ak
+
+    def _obs_space_reduction(self, want_ak: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """``diag(G S⁻¹ Gᵀ)`` and, if asked, ``diag(K H)``, holding G whole (budget checked)."""
+        need = 8.0 * self.n_state * self.n_obs
+        if need > self.memory_budget:
+            raise MemoryBudgetError(
+                f"the exact obs-space std map needs G = B Hᵀ whole: n_state x n_obs = "
+                f"{self.n_state} x {self.n_obs} x 8 bytes = {_gib(need)}, more than the memory "
+                f"budget of {_gib(self.memory_budget)}; use post.aggregate(weights) for the "
+                f"uncertainty of totals (exact, cheap), or pass solve(..., memory_budget="
+                f"{int(np.ceil(need * 1.25))}) if the machine has the memory"
+            )
+        G = np.empty((self.n_state, self.n_obs))
+        for rows, G_c in iter_gain_chunks(self.problem, self.chunk_size):
+            G[:, rows] = G_c
+        del G_c
+        # G.T is F-contiguous (n_obs, n_state): solved in place, no copy.
+        Z = self._half_solve(G.T, overwrite=True)
+        reduction = np.einsum("ij,ij->j", Z, Z)
+        if not want_ak:
+            return reduction, None
+        W = self._half_solve(Z, overwrite=True, adjoint=True)
+        return reduction, _rowwise_dot_h(self.problem, W)
+
+    def _checked_variance(self, var: np.ndarray, prior_var: np.ndarray, what: str) -> np.ndarray:
+        _check_output(var, what)
+        neg = var < 0
+        if neg.any():
+            worst = int(np.argmin(var / prior_var))
+            if -var[worst] > _NEGATIVE_VARIANCE_RTOL * prior_var[worst]:
+                raise NotPositiveDefiniteError(
+                    f"{what}: {int(neg.sum())} negative posterior variance(s), the worst at index "
+                    f"{worst}: {float(var[worst])!r} (prior variance {float(prior_var[worst])!r}); "
+                    f"S = H B Hᵀ + R "
+                    f"is too ill-conditioned: check R (variances far too small?) and B"
+                )
+            var = np.where(neg, 0.0, var)
+        return var
+
+    # ------------------------------------------------------------------ aggregates
+    def aggregate(self, weights: Any) -> tuple[Any, Any]:
+        """Posterior mean and exact std of linear aggregates ``weights @ x``.
+
+        ``var = aᵀ B a − (H B a)ᵀ S⁻¹ (H B a)``: one ``B`` product per aggregate.
+
+        Parameters
+        ----------
+        weights : numpy.ndarray or scipy.sparse array/matrix
+            One aggregate (n_state,) or k aggregates (k, n_state) [aggregate units per state
+            unit, e.g. cell area × duration for a total].
+
+        Returns
+        -------
+        mean, std : float, float or numpy.ndarray, numpy.ndarray
+            Scalars for a vector of weights, arrays (k,) for a matrix [aggregate units].
+        """
+        W, single = self._as_weights(weights)
+        mean = np.asarray(W @ self.mean).ravel()
+        var = np.empty(W.shape[0])
+        prior_var = np.empty(W.shape[0])
+        for rows, Wt, BWt in self._iter_bw(W):
+            prior_var[rows] = np.einsum("ij,ij->j", Wt, BWt)
+            if self._A is not None:
+                var[rows] = np.einsum("ij,ij->j", Wt, self._A @ Wt)
+            else:
+                V = self._half_solve(self.problem.H_matmat(BWt))
+                var[rows] = prior_var[rows] - np.einsum("ij,ij->j", V, V)
+        var = self._checked_variance(var, prior_var, "aggregate variance")
+        std = np.sqrt(var)
+        _check_output(mean, "aggregate mean")
+        if single:
+            return float(mean[0]), float(std[0])
+        return mean, std
+
+    def aggregate_cov(self, weights: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean (k,) and covariance (k, k) of aggregates ``weights @ x``.
+
+        Parameters
+        ----------
+        weights : numpy.ndarray or scipy.sparse array/matrix
+            (k, n_state) or (n_state,) aggregate weights.
+
+        Returns
+        -------
+        mean : numpy.ndarray
+            (k,) [aggregate units].
+        cov : numpy.ndarray
+            (k, k) [aggregate units²], ``W B Wᵀ − (H B Wᵀ)ᵀ S⁻¹ (H B Wᵀ)``.
+        """
+        W, _ = self._as_weights(weights)
+        mean = np.asarray(W @ self.mean).ravel()
+        k = W.shape[0]
+        prior_cov = np.empty((k, k))
+        V = np.empty((self.n_obs, k)) if self._A is None else None
+        for rows, _Wt, BWt in self._iter_bw(W):
+            prior_cov[:, rows] = np.asarray(W @ BWt)
+            if V is not None:
+                V[:, rows] = self._half_solve(self.problem.H_matmat(BWt))
+        if self._A is not None:
+            cov = np.asarray(W @ (W @ self._A).T)
+        else:
+            cov = prior_cov - V.T @ V
+        cov = 0.5 * (cov + cov.T)
+        _check_output(cov, "aggregate covariance")
+        self._checked_variance(np.diag(cov).copy(), np.diag(prior_cov), "aggregate variance")
+        return mean, cov
+
+    def _as_weights(self, weights: Any) -> tuple[Any, bool]:
+        if scipy.sparse.issparse(weights):
+            W = scipy.sparse.csr_array(weights, dtype=np.float64)
+            single = False
+        else:
+            W = np.asarray(weights, dtype=np.float64)
+            single = W.ndim == 1
+            W = np.atleast_2d(W)
+            if W.ndim != 2:
+                raise ShapeMismatchError(
+                    f"weights must be (n_state,) or (k, n_state); found shape {W.shape}"
+                )
+            _check_output(W, "weights")
+        if W.shape[1] != self.n_state:
+            raise ShapeMismatchError(
+                f"weights must have n_state={self.n_state} columns (shape (n_state,) or "
+                f"(k, n_state)); found shape {W.shape}"
+            )
+        return W, single
+
+    def _iter_bw(self, W: Any):
+        """Yield ``(rows, Wᵀ[:, rows], B Wᵀ[:, rows])`` over chunks of aggregates."""
+        for start in range(0, W.shape[0], self.chunk_size):
+            rows = slice(start, min(start + self.chunk_size, W.shape[0]))
+            Wc = W[rows]
+            Wt = np.ascontiguousarray((Wc.toarray() if scipy.sparse.issparse(Wc) else Wc).T)
+            BWt = self.problem.B_matmat(Wt)
+            _check_output(BWt, "B Wᵀ")
+            yield rows, Wt, BWt
+
+    def _half_solve(
+        self, V: np.ndarray, overwrite: bool = False, adjoint: bool = False
+    ) -> np.ndarray:
+        """``L⁻¹ V`` (or ``L⁻ᵀ V`` if ``adjoint``) with ``S = L Lᵀ``.
+
+        The factor is stored as ``(c, lower)``: ``L = c`` (lower) or ``L = cᵀ`` (upper, S = cᵀ c).
+        """
+        c, lower = self._S
+        trans = "T" if lower == adjoint else "N"
+        return scipy.linalg.solve_triangular(
+            c, V, lower=lower, trans=trans, overwrite_b=overwrite, check_finite=False
+        )
+
+    # ------------------------------------------------------------------ other observations
+    def means_for(self, y: np.ndarray) -> np.ndarray:
+        """Posterior means for other observation vectors with the same ``H``, ``B``, ``R``.
+
+        Reuses the factorisation of ``S``: one ``B`` product with m columns, no new solve.
+        Useful for ensembles of perturbed or synthetic observations.
+
+        Parameters
+        ----------
+        y : numpy.ndarray
+            (n_obs,) or (m, n_obs) observations [ppm].
+
+        Returns
+        -------
+        numpy.ndarray
+            (n_state,) or (m, n_state) posterior means [state units].
+        """
+        Y, single = self._as_obs(y)
+        alpha = scipy.linalg.cho_solve(self._S, self._innovations(Y).T, check_finite=False)
+        if self._G is not None:
+            X = self._G @ alpha
+        else:
+            X = self.problem.B_matmat(self.problem.Ht_matmat(alpha))
+        X = (X + self.problem.x_prior[:, None]).T
+        _check_output(X, "posterior means")
+        return X[0] if single else X
+
+    def chi2_for(self, y: np.ndarray) -> np.ndarray | float:
+        """Innovation chi-square per observation for other observation vector(s) (see chi2)."""
+        Y, single = self._as_obs(y)
+        D = self._innovations(Y)
+        V = self._half_solve(D.T)
+        chi2 = np.einsum("ij,ij->j", V, V) / self.n_obs
+        return float(chi2[0]) if single else chi2
+
+    def _as_obs(self, y: np.ndarray) -> tuple[np.ndarray, bool]:
+        Y = np.asarray(y, dtype=np.float64)
+        single = Y.ndim == 1
+        Y = np.atleast_2d(Y)
+        if Y.ndim != 2 or Y.shape[1] != self.n_obs:
+            raise ShapeMismatchError(
+                f"y must have shape (n_obs,) or (m, n_obs) with n_obs={self.n_obs}; "
+                f"found shape {np.shape(y)}"
+            )
+        _check_output(Y, "y")
+        return Y, single
+
+    def _innovations(self, Y: np.ndarray) -> np.ndarray:
+        return Y - self.problem.H_matmat(self.problem.x_prior)[None, :]
+
+
+def _rowwise_dot_h(problem: LinearProblem, M: np.ndarray) -> np.ndarray:
+    """``Σ_i M[i, j] H[i, j]`` for each state j, with M (n_obs, n_state) dense."""
+    H = problem.H
+    if scipy.sparse.issparse(H):
+        return np.asarray(H.multiply(M).sum(axis=0)).ravel()
+    if isinstance(H, np.ndarray):
+        return np.einsum("ij,ij->j", M, H)
+    out = np.zeros(problem.n_state)
+    for start in range(0, problem.n_obs, 256):
+        rows = slice(start, min(start + 256, problem.n_obs))
+        out += np.einsum("ij,ji->j", M[rows], problem.Ht_columns(rows))
+    return out
