@@ -1,0 +1,194 @@
+"""Configuration sections used by real-data runs (``cityflux run`` without ``synthetic:``).
+
+Meteorology of the plume model, background handling, observation error settings, regions,
+temporal profiles and point sources of the prior. See :mod:`cityflux.config` for the whole file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from cityflux._config_base import Section, resolve_path
+
+__all__ = [
+    "BackgroundConfig",
+    "MetConfig",
+    "ObservationErrorsConfig",
+    "OffsetConfig",
+    "PointSourcesConfig",
+    "RegionsConfig",
+    "TemporalConfig",
+]
+
+ErrorSpec = float | dict[str, float]
+
+
+class MetConfig(Section):
+    """Hourly, domain-uniform meteorology of the plume model.
+
+    Either ``path``: a CSV with columns ``time`` (UTC start of the hour), ``wind_speed``
+    [m s-1], ``wind_direction`` [degrees, blowing from], ``boundary_layer_height`` [m],
+    ``stability`` (Pasquill A–F) and optional ``pressure`` [hPa], ``temperature`` [K]; or the
+    four constants, applied to every hour of the period.
+    """
+
+    path: Path | None = None
+    wind_speed: float | None = Field(default=None, gt=0.0, description="[m s-1]")
+    wind_direction: float | None = Field(default=None, description="[degrees, from]")
+    boundary_layer_height: float | None = Field(default=None, gt=0.0, description="[m]")
+    stability: Literal["A", "B", "C", "D", "E", "F"] | None = None
+    pressure: float = Field(default=1013.25, gt=0.0, description="[hPa]")
+    temperature: float = Field(default=288.15, gt=0.0, description="[K]")
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _resolve(cls, value: Any, info: ValidationInfo) -> Path | None:
+        return None if value is None else resolve_path(value, info)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> MetConfig:
+        consts = (self.wind_speed, self.wind_direction, self.boundary_layer_height, self.stability)
+        given = [c is not None for c in consts]
+        if self.path is None and not all(given):
+            raise ValueError(
+                "give either 'path' (met CSV) or all of wind_speed, wind_direction, "
+                "boundary_layer_height and stability"
+            )
+        if self.path is not None and any(given):
+            raise ValueError("give either 'path' or the constant values, not both")
+        return self
+
+
+class OffsetConfig(Section):
+    """Background offsets solved for in the state: one per site, per kind, or none.
+
+    ``std_ppm`` [ppm] is their prior standard deviation (prior mean 0).
+    """
+
+    by: Literal["site", "kind", "none"] = "site"
+    std_ppm: float = Field(default=1.0, gt=0.0, description="[ppm]")
+
+
+class BackgroundConfig(Section):
+    """How the background is removed from the observations before the inversion.
+
+    ``method``: ``none`` (values are already enhancements), ``constant`` (subtract
+    ``value_ppm``), ``quantile`` (``quantile`` of each ``window``, see
+    ``observations.background_quantile``) or ``upwind`` (hourly value of site ``site``).
+    ``error_ppm`` [ppm] overrides the background uncertainty the method estimates.
+    """
+
+    method: Literal["none", "constant", "quantile", "upwind"] = "none"
+    value_ppm: float | None = Field(default=None, description="[ppm] for method=constant")
+    quantile: float = Field(default=0.1, gt=0.0, lt=1.0)
+    window: str = "1D"
+    per_site: bool = False
+    min_count: int = Field(default=5, ge=1)
+    site: str | None = None
+    error_ppm: float | None = Field(default=None, ge=0.0, description="[ppm]")
+    offsets: OffsetConfig = OffsetConfig()
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        try:
+            pd.Timedelta(value)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"could not parse {value!r} as a window; use e.g. '1D' or '6h'"
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _needs(self) -> BackgroundConfig:
+        if self.method == "constant" and self.value_ppm is None:
+            raise ValueError("method='constant' needs value_ppm [ppm]")
+        if self.method == "upwind" and not self.site:
+            raise ValueError("method='upwind' needs 'site' (the upwind site code)")
+        return self
+
+
+class ObservationErrorsConfig(Section):
+    """Error components set per observation kind (or for all kinds) [ppm].
+
+    ``transport`` and ``representation`` replace the readers' values (a number for every kind or
+    ``{kind: ppm}``); ``correlation_lengths`` overrides ``observations.CORRELATION_LENGTHS``
+    (hours for towers/lidar, km for columns); ``correlated_components`` are correlated within
+    a correlation group (site-day, overpass, scan), the other components are diagonal.
+    """
+
+    transport: ErrorSpec | None = None
+    representation: ErrorSpec | None = None
+    correlation_lengths: dict[str, float] = Field(default_factory=dict)
+    correlated_components: tuple[str, ...] = ("transport", "representation")
+
+    @field_validator("correlated_components")
+    @classmethod
+    def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        known = ("instrument", "calibration", "transport", "representation", "background")
+        bad = [c for c in value if c not in known]
+        if bad:
+            raise ValueError(f"unknown error components {bad}; use some of {list(known)}")
+        return value
+
+
+class RegionsConfig(Section):
+    """Region polygons (GeoJSON, Shapefile, GeoPackage) for totals per region."""
+
+    path: Path
+    name_column: str | None = None
+    by_sector: bool = True
+    by_day: bool = False
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _resolve(cls, value: Any, info: ValidationInfo) -> Path:
+        return resolve_path(value, info)
+
+
+class TemporalConfig(Section):
+    """Temporal disaggregation of the inventories (``priors.temporal_disaggregate``).
+
+    ``profiles``: ``default`` (TNO-MACC) or a CSV path (sector, profile, index, factor);
+    ``timezone`` (IANA) or ``utc_offset`` [h] for local time; ``apply`` subset of hour, dow,
+    month (default: chosen from the inventory's time resolution); ``profile_for`` maps
+    inventory sectors to profile sectors (e.g. ``{total: flat}``).
+    """
+
+    profiles: str = "default"
+    timezone: str | None = None
+    utc_offset: float | None = None
+    apply: tuple[Literal["hour", "dow", "month"], ...] | None = None
+    profile_for: dict[str, str] = Field(default_factory=dict)
+    normalize_over_period: bool = False
+
+    @field_validator("profiles", mode="before")
+    @classmethod
+    def _resolve(cls, value: Any, info: ValidationInfo) -> str:
+        return "default" if value == "default" else str(resolve_path(value, info))
+
+    @model_validator(mode="after")
+    def _tz(self) -> TemporalConfig:
+        if self.timezone is not None and self.utc_offset is not None:
+            raise ValueError("give either timezone or utc_offset, not both")
+        return self
+
+    def profile_path(self) -> Path | None:
+        """The profile CSV, or None for the default profiles."""
+        return None if self.profiles == "default" else Path(self.profiles)
+
+
+class PointSourcesConfig(Section):
+    """Point sources added to the gridded prior (``priors.read_point_sources`` options)."""
+
+    path: Path
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _resolve(cls, value: Any, info: ValidationInfo) -> Path:
+        return resolve_path(value, info)

@@ -1,0 +1,114 @@
+"""Checks of the input files a configuration names (used by ``cityflux validate`` and ``run``).
+
+Each problem is ``(dotted config key, message)``; the message names the file, what is wrong and
+how to fix it. Nothing is read beyond what format detection needs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cityflux.config import CityfluxConfig
+
+__all__ = ["input_problems"]
+
+
+def _missing(key: str, path: Path, what: str = "file") -> tuple[str, str]:
+    return (key, f"{what} {str(path)!r} does not exist; fix the path")
+
+
+def _observation_problems(cfg: CityfluxConfig) -> list[tuple[str, str]]:
+    import observations
+
+    formats = set(observations.available_formats())
+    out: list[tuple[str, str]] = []
+    for i, src in enumerate(cfg.observations):
+        key = f"observations[{i}]"
+        if src.format is not None and src.format not in formats:
+            out.append(
+                (f"{key}.format", f"unknown format {src.format!r}; available: {sorted(formats)}")
+            )
+            continue
+        files = src.files()
+        if not files:
+            out.append((f"{key}.path", f"no file matches {str(src.path)!r}; fix the path or glob"))
+        for path in files:
+            if not path.is_file():
+                out.append(_missing(f"{key}.path", path))
+            elif src.format is None:
+                try:
+                    observations.detect_format(path)
+                except (ValueError, OSError) as err:
+                    out.append((f"{key}.format", f"{err}; set format: to one of {sorted(formats)}"))
+    return out
+
+
+def _transport_problems(cfg: CityfluxConfig) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    tr = cfg.transport
+    if tr.met is not None and tr.met.path is not None and not tr.met.path.is_file():
+        out.append(_missing("transport.met.path", tr.met.path))
+    if tr.model != "footprints" or tr.footprints is None:
+        return out
+    from transport_models import footprints as fp
+
+    formats = fp.available_formats()
+    if tr.footprint_format is not None and tr.footprint_format not in formats:
+        msg = f"unknown footprint format {tr.footprint_format!r}; available: {formats}"
+        return [*out, ("transport.footprint_format", msg)]
+    files = tr.footprint_files()
+    if not files:
+        what = "folder" if tr.footprints.is_dir() else "path"
+        msg = (
+            f"{what} {str(tr.footprints)!r} has no footprint file (pattern "
+            f"{tr.footprint_pattern!r}) or does not exist; fix the path or the pattern"
+        )
+        return [*out, ("transport.footprints", msg)]
+    if tr.footprint_format is None:
+        for path in files:
+            try:
+                fp.detect_format(path)
+            except (ValueError, OSError) as err:
+                out.append(
+                    (
+                        "transport.footprint_format",
+                        f"{err}; set footprint_format: (one of {formats})",
+                    )
+                )
+    return out
+
+
+def _prior_problems(cfg: CityfluxConfig) -> list[tuple[str, str]]:
+    import priors
+
+    out: list[tuple[str, str]] = []
+    formats = priors.inventory_formats()
+    for i, inv in enumerate(cfg.prior.inventories):
+        key = f"prior.inventories[{i}]"
+        if not inv.path.exists():
+            out.append(_missing(f"{key}.path", inv.path))
+        if inv.format is not None and inv.format not in formats:
+            out.append(
+                (f"{key}.format", f"unknown inventory format {inv.format!r}; available: {formats}")
+            )
+    ps = cfg.prior.point_sources
+    if ps is not None and not ps.path.exists():
+        out.append(_missing("prior.point_sources.path", ps.path))
+    prof = cfg.prior.temporal.profile_path()
+    if prof is not None and not prof.is_file():
+        out.append(_missing("prior.temporal.profiles", prof))
+    if cfg.synthetic is None and not cfg.prior.inventories:
+        out.append(
+            ("prior.inventories", "real-data runs need at least one inventory; list one or more")
+        )
+    return out
+
+
+def input_problems(cfg: CityfluxConfig) -> list[tuple[str, str]]:
+    """Every problem with the input files of ``cfg`` (empty list when all is well)."""
+    out = _observation_problems(cfg) + _transport_problems(cfg) + _prior_problems(cfg)
+    if cfg.regions is not None and not cfg.regions.path.exists():
+        out.append(_missing("regions.path", cfg.regions.path))
+    return out

@@ -1,0 +1,526 @@
+"""Run configuration: YAML parsed once into typed, frozen pydantic models.
+
+A configuration file has the sections ``domain``, ``period``, ``prior``, ``observations``,
+``transport``, ``inversion``, ``output`` and, for synthetic cases (OSSE), ``synthetic``. Every
+model forbids unknown keys and is frozen, so a parsed configuration is a faithful, immutable
+record of what runs. Errors are raised as :class:`ConfigError` (a ``ValueError``) whose message
+names the dotted key (``inversion.spatial_length_km``), what was found and how to fix it.
+
+Relative paths in the file are resolved against the directory of the configuration file.
+
+Example
+-------
+>>> from cityflux.config import demo_config_path, load_config
+>>> cfg = load_config(demo_config_path())
+>>> cfg.domain.nx
+40
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import yaml
+from pydantic import (
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from cityflux._config_base import Section as _Section
+from cityflux._config_base import resolve_path as _resolve_path
+from cityflux._config_real import (
+    BackgroundConfig,
+    MetConfig,
+    ObservationErrorsConfig,
+    OffsetConfig,
+    PointSourcesConfig,
+    RegionsConfig,
+    TemporalConfig,
+)
+
+__all__ = [
+    "BackgroundConfig",
+    "CityfluxConfig",
+    "ConfigError",
+    "DomainConfig",
+    "InversionConfig",
+    "MetConfig",
+    "ObservationErrorsConfig",
+    "ObservationSource",
+    "OffsetConfig",
+    "OutputConfig",
+    "PeriodConfig",
+    "PointSourcesConfig",
+    "PriorConfig",
+    "RegionsConfig",
+    "SyntheticConfig",
+    "TemporalConfig",
+    "TransportConfig",
+    "check_inputs",
+    "config_hash",
+    "demo_config_path",
+    "load_config",
+    "parse_config",
+]
+
+CorrelationKind = Literal["exponential", "gaussian", "matern32"]
+
+
+class ConfigError(ValueError):
+    """A configuration file is unreadable, has unknown keys, wrong types or missing inputs.
+
+    Attributes
+    ----------
+    problems : list of (str, str)
+        ``(dotted key, message)`` for every problem found.
+    """
+
+    def __init__(self, message: str, problems: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems or [])
+
+
+class DomainConfig(_Section):
+    """The inversion grid.
+
+    Either a local projected grid centred on the city: ``resolution_m`` [m] cells, ``nx`` ×
+    ``ny`` of them, centred on (``center_lon``, ``center_lat``) [degrees] in an azimuthal
+    equidistant projection; or a longitude/latitude grid: ``bounds`` (lon0, lat0, lon1, lat1)
+    [degrees] in cells of ``resolution_deg`` [degrees] (e.g. to nest in a footprint grid).
+    """
+
+    center_lon: float | None = Field(default=None, ge=-180.0, le=180.0, description="[deg E]")
+    center_lat: float | None = Field(default=None, ge=-85.0, le=85.0, description="[deg N]")
+    nx: int | None = Field(default=None, ge=2, le=2000, description="number of columns")
+    ny: int | None = Field(default=None, ge=2, le=2000, description="number of rows")
+    resolution_m: float = Field(default=1000.0, gt=0.0, description="cell size [m]")
+    bounds: tuple[float, float, float, float] | None = Field(
+        default=None, description="lon0, lat0, lon1, lat1 [degrees] of a lon/lat grid"
+    )
+    resolution_deg: float | None = Field(default=None, gt=0.0, description="[degrees]")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> DomainConfig:
+        local = (self.center_lon, self.center_lat, self.nx, self.ny)
+        if self.bounds is None:
+            if any(v is None for v in local):
+                raise ValueError(
+                    "give center_lon, center_lat, nx and ny (local projected grid), or bounds "
+                    "and resolution_deg (lon/lat grid)"
+                )
+            return self
+        if any(v is not None for v in local) or self.resolution_deg is None:
+            raise ValueError(
+                "a lon/lat grid takes 'bounds' and 'resolution_deg' only (remove center_lon, "
+                "center_lat, nx, ny)"
+            )
+        lon0, lat0, lon1, lat1 = self.bounds
+        if not (-180 <= lon0 < lon1 <= 180 and -90 <= lat0 < lat1 <= 90):
+            raise ValueError(
+                f"bounds must be lon0 < lon1, lat0 < lat1 in degrees, found {self.bounds}"
+            )
+        return self
+
+    @property
+    def is_lonlat(self) -> bool:
+        """True for a longitude/latitude grid."""
+        return self.bounds is not None
+
+
+class PeriodConfig(_Section):
+    """The inversion period ``[start, end)`` (UTC) and the state time step (pandas offset)."""
+
+    start: dt.datetime
+    end: dt.datetime
+    step: str = Field(default="1D", description="state time step, e.g. '6h' or '1D'")
+
+    @field_validator("step")
+    @classmethod
+    def _check_step(cls, value: str) -> str:
+        try:
+            step = pd.Timedelta(value)
+        except (ValueError, TypeError):
+            raise ValueError(
+                f"could not parse {value!r} as a time step; use e.g. '1h', '6h' or '1D'"
+            ) from None
+        if step <= pd.Timedelta(0):
+            raise ValueError(f"the time step must be positive, found {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_order(self) -> PeriodConfig:
+        if self.end <= self.start:
+            raise ValueError(
+                f"end ({self.end}) must be after start ({self.start}); swap or fix the dates"
+            )
+        n = (pd.Timestamp(self.end) - pd.Timestamp(self.start)) / pd.Timedelta(self.step)
+        if n != int(n):
+            raise ValueError(
+                f"the period {self.start} – {self.end} is not a whole number of {self.step!r} "
+                f"steps (found {n:.4g}); adjust end or step"
+            )
+        return self
+
+
+class InventorySource(_Section):
+    """A prior inventory file, read with ``priors.read_inventory(path, format=...)``."""
+
+    path: Path
+    format: str | None = None
+    sector: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _resolve(cls, value: Any, info: ValidationInfo) -> Path:
+        return _resolve_path(value, info)
+
+
+class PriorConfig(_Section):
+    """Prior flux and its uncertainty ``B = D (C_t ⊗ C_s) D`` per sector.
+
+    ``relative_std`` [1] times the prior flux plus ``floor_std`` [µmol m-2 s-1] gives D;
+    ``background_std_ppm`` [ppm] is the prior std of the background offset of each
+    observation kind.
+    """
+
+    sectors: tuple[str, ...] = ("traffic", "buildings")
+    relative_std: float = Field(default=0.5, gt=0.0)
+    floor_std: float = Field(default=0.05, gt=0.0, description="[umol m-2 s-1]")
+    background_std_ppm: float = Field(default=1.0, gt=0.0, description="[ppm]")
+    inventories: tuple[InventorySource, ...] = ()
+    relative_std_by_sector: dict[str, float] = Field(default_factory=dict)
+    point_sources: PointSourcesConfig | None = None
+    temporal: TemporalConfig = TemporalConfig()
+
+    @field_validator("sectors")
+    @classmethod
+    def _unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value or len(set(value)) != len(value):
+            raise ValueError(f"sectors must be unique and non-empty, found {list(value)}")
+        return value
+
+
+class ObservationSource(_Section):
+    """One observation input, read with ``observations.read(path, format=format, **options)``.
+
+    ``path`` is a file, a glob pattern (``towers/*.nc``) or a list of files; relative paths are
+    taken from the config's folder. ``error_ppm`` [ppm] is added in quadrature to the
+    transport error of these observations. Records outside the period or the domain are
+    dropped (counted in the QC report) unless ``crop`` is false.
+    """
+
+    path: Path | tuple[Path, ...]
+    crop: bool = True
+    format: str | None = Field(default=None, description="reader name; auto-detected if omitted")
+    options: dict[str, Any] = Field(default_factory=dict)
+    error_ppm: float | None = Field(
+        default=None, gt=0.0, description="model-data mismatch added in quadrature [ppm]"
+    )
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _resolve(cls, value: Any, info: ValidationInfo) -> Path | tuple[Path, ...]:
+        if isinstance(value, list | tuple):
+            return tuple(_resolve_path(v, info) for v in value)
+        return _resolve_path(value, info)
+
+    def files(self) -> list[Path]:
+        """The input files: the path itself, each listed path, or the sorted glob matches."""
+        paths = self.path if isinstance(self.path, tuple) else (self.path,)
+        out: list[Path] = []
+        for p in paths:
+            if any(c in str(p) for c in "*?[") and not p.exists():
+                out.extend(sorted(Path(p.anchor).glob(str(p.relative_to(p.anchor)))))
+            else:
+                out.append(p)
+        return out
+
+
+class TransportConfig(_Section):
+    """Transport: the built-in Gaussian plume model, or footprint files.
+
+    Plume: ``met`` (see :class:`MetConfig`), ``dispersion``, ``cell_model`` and ``subcell``
+    (``transport_models.PlumeOptions``). Footprints: ``footprints`` is a folder (files matching
+    ``footprint_pattern``), a glob or a file; ``threshold`` [ppm per (µmol m-2 s-1)] drops small
+    entries (the dropped mass is reported); ``cache_dir`` caches the assembled H;
+    receptors match observations within ``time_tolerance`` and ``position_tolerance`` [deg].
+    """
+
+    model: Literal["plume", "footprints"] = "plume"
+    footprints: Path | None = Field(default=None, description="footprint folder (model=footprints)")
+    footprint_format: str | None = None
+    footprint_pattern: str = "*.nc"
+    footprint_options: dict[str, Any] = Field(default_factory=dict)
+    threshold: float = Field(default=1e-7, ge=0.0, description="[ppm per (umol m-2 s-1)]")
+    cache_dir: Path | None = None
+    time_tolerance: str = "1min"
+    position_tolerance: float = Field(default=1e-3, gt=0.0, description="[degrees]")
+    max_uncovered_area_fraction: float = Field(default=0.01, ge=0.0, le=1.0)
+    column_levels: int = Field(default=20, ge=2, le=200, description="levels of column kernels")
+    met: MetConfig | None = None
+    dispersion: Literal["briggs-urban", "briggs-rural"] = "briggs-urban"
+    cell_model: Literal["point", "area"] = "area"
+    subcell: int = Field(default=1, ge=1, le=10)
+
+    @field_validator("cache_dir", mode="before")
+    @classmethod
+    def _resolve_cache(cls, value: Any, info: ValidationInfo) -> Path | None:
+        return None if value is None else _resolve_path(value, info)
+
+    @field_validator("time_tolerance")
+    @classmethod
+    def _tol(cls, value: str) -> str:
+        try:
+            pd.Timedelta(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"could not parse {value!r} as a duration; use e.g. '30min'") from None
+        return value
+
+    def footprint_files(self) -> list[Path]:
+        """Footprint files: folder contents matching the pattern, glob matches, or the file."""
+        p = self.footprints
+        if p is None:
+            return []
+        if p.is_dir():
+            return sorted(p.glob(self.footprint_pattern))
+        if p.exists():
+            return [p]
+        return sorted(Path(p.anchor).glob(str(p.relative_to(p.anchor))))
+
+    @field_validator("footprints", mode="before")
+    @classmethod
+    def _resolve(cls, value: Any, info: ValidationInfo) -> Path | None:
+        return None if value is None else _resolve_path(value, info)
+
+    @model_validator(mode="after")
+    def _need_footprints(self) -> TransportConfig:
+        if self.model == "footprints" and self.footprints is None:
+            raise ValueError("model='footprints' needs a 'footprints' folder; set footprints: DIR")
+        return self
+
+
+class InversionConfig(_Section):
+    """Solver and prior correlation settings."""
+
+    method: Literal["auto", "dense", "obs-space"] = "auto"
+    spatial_kind: CorrelationKind = "exponential"
+    spatial_length_km: float = Field(default=5.0, gt=0.0, description="[km]")
+    temporal_length_h: float = Field(default=48.0, gt=0.0, description="e-folding time [h]")
+    memory_budget_gib: float = Field(default=4.0, gt=0.0, description="[GiB]")
+
+
+class OutputConfig(_Section):
+    """Where and what to write. ``dir`` is relative to the working directory (not the config)."""
+
+    dir: Path = Path("cityflux-out")
+    figures: bool = True
+
+
+class SyntheticConfig(_Section):
+    """Settings of the synthetic city (OSSE) used by ``cityflux demo``.
+
+    Emissions: ``city_total_kt_per_day`` [kt CO2 day-1] spread over a dense core of
+    ``core_radius_km`` [km], a road network and ``n_point_sources`` point sources. Networks:
+    ``n_towers`` tower inlets (hourly afternoon means at ``obs_hours_local`` local solar hours),
+    ``n_overpasses`` satellite snapshot maps (soundings every ``sounding_spacing_km`` [km] with
+    ``column_levels`` levels), ``n_chords`` lidar chords of 2–5 km scanned hourly. Errors are
+    1-sigma [ppm]; ``*_corr_ppm`` parts are correlated within a site-day, overpass or scan.
+    """
+
+    seed: int = Field(default=0, ge=0)
+    city_total_kt_per_day: float = Field(default=25.0, gt=0.0)
+    core_radius_km: float = Field(default=5.0, gt=0.0)
+    n_point_sources: int = Field(default=3, ge=0, le=50)
+    n_towers: int = Field(default=8, ge=0, le=100)
+    obs_hours_local: tuple[int, ...] = (12, 13, 14, 15)
+    tower_error_ppm: float = Field(default=1.0, gt=0.0)
+    tower_corr_ppm: float = Field(default=0.7, ge=0.0)
+    tower_corr_hours: float = Field(default=2.0, gt=0.0)
+    n_overpasses: int = Field(default=3, ge=0, le=50)
+    sounding_spacing_km: float = Field(default=2.5, gt=0.0)
+    snapshot_size_km: float = Field(default=24.0, gt=0.0)
+    column_error_ppm: float = Field(default=0.6, gt=0.0)
+    column_corr_ppm: float = Field(default=0.3, ge=0.0)
+    column_corr_km: float = Field(default=6.0, gt=0.0)
+    n_chords: int = Field(default=30, ge=0, le=1000)
+    lidar_error_ppm: float = Field(default=0.8, gt=0.0)
+    lidar_corr_ppm: float = Field(default=0.4, ge=0.0)
+
+    @field_validator("obs_hours_local")
+    @classmethod
+    def _hours(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        bad = [h for h in value if not 0 <= h <= 23]
+        if bad or not value:
+            raise ValueError(f"hours must be integers in 0..23 (non-empty), found {list(value)}")
+        return tuple(sorted(set(value)))
+
+    @model_validator(mode="after")
+    def _some_obs(self) -> SyntheticConfig:
+        if self.n_towers + self.n_overpasses + self.n_chords == 0:
+            raise ValueError("at least one of n_towers, n_overpasses, n_chords must be > 0")
+        return self
+
+
+class CityfluxConfig(_Section):
+    """A complete cityflux run configuration (see the module docstring)."""
+
+    name: str = "cityflux-run"
+    domain: DomainConfig
+    period: PeriodConfig
+    prior: PriorConfig = PriorConfig()
+    observations: tuple[ObservationSource, ...] = ()
+    transport: TransportConfig = TransportConfig()
+    inversion: InversionConfig = InversionConfig()
+    output: OutputConfig = OutputConfig()
+    background: BackgroundConfig = BackgroundConfig()
+    observation_errors: ObservationErrorsConfig = ObservationErrorsConfig()
+    regions: RegionsConfig | None = None
+    synthetic: SyntheticConfig | None = None
+
+    @model_validator(mode="after")
+    def _need_data(self) -> CityfluxConfig:
+        if self.synthetic is not None and self.domain.is_lonlat:
+            raise ValueError(
+                "the synthetic city needs a local projected domain (center_lon, center_lat, "
+                "nx, ny); remove domain.bounds"
+            )
+        if self.synthetic is None and not self.observations:
+            raise ValueError(
+                "the configuration has neither 'synthetic' nor 'observations'; add a "
+                "'synthetic:' section (OSSE) or list observation files under 'observations:'"
+            )
+        if (
+            self.synthetic is None
+            and self.transport.model == "plume"
+            and self.transport.met is None
+        ):
+            raise ValueError(
+                "transport.met is required for real data with the plume model; give a met CSV "
+                "(transport.met.path) or constant wind_speed, wind_direction, "
+                "boundary_layer_height and stability"
+            )
+        return self
+
+
+# ---------------------------------------------------------------------------------- loading
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+_FIXES = {
+    "extra_forbidden": "remove it or check its spelling (see examples/demo.yaml for valid keys)",
+    "missing": "add it",
+}
+
+
+def _format_errors(err: ValidationError, source: str) -> ConfigError:
+    problems = []
+    for e in err.errors(include_url=False):
+        loc = tuple(p for p in e["loc"] if p not in ("function-after",))
+        key = _dotted(loc)
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = f"unknown key; {_FIXES['extra_forbidden']}"
+        elif e["type"] == "missing":
+            msg = "required key is missing; add it"
+        else:
+            found = e.get("input")
+            if not isinstance(found, dict | list):
+                msg = f"{msg} (found {found!r})"
+        problems.append((key, msg))
+    lines = "\n".join(f"  {k}: {m}" for k, m in problems)
+    return ConfigError(f"invalid configuration {source}:\n{lines}", problems)
+
+
+def parse_config(
+    data: Any, *, base_dir: str | Path | None = None, source: str = ""
+) -> CityfluxConfig:
+    """Validate a mapping (parsed YAML) into a :class:`CityfluxConfig`.
+
+    Parameters
+    ----------
+    data : mapping
+        The configuration.
+    base_dir : path, optional
+        Directory that relative paths are resolved against.
+    source : str
+        Name of the source used in messages (e.g. the file name).
+
+    Raises
+    ------
+    ConfigError
+        With one line per problem, each naming the dotted key.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"invalid configuration {source}: expected a mapping of sections (domain, period, "
+            f"...), found {type(data).__name__}",
+            [("(top level)", "not a mapping")],
+        )
+    try:
+        return CityfluxConfig.model_validate(
+            data, context={"base_dir": None if base_dir is None else Path(base_dir)}
+        )
+    except ValidationError as err:
+        raise _format_errors(err, source) from None
+
+
+def load_config(path: str | Path) -> CityfluxConfig:
+    """Read and validate a YAML configuration file (never modifies it).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ConfigError
+        If the YAML cannot be parsed or does not validate.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"configuration file {str(path)!r} not found; check the path")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(
+            f"invalid configuration {path}: not valid YAML ({err})", [("(file)", str(err))]
+        ) from None
+    return parse_config(data, base_dir=path.resolve().parent, source=str(path))
+
+
+def check_inputs(cfg: CityfluxConfig) -> list[tuple[str, str]]:
+    """Problems with the input files a configuration refers to, as ``(dotted key, message)``.
+
+    Checks that every observation, footprint, met, inventory, point-source, profile and region
+    file exists, and that each format is registered (or, when omitted, detectable for
+    observations and footprints).
+    """
+    from cityflux._inputs import input_problems
+
+    return input_problems(cfg)
+
+
+def config_hash(cfg: CityfluxConfig) -> str:
+    """SHA-256 (hex) of the canonical JSON of the resolved configuration."""
+    text = json.dumps(cfg.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def demo_config_path() -> Path:
+    """Path of the packaged demo configuration ``cityflux/examples/demo.yaml``."""
+    return Path(str(resources.files("cityflux") / "examples" / "demo.yaml"))
