@@ -174,40 +174,54 @@ class RegularGridCorrelation(CovarianceOperator):
 
     # ------------------------------------------------------------------ application
     def _convolve_rows(
-        self, R: np.ndarray, in_shape: tuple[int, int], torus: tuple[int, int], spec: np.ndarray
+        self,
+        R: np.ndarray,
+        in_shape: tuple[int, int],
+        torus: tuple[int, int],
+        spec: np.ndarray,
+        out_shape: tuple[int, int],
     ) -> np.ndarray:
-        """Circular convolution of each row (a field of ``in_shape``) on ``torus`` (batched)."""
+        """Circular convolution on ``torus`` of fields of ``in_shape``, cropped to ``out_shape``.
+
+        A pruned 2-D FFT: the x-transforms run only over the ``in_shape[0]`` rows that hold
+        data (forward) and the ``out_shape[0]`` rows that are kept (inverse), which saves about
+        a quarter of the work of a full ``rfft2``/``irfft2`` on the zero-padded torus. Rows are
+        processed in batches of about ``_FFT_BATCH_CELLS`` torus cells.
+        """
         m = R.shape[0]
         fields = R.reshape(m, *in_shape)
-        batch = max(1, _FFT_BATCH_CELLS // (torus[0] * torus[1]))
-        out = []
+        My, Mx = torus
+        oy, ox = out_shape
+        out = np.empty((m, oy, ox))
+        batch = max(1, _FFT_BATCH_CELLS // (My * Mx))
         for start in range(0, m, batch):
-            f = scipy.fft.rfft2(fields[start : start + batch], s=torus, workers=-1)
+            f = scipy.fft.rfft(fields[start : start + batch], n=Mx, axis=-1, workers=-1)
+            f = scipy.fft.fft(f, n=My, axis=-2, workers=-1, overwrite_x=True)
             f *= spec
-            out.append(scipy.fft.irfft2(f, s=torus, workers=-1))
-        return np.concatenate(out) if len(out) > 1 else out[0]
+            f = scipy.fft.ifft(f, axis=-2, workers=-1, overwrite_x=True)[:, :oy]
+            out[start : start + batch] = scipy.fft.irfft(f, n=Mx, axis=-1, workers=-1)[..., :ox]
+        return out
 
     def _apply_rows(self, R: np.ndarray) -> np.ndarray:
-        ny, nx = self.grid_shape
         if R.shape[0] == 0:
             return np.zeros((0, self.n))
-        full = self._convolve_rows(R, (ny, nx), self._mv_torus, self._mv_spec)
-        return np.ascontiguousarray(full[:, :ny, :nx]).reshape(R.shape[0], self.n)
+        grid = self.grid_shape
+        out = self._convolve_rows(R, grid, self._mv_torus, self._mv_spec, grid)
+        return out.reshape(R.shape[0], self.n)
 
     def _apply(self, X: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(self._apply_rows(np.ascontiguousarray(X.T)).T)
 
     def _sqrt_apply_rows(self, W: np.ndarray) -> np.ndarray:
         self._ensure_sqrt()
-        ny, nx = self.grid_shape
         torus = self.sqrt_embedding_shape
-        full = self._convolve_rows(W, torus, torus, self._sqrt_spec)
-        return np.ascontiguousarray(full[:, :ny, :nx]).reshape(W.shape[0], self.n)
+        out = self._convolve_rows(W, torus, torus, self._sqrt_spec, self.grid_shape)
+        return out.reshape(W.shape[0], self.n)
 
     def _sqrt_rapply_rows(self, V: np.ndarray) -> np.ndarray:
         self._ensure_sqrt()
         torus = self.sqrt_embedding_shape
-        full = self._convolve_rows(V, self.grid_shape, torus, self._sqrt_spec)
+        full = self._convolve_rows(V, self.grid_shape, torus, self._sqrt_spec, torus)
         return full.reshape(V.shape[0], torus[0] * torus[1])
 
     def _sqrt_apply(self, W: np.ndarray) -> np.ndarray:
