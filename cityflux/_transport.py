@@ -14,7 +14,9 @@ import pandas as pd
 import scipy.sparse as sp
 import xarray as xr
 
+from cityflux.config import TransportConfig
 from inversion import Grid, StateVector, TimeAxis
+from transport_models import plume
 
 __all__ = ["background_operator", "flux_operator"]
 
@@ -22,18 +24,18 @@ logger = logging.getLogger(__name__)
 
 
 def flux_operator(
-    obs: xr.Dataset, grid: Grid, time: TimeAxis, met: xr.Dataset, sectors: tuple[str, ...]
+    obs: xr.Dataset,
+    grid: Grid,
+    time: TimeAxis,
+    met: xr.Dataset,
+    sectors: tuple[str, ...],
+    transport: TransportConfig,
 ) -> sp.csr_array:
     """Sensitivity of the observations to the flux block (n_obs, n_sector·nt·ny·nx).
 
-    [ppm per (µmol m-2 s-1)], from the built-in Gaussian plume model.
+    [ppm per (µmol m-2 s-1)], from the built-in Gaussian plume model with the dispersion
+    scheme and cell model of the ``transport`` section.
     """
-    from transport_models import plume
-
-    return sp.csr_array(_call_plume(plume, obs, grid, time, met, sectors))
-
-
-def _call_plume(plume, obs, grid, time, met, sectors):
     met_obj = plume.PlumeMet(
         times=met["time"].values,
         wind_speed=met["wind_speed"].values,
@@ -41,7 +43,13 @@ def _call_plume(plume, obs, grid, time, met, sectors):
         boundary_layer_height=met["blh"].values,
         stability=met["stability"].values.astype(str),
     )
-    return plume.plume_operator(obs, grid, time, met_obj, sectors=len(sectors))
+    options = plume.PlumeOptions(cell_model=transport.cell_model, subcell=transport.subcell)
+    return sp.csr_array(
+        plume.plume_operator(
+            obs, grid, time, met_obj, sectors=len(sectors),
+            dispersion=transport.dispersion, options=options,
+        )
+    )  # fmt: skip
 
 
 def background_operator(obs: xr.Dataset, state: StateVector) -> sp.csr_array:
