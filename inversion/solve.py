@@ -10,20 +10,31 @@ Methods
     Never forms ``B``: ``G = B Hᵀ`` is made by operator products in chunks of observations
     (one chunk alive at a time), ``S = H G + R`` is assembled chunk by chunk and factorised,
     and ``x̂ = x_a + B (Hᵀ (S⁻¹ d))`` costs one more ``B`` product.
+``cg``
+    Matrix-free: conjugate gradients in the whitened control variable ``x = x_a + B^{1/2} χ``
+    (Lanczos-CG, :mod:`inversion.cg`); low-rank std, exact aggregates by batched solves and
+    randomize-then-optimize samples (:class:`inversion.lowrank.CGPosterior`). Settings in
+    :class:`inversion.cg.CGOptions`.
 ``auto``
     ``dense`` for small states (n_state ≤ 2,000), else ``obs-space`` when ``S``
-    (n_obs x n_obs) fits the memory budget. The choice and its reason are logged (INFO).
+    (n_obs x n_obs) fits the memory budget, else ``cg``. The choice and its reason are
+    logged (INFO).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import scipy.linalg
 
+from inversion.cg import CGOptions
+from inversion.chunked import as_chunked_operator
 from inversion.errors import MemoryBudgetError
+from inversion.lowrank import solve_cg
 from inversion.posterior import Posterior, _gib
 from inversion.problem import (
     LinearProblem,
@@ -38,7 +49,7 @@ __all__ = ["DEFAULT_MEMORY_BUDGET", "METHODS", "solve"]
 logger = logging.getLogger(__name__)
 
 #: Methods accepted by :func:`solve`.
-METHODS = ("auto", "dense", "obs-space")
+METHODS = ("auto", "dense", "obs-space", "cg")
 
 #: Default memory budget [bytes] for the largest arrays a solver or product may hold.
 DEFAULT_MEMORY_BUDGET = 4 * 2**30
@@ -69,14 +80,16 @@ def solve(
     *,
     memory_budget: float = DEFAULT_MEMORY_BUDGET,
     chunk_size: int | None = None,
+    cg: CGOptions | None = None,
+    client: Any = None,
 ) -> Posterior:
-    """Solve a linear-Gaussian inversion exactly.
+    """Solve a linear-Gaussian inversion.
 
     Parameters
     ----------
     problem : LinearProblem
         The checked problem ``y = H x + e``, ``x ~ N(x_a, B)``, ``e ~ N(0, R)``.
-    method : {"auto", "dense", "obs-space"}
+    method : {"auto", "dense", "obs-space", "cg"}
         Solver; see the module docstring. "auto" logs which one it picked and why.
     memory_budget : float
         Largest memory [bytes] the solver (and later the exact std map) may hold in its big
@@ -85,6 +98,13 @@ def solve(
     chunk_size : int, optional
         Observations per chunk of ``G = B Hᵀ`` (obs-space) and aggregates per chunk of
         ``B Wᵀ``. Default: as many as fit ``min(256 MiB, memory_budget / 8)``, at most 256.
+        With ``client``, also the observations per block of ``H`` sent to the workers.
+    cg : CGOptions, optional
+        Settings of the ``cg`` solver (tolerance, iteration cap, Lanczos rank, std mode,
+        ``allow_nonconvergence``); default ``CGOptions()``.
+    client : distributed.Client, optional
+        Run the ``H``/``Hᵀ`` products of ``cg`` over row blocks on this dask cluster (a
+        scipy.sparse ``H`` is split into blocks of ``chunk_size`` rows).
 
     Returns
     -------
@@ -102,6 +122,9 @@ def solve(
         If ``S = H B Hᵀ + R`` is not positive definite.
     NonFiniteError
         If an operator product yields NaN or infinity.
+    ConvergenceError
+        If ``cg`` misses its tolerance within its iteration cap (unless
+        ``cg.allow_nonconvergence``: then a RuntimeWarning and ``post.info["converged"]``).
 
     Examples
     --------
@@ -115,9 +138,8 @@ def solve(
     if not isinstance(problem, LinearProblem):
         raise TypeError(f"problem must be a LinearProblem; found {type(problem).__name__}")
     if method not in METHODS:
-        extra = " ('cg' is planned but not available yet)" if method == "cg" else ""
         raise ValueError(
-            f"unknown solver method {method!r}{extra}; valid methods are: "
+            f"unknown solver method {method!r}; valid methods are: "
             f"{', '.join(repr(m) for m in METHODS)}"
         )
     if memory_budget <= 0:
@@ -133,7 +155,12 @@ def solve(
     if method == "auto":
         method = _pick_method(n_state, n_obs, memory_budget)
     t0 = time.perf_counter()
-    if method == "dense":
+    if method == "cg":
+        if client is not None:
+            H = as_chunked_operator(problem.H, chunk_rows=chunk_size, client=client)
+            problem = replace(problem, H=H)
+        post = solve_cg(problem, cg or CGOptions(), memory_budget, chunk_size)
+    elif method == "dense":
         post = _solve_dense(problem, memory_budget, chunk_size)
     else:
         post = _solve_obs_space(problem, memory_budget, chunk_size)
@@ -168,12 +195,14 @@ def _pick_method(n_state: int, n_obs: int, memory_budget: float) -> str:
             _gib(memory_budget),
         )
         return "obs-space"
-    raise ValueError(
-        f"no exact method fits: the obs-space solver needs S (n_obs x n_obs = {n_obs} x {n_obs}, "
-        f"{_gib(_obs_space_bytes(n_obs))} with its factor) within memory_budget="
-        f"{_gib(memory_budget)}; raise memory_budget, split the observations into windows, or "
-        f"use the iterative 'cg' solver once it is available"
+    logger.info(
+        "solve(method='auto'): 'cg' because S (n_obs=%d squared, %s with its factor) does not "
+        "fit the memory budget of %s",
+        n_obs,
+        _gib(_obs_space_bytes(n_obs)),
+        _gib(memory_budget),
     )
+    return "cg"
 
 
 def _solve_dense(problem: LinearProblem, memory_budget: float, chunk_size: int) -> Posterior:

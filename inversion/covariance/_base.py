@@ -94,6 +94,24 @@ class CovarianceOperator(LinearOperator):
         out = self._sqrt_apply(W)
         return out[:, 0] if one_d else out
 
+    def inv_matvec(self, v: ArrayLike) -> np.ndarray:
+        """C⁻¹ v for ``v`` of shape (n,) or (n, k) (used by the whitened CG solver for R).
+
+        Implemented by :class:`DiagonalCovariance`, :class:`DenseCovariance` (Cholesky) and
+        :class:`BlockDiagonalCovariance` (block by block); other operators raise TypeError.
+        """
+        V, one_d = self._check_input(v, self.n, "v", "n")
+        out = self._inv_apply(V)
+        return out[:, 0] if one_d else out
+
+    def _inv_apply(self, V: np.ndarray) -> np.ndarray:
+        """C⁻¹ V for V of shape (n, k)."""
+        raise TypeError(
+            f"{type(self).__name__} has no inverse product (inv_matvec); the 'cg' solver needs "
+            "R⁻¹ v: give R as a DiagonalCovariance, DenseCovariance or BlockDiagonalCovariance "
+            "of those, or use method='obs-space'"
+        )
+
     def sqrt_rmatvec(self, v: ArrayLike) -> np.ndarray:
         """Lᵀ v; ``v`` of shape (n,) or (n, k); returns shape (sqrt_dim,) or (sqrt_dim, k)."""
         V, one_d = self._check_input(v, self.n, "v", "n")

@@ -88,6 +88,9 @@ class DiagonalCovariance(CovarianceOperator):
 
     _sqrt_rapply = _sqrt_apply
 
+    def _inv_apply(self, V: np.ndarray) -> np.ndarray:
+        return V / self._var[:, None]
+
     def _sqrt_apply_rows(self, W: np.ndarray) -> np.ndarray:
         return W * self._std[None, :]
 
@@ -182,6 +185,9 @@ class DenseCovariance(CovarianceOperator):
 
     def _sqrt_rapply(self, V: np.ndarray) -> np.ndarray:
         return self.cholesky_factor.T @ V
+
+    def _inv_apply(self, V: np.ndarray) -> np.ndarray:
+        return scipy.linalg.cho_solve((self.cholesky_factor, True), V, check_finite=False)
 
     def _sqrt_apply_rows(self, W: np.ndarray) -> np.ndarray:
         return W @ self.cholesky_factor.T
@@ -300,6 +306,14 @@ class BlockDiagonalCovariance(CovarianceOperator):
         Y = np.empty((self.n, X.shape[1]))
         for k, b in enumerate(self.blocks):
             Y[o[k] : o[k + 1]] = b._apply(np.ascontiguousarray(Z[o[k] : o[k + 1]]))
+        return self._from_blocks(Y)
+
+    def _inv_apply(self, V: np.ndarray) -> np.ndarray:
+        Z = self._to_blocks(V)
+        o = self._offsets
+        Y = np.empty((self.n, V.shape[1]))
+        for k, b in enumerate(self.blocks):
+            Y[o[k] : o[k + 1]] = b._inv_apply(np.ascontiguousarray(Z[o[k] : o[k + 1]]))
         return self._from_blocks(Y)
 
     def _sqrt_apply(self, W: np.ndarray) -> np.ndarray:

@@ -130,15 +130,13 @@ def test_auto_picks_and_logs(caplog):
         post = solve(problem)
     assert post.method == "obs-space"
     assert "'obs-space' because n_state=2500" in caplog.text
-    with pytest.raises(ValueError, match="no exact method fits"):
-        solve(problem, memory_budget=100)
 
 
-@pytest.mark.parametrize("method", ["cg", "gauss-jordan"])
+@pytest.mark.parametrize("method", ["lsqr", "gauss-jordan"])
 def test_unknown_method_lists_valid_ones(method):
     H, _Hd, x_prior, y, B, _Bd, R = make_problem_arrays(0, 4, 5)
     problem = LinearProblem(H=H, x_prior=x_prior, y=y, B=B, R=R)
-    with pytest.raises(ValueError, match=r"valid methods are: 'auto', 'dense', 'obs-space'"):
+    with pytest.raises(ValueError, match=r"valid methods are: 'auto', 'dense', 'obs-space', 'cg'"):
         solve(problem, method)
 
 

@@ -1,0 +1,191 @@
+"""The matrix-free 'cg' solver at published urban inversion sizes, against obs-space where it fits.
+
+Cases (seeded, synthetic; H footprint-like and sparse as in ``benchmarks/solve_scaling.py``,
+B = D (C_t ⊗ C_s) D with a 5 km exponential FFT spatial correlation, R diagonal):
+
+- ``bay``: Bay Area window, 105 x 130 cells (13,650) x 96 hourly steps = 1.31 M unknowns,
+  2,100 observations (target: mean + exact city-total and daily-total std <= 60 s, <= 8 GB);
+- ``city``: city-month, 100 x 100 1 km cells x 30 daily steps x 2 sectors = 600 k unknowns,
+  10,000 observations (<= 3 min, <= 12 GB);
+- ``regional``: 10 M unknowns (250 x 400 cells x 100 steps), 100,000 observations, H written
+  to zarr chunks and streamed from disk (<= 15 min, <= 16 GB);
+- ``quick``: a small case for smoke runs.
+
+Every (case, method) runs in a fresh "spawn" process; it reports wall times, peak RSS
+(VmHWM), CG iterations and, where obs-space fits, the agreement of means, exact aggregate std
+and the low-rank std (relative error of low-rank vs exact std on ``--std-cells`` random cells,
+exact by obs-space aggregates of unit vectors: median, 95th percentile, max).
+
+Usage::
+
+    python benchmarks/urban_scale.py --cases quick
+    python benchmarks/urban_scale.py --cases bay city --rank 400
+    python benchmarks/urban_scale.py --cases regional --no-compare
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from queue import Empty
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+for p in (str(ROOT), str(ROOT / "benchmarks")):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+CASES = {  # ny, nx, nt, sectors, n_obs, step_hours, tau_hours
+    "quick": (30, 40, 12, 1, 500, 1.0, 6.0),
+    "bay": (105, 130, 96, 1, 2100, 1.0, 6.0),
+    "city": (100, 100, 30, 2, 10_000, 24.0, 48.0),
+    "regional": (250, 400, 100, 1, 100_000, 1.0, 6.0),
+}
+
+
+def make_problem(name: str, zarr_dir: str | None):
+    from solve_scaling import Case, make_h
+
+    from inversion.chunked import ChunkedOperator, write_chunked_h
+    from inversion.covariance import DiagonalCovariance, kronecker_prior
+    from inversion.problem import LinearProblem
+
+    ny, nx, nt, ns, n_obs, step, tau = CASES[name]
+    rng = np.random.default_rng(2)
+    H = make_h(Case(ny, nx, nt * ns, n_obs))  # columns in (sector, time, y, x) order
+    B = kronecker_prior(
+        rng.uniform(0.5, 1.5, (ns, nt, ny, nx)), (ny, nx), 1.0, "exponential", 5.0,
+        nt=nt, step_hours=step, tau_hours=tau, n_sectors=ns,
+    )  # fmt: skip
+    R = DiagonalCovariance(rng.uniform(0.5, 2.0, n_obs) ** 2)
+    x_prior = np.ones(B.shape[0])
+    truth = x_prior + B.sqrt_matvec(rng.standard_normal(B.sqrt_dim))
+    y = H @ truth + np.sqrt(R.diag()) * rng.standard_normal(n_obs)
+    if zarr_dir is not None:
+        path = write_chunked_h(H, Path(zarr_dir) / f"H_{name}.zarr", 2000, overwrite=True)
+        del H
+        H = ChunkedOperator.open(path)
+    return LinearProblem(H=H, x_prior=x_prior, y=y, B=B, R=R), (ny, nx, nt, ns), truth
+
+
+def weights(dims) -> np.ndarray:
+    """City total (central disc, all steps and sectors) and 4 totals over quarters of the period."""
+    ny, nx, nt, ns = dims
+    iy, ix = np.mgrid[0:ny, 0:nx]
+    disc = (np.hypot(iy - ny / 2, ix - nx / 2) <= min(ny, nx) / 4).ravel().astype(float)
+    W = np.zeros((5, ns, nt, ny * nx))
+    W[0] = disc
+    for q in range(4):
+        W[1 + q, :, q * nt // 4 : (q + 1) * nt // 4] = disc
+    return W.reshape(5, -1)
+
+
+def _peak() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def run(name, method, rank, std_cells, zarr_dir, queue):
+    from inversion.cg import CGOptions
+    from inversion.solve import solve
+
+    problem, dims, _truth = make_problem(name, zarr_dir)
+    W = weights(dims)
+    cells = np.random.default_rng(9).choice(problem.n_state, std_cells, replace=False)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    out = {}
+    t0 = time.perf_counter()
+    post = solve(problem, method, memory_budget=12 * 2**30, cg=CGOptions(rank=rank))
+    out["t_mean"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    out["agg_mean"], out["agg_std"] = post.aggregate(W)
+    out["t_agg"] = time.perf_counter() - t0
+    if method == "cg":
+        out["iterations"] = post.info["iterations"]
+        out["k"] = post.info["rank"]
+        out["agg_iters"] = [s["iterations"] for s in post.info["solves"]]
+        t0 = time.perf_counter()
+        out["cell_std"] = post.std[cells]
+        out["t_std"] = time.perf_counter() - t0
+        out["dofs_est"] = post.dofs
+    elif std_cells:
+        E = np.zeros((std_cells, problem.n_state))
+        E[np.arange(std_cells), cells] = 1.0
+        t0 = time.perf_counter()
+        out["cell_std"] = post.aggregate(E)[1]
+        out["t_std"] = time.perf_counter() - t0
+    out["mean_sample"] = post.mean[cells]
+    out["mean_scale"] = float(np.max(np.abs(post.mean)))
+    out["peak"] = _peak()
+    out["n_state"], out["n_obs"] = problem.n_state, problem.n_obs
+    queue.put(out)
+
+
+def in_child(*args) -> dict:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=run, args=(*args, q))
+    p.start()
+    res = None
+    while res is None:
+        try:
+            res = q.get(timeout=2.0)
+        except Empty:
+            if not p.is_alive():
+                break
+    p.join()
+    if res is None:
+        raise RuntimeError(f"{args[:2]} failed (exit code {p.exitcode})")
+    return res
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cases", nargs="+", default=["quick"], choices=list(CASES))
+    ap.add_argument("--rank", type=int, default=300, help="Lanczos steps at least (Ritz pairs)")
+    ap.add_argument("--std-cells", type=int, default=200, help="cells for the std comparison")
+    ap.add_argument("--no-compare", action="store_true", help="skip obs-space")
+    args = ap.parse_args(argv)
+    print(f"cores: {os.cpu_count()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.cases:
+            zdir = tmp if name == "regional" else None
+            cg = in_child(name, "cg", args.rank, args.std_cells, zdir)
+            print(
+                f"[{name}] n_state={cg['n_state']:,} n_obs={cg['n_obs']:,} | cg: mean "
+                f"{cg['t_mean']:.1f} s ({cg['iterations']} it, k={cg['k']}), aggregates "
+                f"{cg['t_agg']:.1f} s (PCG it {cg['agg_iters']}), low-rank std "
+                f"{cg['t_std']:.1f} s, peak {cg['peak'] / 2**30:.2f} GiB, DOFS est "
+                f"{cg['dofs_est']:.1f}",
+                flush=True,
+            )
+            if args.no_compare or cg["n_obs"] > 20_000:
+                continue
+            ob = in_child(name, "obs-space", args.rank, args.std_cells, zdir)
+            dm = np.max(np.abs(cg["mean_sample"] - ob["mean_sample"])) / ob["mean_scale"]
+            ds = np.max(np.abs(cg["agg_std"] / ob["agg_std"] - 1))
+            rel = cg["cell_std"] / ob["cell_std"] - 1
+            print(
+                f"[{name}] obs-space: mean {ob['t_mean']:.1f} s, aggregates {ob['t_agg']:.1f} s, "
+                f"peak {ob['peak'] / 2**30:.2f} GiB | cg vs obs-space: max|Δmean|/max|mean| "
+                f"{dm:.1e}, aggregate std max rel diff {ds:.1e}; low-rank std rel error on "
+                f"{rel.size} cells: median {np.median(rel):.2%}, p95 "
+                f"{np.percentile(rel, 95):.2%}, max {rel.max():.2%}",
+                flush=True,
+            )
+            print(f"    city total {cg['agg_mean'][0]:.5g} ± {cg['agg_std'][0]:.4g} (cg), "
+                  f"{ob['agg_mean'][0]:.5g} ± {ob['agg_std'][0]:.4g} (obs-space)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

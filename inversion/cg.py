@@ -1,0 +1,381 @@
+"""Matrix-free solver in the whitened control variable: Lanczos-CG and batched PCG.
+
+With ``x = x_a + L χ``, ``L Lᵀ = B`` (``B.sqrt_matvec``; L is n_state × sqrt_dim), the
+posterior mean minimises
+
+    J(χ) = ½ χᵀχ + ½ (H L χ − d)ᵀ R⁻¹ (H L χ − d),     d = y − H x_a,
+
+whose Hessian is ``I + K`` with ``K = Lᵀ Hᵀ R⁻¹ H L`` (sqrt_dim × sqrt_dim, rank ≤ n_obs).
+
+Mean and spectrum
+    Conjugate gradients on ``(I + K) χ = b``, ``b = Lᵀ Hᵀ R⁻¹ d``, run as its equivalent
+    Lanczos process with full reorthogonalisation (CG–Lanczos equivalence: the CG iterate after
+    j steps is ``χ_j = V_j (I + T_j)⁻¹ ‖b‖ e₁`` and its residual norm is ``β_j |e_jᵀ s_j|``).
+    Every Krylov vector of ``K`` started from ``b`` lies in ``range(Lᵀ Hᵀ)``, so each one is
+    stored by its observation-space coordinates z (``v = Lᵀ Hᵀ z``, n_obs numbers instead of
+    sqrt_dim); inner products are ``⟨v, v'⟩ = zᵀ (H B Hᵀ) z'`` and ``K v = Lᵀ Hᵀ (R⁻¹ H B Hᵀ z)``.
+    One ``H B Hᵀ`` product per iteration; the Ritz pairs (θ_i, v_i) of T_j are the leading
+    eigenpairs of K used for the low-rank posterior covariance and the DOFS estimate.
+Other right-hand sides (aggregates, randomize-then-optimize samples)
+    Batched preconditioned CG directly in χ (sqrt_dim × m blocks), each column with its own
+    step lengths, all columns sharing one batched Hessian product per iteration. The
+    preconditioner is the inverse of the low-rank Hessian from the Ritz pairs,
+    ``P⁻¹ = I − V diag(θ/(1+θ)) Vᵀ`` (a limited-memory spectral preconditioner).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+
+from inversion.errors import ConvergenceError, MemoryBudgetError
+from inversion.problem import LinearProblem, _check_output
+
+__all__ = ["CGOptions", "LanczosResult", "WhitenedSystem", "batched_pcg", "lanczos_cg"]
+
+logger = logging.getLogger(__name__)
+
+STD_MODES = ("low-rank", "sampled")
+# Lanczos stops when β_j ≤ this × (|α_j| + β_{j−1}): the Krylov space is invariant.
+_EXHAUSTED_RTOL = 1e-10
+
+
+@dataclass(frozen=True)
+class CGOptions:
+    """Settings of the ``cg`` solver.
+
+    Parameters
+    ----------
+    tol : float
+        Relative residual ``‖b − (I+K) χ‖ / ‖b‖`` at which every CG solve stops [1].
+    maxiter : int, optional
+        Iteration cap of every solve; default ``min(n_obs + 1, 2000)`` for the mean (Krylov
+        space of K has dimension ≤ n_obs) and ``max(100, that)`` for the batched solves.
+    rank : int, optional
+        Least number of Lanczos steps (= Ritz pairs for the low-rank covariance); the process
+        continues past the convergence of the mean until it has them. Default 0 (stop at
+        convergence). ``rank >= n_obs`` gives the full spectrum (exact low-rank std).
+    allow_nonconvergence : bool
+        If True, a solve that misses ``tol`` within ``maxiter`` warns (RuntimeWarning) and
+        records its residual in ``post.info`` instead of raising ConvergenceError.
+    std : {"low-rank", "sampled"}
+        How ``post.std`` is computed.
+    n_samples : int
+        Number of randomize-then-optimize samples for ``std="sampled"``.
+    seed : int, optional
+        Seed of the samples.
+    precondition : bool
+        Use the Ritz-pair spectral preconditioner in the batched solves.
+    batch : int
+        Most right-hand sides solved together (memory: about 6 · sqrt_dim · batch · 8 bytes).
+    """
+
+    tol: float = 1e-8
+    maxiter: int | None = None
+    rank: int = 0
+    allow_nonconvergence: bool = False
+    std: str = "low-rank"
+    n_samples: int = 100
+    seed: int | None = 0
+    precondition: bool = True
+    batch: int = 16
+
+    def __post_init__(self) -> None:
+        if not (0 < self.tol < 1):
+            raise ValueError(f"CGOptions.tol must be in (0, 1); found {self.tol!r}")
+        if self.maxiter is not None and self.maxiter < 1:
+            raise ValueError(f"CGOptions.maxiter must be >= 1; found {self.maxiter!r}")
+        if self.rank < 0:
+            raise ValueError(f"CGOptions.rank must be >= 0; found {self.rank!r}")
+        if self.std not in STD_MODES:
+            raise ValueError(f"CGOptions.std must be one of {STD_MODES}; found {self.std!r}")
+        if self.n_samples < 2:
+            raise ValueError(f"CGOptions.n_samples must be >= 2; found {self.n_samples!r}")
+        if self.batch < 1:
+            raise ValueError(f"CGOptions.batch must be >= 1; found {self.batch!r}")
+
+
+class WhitenedSystem:
+    """Products of the whitened problem: L, Lᵀ, H, Hᵀ, R⁻¹, ``M = H B Hᵀ`` and ``I + K``.
+
+    Raises
+    ------
+    TypeError
+        If ``B`` has no square root (``sqrt_matvec``/``sqrt_rmatvec``/``sqrt_dim``) or ``R``
+        has no ``inv_matvec``.
+    """
+
+    def __init__(self, problem: LinearProblem) -> None:
+        B, R = problem.B, problem.R
+        missing = [a for a in ("sqrt_matvec", "sqrt_rmatvec", "sqrt_dim") if not hasattr(B, a)]
+        if missing:
+            raise TypeError(
+                f"the 'cg' solver needs B = L Lᵀ with {', '.join(missing)}; B is "
+                f"{type(B).__name__}. Give B as an inversion.covariance operator (e.g. "
+                f"KroneckerCovariance, DenseCovariance) or use method='obs-space'"
+            )
+        if not hasattr(R, "inv_matvec"):
+            raise TypeError(
+                f"the 'cg' solver needs R⁻¹ products (R.inv_matvec); R is {type(R).__name__}. "
+                f"Give R as a DiagonalCovariance, DenseCovariance or BlockDiagonalCovariance, or "
+                f"use method='obs-space'"
+            )
+        self.problem = problem
+        self.q = int(B.sqrt_dim)
+        self.n_matvec = 0  # Hessian-equivalent products (H and Hᵀ pairs), for reports
+
+    def L(self, W: np.ndarray) -> np.ndarray:
+        return np.asarray(self.problem.B.sqrt_matvec(W), dtype=np.float64)
+
+    def Lt(self, V: np.ndarray) -> np.ndarray:
+        return np.asarray(self.problem.B.sqrt_rmatvec(V), dtype=np.float64)
+
+    def H(self, X: np.ndarray) -> np.ndarray:
+        return self.problem.H_matmat(X)
+
+    def Ht(self, V: np.ndarray) -> np.ndarray:
+        return self.problem.Ht_matmat(V)
+
+    def Rinv(self, V: np.ndarray) -> np.ndarray:
+        return np.asarray(self.problem.R.inv_matvec(V), dtype=np.float64)
+
+    def M(self, Z: np.ndarray) -> np.ndarray:
+        """``H B Hᵀ Z`` (n_obs,) or (n_obs, k)."""
+        self.n_matvec += 1 if Z.ndim == 1 else Z.shape[1]
+        return self.H(self.problem.B_matmat(self.Ht(Z)))
+
+    def hessian(self, X: np.ndarray) -> np.ndarray:
+        """``(I + K) X`` for X (q, m)."""
+        self.n_matvec += X.shape[1]
+        out = self.Lt(self.Ht(self.Rinv(self.H(self.L(X)))))
+        out += X
+        return out
+
+
+@dataclass
+class LanczosResult:
+    """Outcome of :func:`lanczos_cg`."""
+
+    chi_coef: np.ndarray  # coordinates of the CG solution (χ = Lᵀ Hᵀ z, or χ itself)
+    ritz_values: np.ndarray  # θ (k,), descending
+    ritz_z: np.ndarray  # (dim, k) coordinates of the orthonormal Ritz vectors
+    residuals: list[float]
+    iterations: int
+    converged: bool
+    bt_chi: float  # bᵀ χ
+    d_rinv_d: float  # dᵀ R⁻¹ d
+    space: str  # "obs": z-coordinates (v = Lᵀ Hᵀ z); "chi": v itself
+
+    def L_of(self, system: WhitenedSystem, C: np.ndarray) -> np.ndarray:
+        """``L v`` for vectors given by coordinates C (dim, m): ``B Hᵀ C`` or ``L C``."""
+        if self.space == "obs":
+            return system.problem.B_matmat(system.Ht(C))
+        return system.L(C)
+
+    def chi_of(self, system: WhitenedSystem, C: np.ndarray) -> np.ndarray:
+        """``v`` (sqrt_dim, m) for coordinates C: ``Lᵀ Hᵀ C`` or C."""
+        return system.Lt(system.Ht(C)) if self.space == "obs" else C
+
+    def coords_dot(self, system: WhitenedSystem, C: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """``Vᵀ X`` for V given by coordinates C (dim, k) and X (sqrt_dim, m)."""
+        if self.space == "obs":
+            return C.T @ system.H(system.L(X))
+        return C.T @ X
+
+
+def check_convergence(residual: float, tol: float, iterations: int, what: str, allow: bool) -> bool:
+    """Raise ConvergenceError (or warn if ``allow``) when ``residual > tol``; True if converged."""
+    if residual <= tol:
+        return True
+    msg = (
+        f"{what}: CG did not converge in {iterations} iterations: relative residual "
+        f"{residual:.3e} > tol={tol:.1e}; raise CGOptions.maxiter, loosen CGOptions.tol, or "
+        f"check that B and R are well scaled"
+    )
+    if not allow:
+        raise ConvergenceError(msg)
+    warnings.warn(msg + " (allow_nonconvergence=True: result kept)", RuntimeWarning, stacklevel=3)
+    return False
+
+
+def lanczos_cg(
+    system: WhitenedSystem,
+    d: np.ndarray,
+    tol: float,
+    maxiter: int,
+    rank: int,
+    memory_budget: float,
+    allow_nonconvergence: bool,
+) -> LanczosResult:
+    """CG for ``(I + K) χ = Lᵀ Hᵀ R⁻¹ d`` as Lanczos with full reorthogonalisation.
+
+    Stops when the relative residual is ≤ ``tol`` and at least ``rank`` steps are made, when
+    the Krylov space is exhausted (β ≈ 0), or at ``maxiter`` (ConvergenceError unless
+    ``allow_nonconvergence``).
+    """
+    n_obs = d.size
+    maxiter = int(min(maxiter, n_obs + 1, system.q + 1))
+    g = system.Rinv(d)
+    d_rinv_d = float(d @ g)
+    # Krylov vectors by their obs-space coordinates z (v = Lᵀ Hᵀ z, metric M = H B Hᵀ) when
+    # n_obs < sqrt_dim, else directly in χ (metric I): the smaller of the two is stored.
+    space = "obs" if n_obs < system.q else "chi"
+    if space == "obs":
+        Mg = system.M(g)
+        beta0_sq = float(g @ Mg)
+    else:
+        g = system.Lt(system.Ht(g))
+        Mg = g
+        beta0_sq = float(g @ g)
+    dim = g.size
+    if beta0_sq <= 0.0:  # d ⟂ range(H L): the mean is the prior
+        return LanczosResult(np.zeros(dim), np.zeros(0), np.zeros((dim, 0)), [0.0], 0, True,
+                             0.0, d_rinv_d, space)  # fmt: skip
+    need = 8.0 * (1 if space == "chi" else 2) * (maxiter + 1) * dim
+    if need > memory_budget:
+        raise MemoryBudgetError(
+            f"the Lanczos basis ({maxiter + 1} vectors of {dim} in {space}-space coordinates) "
+            f"needs {need / 2**20:.1f} MiB, more than memory_budget="
+            f"{memory_budget / 2**20:.1f} MiB; lower CGOptions.maxiter or raise memory_budget"
+        )
+    beta0 = np.sqrt(beta0_sq)
+    Z = np.zeros((maxiter + 1, dim))
+    MZ = np.zeros((maxiter + 1, dim)) if space == "obs" else Z
+    Z[0] = g / beta0
+    if space == "obs":
+        MZ[0] = Mg / beta0
+    alphas: list[float] = []
+    betas: list[float] = []
+    residuals = [1.0]
+    s = np.zeros(0)
+    j = 0
+    exhausted = False
+    for j in range(1, maxiter + 1):
+        if space == "obs":
+            t = system.Rinv(MZ[j - 1])
+        else:
+            t = system.hessian(Z[j - 1][:, None])[:, 0] - Z[j - 1]
+        alphas.append(float(MZ[j - 1] @ t))
+        scale = abs(alphas[-1]) + (betas[-1] if betas else 0.0)  # ~ ‖T‖ locally
+        for _ in range(2):  # full reorthogonalisation in the M inner product, twice
+            t -= (MZ[:j] @ t) @ Z[:j]
+        Mt = system.M(t) if space == "obs" else t  # exact: the stored M Z never drifts
+        beta_sq = float(t @ Mt)
+        beta = np.sqrt(max(beta_sq, 0.0))
+        exhausted = beta <= _EXHAUSTED_RTOL * scale  # Krylov space invariant (dim ≤ n_obs)
+        s = _tridiag_solve(np.asarray(alphas), np.asarray(betas), beta0)
+        res = beta * abs(s[-1]) / beta0
+        residuals.append(res)
+        if exhausted or (res <= tol and j >= rank) or j == maxiter:
+            break
+        betas.append(beta)
+        Z[j] = t / beta
+        if space == "obs":
+            MZ[j] = Mt / beta
+    k = len(alphas)
+    converged = check_convergence(
+        residuals[-1], tol, k, "posterior mean (Lanczos-CG)", allow_nonconvergence
+    )
+    theta, Y = scipy.linalg.eigh_tridiagonal(np.asarray(alphas), np.asarray(betas[: k - 1]))
+    order = np.argsort(theta)[::-1]
+    theta, Y = np.clip(theta[order], 0.0, None), Y[:, order]
+    logger.info(
+        "Lanczos-CG: %d iterations, relative residual %.2e (tol %.1e), θ_max=%.3g, θ_min=%.3g%s",
+        k, residuals[-1], tol, theta[0], theta[-1], " (Krylov space exhausted)" if exhausted else "",
+    )  # fmt: skip
+    Zk = Z[:k]
+    return LanczosResult(
+        chi_coef=Zk.T @ s,
+        ritz_values=theta,
+        ritz_z=Zk.T @ Y,
+        residuals=residuals,
+        iterations=k,
+        converged=converged,
+        bt_chi=float(beta0 * s[0]),
+        d_rinv_d=d_rinv_d,
+        space=space,
+    )
+
+
+def _tridiag_solve(alphas: np.ndarray, betas: np.ndarray, beta0: float) -> np.ndarray:
+    """Solve ``(I + T) s = β₀ e₁`` with T = tridiag(betas, alphas, betas) (SPD)."""
+    m = alphas.size
+    if m == 1:
+        return np.array([beta0 / (1.0 + alphas[0])])
+    ab = np.zeros((2, m))
+    ab[0, 1:] = betas[: m - 1]
+    ab[1] = 1.0 + alphas
+    rhs = np.zeros(m)
+    rhs[0] = beta0
+    return scipy.linalg.solveh_banded(ab, rhs, check_finite=False)
+
+
+def batched_pcg(
+    apply_A: Any,
+    rhs: np.ndarray,
+    tol: float,
+    maxiter: int,
+    precond: Any = None,
+    what: str = "batched solve",
+    allow_nonconvergence: bool = False,
+) -> tuple[np.ndarray, dict]:
+    """Preconditioned CG on m independent right-hand sides with shared (batched) products.
+
+    Parameters
+    ----------
+    apply_A : callable
+        ``(q, m') -> (q, m')`` SPD product.
+    rhs : numpy.ndarray
+        (q, m) right-hand sides.
+    tol, maxiter : float, int
+        Relative residual per column and iteration cap.
+    precond : callable, optional
+        ``(q, m') -> (q, m')`` SPD preconditioner (inverse approximation).
+
+    Returns
+    -------
+    X : numpy.ndarray
+        (q, m) solutions.
+    info : dict
+        ``iterations``, ``residuals`` (max relative residual over the columns, per iteration),
+        ``converged``.
+    """
+    q, m = rhs.shape
+    X = np.zeros((q, m))
+    bnorm = np.linalg.norm(rhs, axis=0)
+    active = bnorm > 0
+    Rm = rhs.copy()
+    Zm = precond(Rm) if precond is not None else Rm.copy()
+    P = Zm.copy()
+    rz = np.einsum("ij,ij->j", Rm, Zm)
+    safe = np.where(active, bnorm, 1.0)
+    history = [float(np.max(np.where(active, 1.0, 0.0))) if m else 0.0]
+    it = 0
+    for it in range(1, maxiter + 1):
+        idx = np.flatnonzero(active)
+        if idx.size == 0:
+            it -= 1
+            break
+        AP = apply_A(np.ascontiguousarray(P[:, idx]))
+        alpha = rz[idx] / np.einsum("ij,ij->j", P[:, idx], AP)
+        X[:, idx] += P[:, idx] * alpha
+        Rm[:, idx] -= AP * alpha
+        rel = np.linalg.norm(Rm, axis=0) / safe
+        history.append(float(np.max(rel[idx])))
+        active = active & (rel > tol)
+        if not active.any():
+            break
+        idx = np.flatnonzero(active)
+        Zi = precond(np.ascontiguousarray(Rm[:, idx])) if precond is not None else Rm[:, idx]
+        rz_new = np.einsum("ij,ij->j", Rm[:, idx], Zi)
+        P[:, idx] = Zi + P[:, idx] * (rz_new / rz[idx])
+        rz[idx] = rz_new
+    final = float(np.max(np.linalg.norm(Rm, axis=0) / safe)) if m else 0.0
+    converged = check_convergence(final, tol, it, what, allow_nonconvergence)
+    _check_output(X, what)
+    return X, {"iterations": it, "residuals": history, "converged": converged, "final": final}

@@ -1,0 +1,292 @@
+"""Posterior of the ``cg`` solver: low-rank std map, exact aggregates by solves, RTO samples.
+
+With the Ritz pairs (θ_i, v_i) of ``K = Lᵀ Hᵀ R⁻¹ H L`` from the Lanczos-CG run,
+
+    A ≈ B − L V diag(θ/(1+θ)) Vᵀ Lᵀ,
+
+whose diagonal is ``diag B − Σ_i θ_i/(1+θ_i) (L v_i)²`` (row norms of ``L V``, never n×n).
+``L v_i = B Hᵀ z_i`` with z_i the observation-space coordinates of v_i, so the map costs one
+``B`` product per Ritz pair (in column blocks). Truncation only drops variance reduction, so
+the low-rank std is never below the exact one; with the full spectrum it is exact.
+
+Aggregates ``a`` are exact: ``aᵀ A a = (Lᵀa)ᵀ (I + K)⁻¹ (Lᵀa)``, by batched CG solves.
+Samples are drawn by randomize-then-optimize: ``χ_s = (I + K)⁻¹ (χ₀ + Lᵀ Hᵀ R⁻¹ (d + R^{1/2} ε))``
+with ``χ₀ ~ N(0, I)``, ``ε ~ N(0, I)``; then ``x_s = x_a + L χ_s ~ N(x̂, A)`` exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from inversion.cg import CGOptions, LanczosResult, WhitenedSystem, batched_pcg, lanczos_cg
+from inversion.errors import MemoryBudgetError
+from inversion.posterior import Posterior, _gib
+from inversion.problem import _check_output
+
+__all__ = ["CGPosterior", "solve_cg"]
+
+logger = logging.getLogger(__name__)
+
+# Columns of B Hᵀ Z held at a time for the low-rank std map.
+_STD_BLOCK = 32
+
+
+class CGPosterior(Posterior):
+    """Posterior made by ``solve(problem, method="cg")``.
+
+    Attributes
+    ----------
+    mean : numpy.ndarray
+        Posterior mean (n_state,) to the CG tolerance.
+    std_method : str
+        ``"low-rank (k=…)"`` or ``"sampled (n=…)"``; set when :attr:`std` is computed.
+    info : dict
+        ``iterations``, ``residuals`` (relative residual per iteration), ``tolerance``,
+        ``converged``, ``ritz_values``, ``dofs_is_estimate``, and after use
+        ``aggregate_solves``, ``n_samples``, ``mc_rel_error``.
+    """
+
+    def __init__(
+        self,
+        system: WhitenedSystem,
+        lanczos: LanczosResult,
+        mean: np.ndarray,
+        options: CGOptions,
+        memory_budget: float,
+        chunk_size: int,
+    ) -> None:
+        self.problem = system.problem
+        self.method = "cg"
+        self.mean = mean
+        self.memory_budget = float(memory_budget)
+        self.chunk_size = int(chunk_size)
+        self._sys = system
+        self._lz = lanczos
+        self.options = options
+        self._G = None
+        self._A = None
+        k = lanczos.ritz_values.size
+        self.std_method = (
+            f"low-rank (k={k})" if options.std == "low-rank" else f"sampled (n={options.n_samples})"
+        )
+        self.info: dict[str, Any] = {
+            "iterations": lanczos.iterations,
+            "residuals": list(lanczos.residuals),
+            "tolerance": options.tol,
+            "converged": lanczos.converged,
+            "ritz_values": lanczos.ritz_values.copy(),
+            "rank": k,
+            "dofs_is_estimate": True,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"CGPosterior(n_state={self.n_state}, n_obs={self.n_obs}, iterations="
+            f"{self.info['iterations']}, std_method={self.std_method!r})"
+        )
+
+    # ------------------------------------------------------------------ diagnostics
+    @property
+    def chi2(self) -> float:
+        """Innovation chi-square per observation, ``(dᵀR⁻¹d − bᵀχ) / n_obs`` (to the CG tolerance)."""
+        return (self._lz.d_rinv_d - self._lz.bt_chi) / self.n_obs
+
+    @cached_property
+    def dofs(self) -> float:
+        """DOFS **estimate** ``Σ θ_i/(1+θ_i)`` over the Ritz values (exact with the full spectrum;
+        a lower bound otherwise; ``info["dofs_is_estimate"]``)."""
+        th = self._lz.ritz_values
+        return float(np.sum(th / (1.0 + th)))
+
+    @property
+    def covariance(self) -> np.ndarray:
+        raise MemoryBudgetError(
+            "the cg solver never forms the posterior covariance (n_state x n_state = "
+            f"{_gib(8.0 * self.n_state**2)}); use post.aggregate_cov(weights) or post.std"
+        )
+
+    @property
+    def averaging_kernel_diag(self) -> np.ndarray:
+        raise NotImplementedError(
+            "the averaging-kernel diagonal is not available from the cg solver; use "
+            "post.dofs (estimate from the Lanczos spectrum) or solve with method='obs-space'"
+        )
+
+    # ------------------------------------------------------------------ std
+    @cached_property
+    def std(self) -> np.ndarray:
+        """Posterior std (n_state,): low-rank (default) or sampled; see :attr:`std_method`."""
+        if self.options.std == "sampled":
+            return self.sampled_std(self.options.n_samples, self.options.seed)
+        return self.lowrank_std()
+
+    def lowrank_std(self) -> np.ndarray:
+        """``sqrt(diag B − Σ θ/(1+θ) (B Hᵀ z_i)²)`` over the Ritz pairs (n_state,)."""
+        th = self._lz.ritz_values
+        Zr = self._lz.ritz_z
+        w = th / (1.0 + th)
+        reduction = np.zeros(self.n_state)
+        for a in range(0, th.size, _STD_BLOCK):
+            cols = slice(a, min(a + _STD_BLOCK, th.size))
+            U = self._lz.L_of(self._sys, np.ascontiguousarray(Zr[:, cols]))
+            reduction += (U * U) @ w[cols]
+        var = self._checked_variance(
+            self.problem.B_diag - reduction, self.problem.B_diag, "low-rank posterior variance"
+        )
+        self.std_method = f"low-rank (k={th.size})"
+        return np.sqrt(var)
+
+    # ------------------------------------------------------------------ solves
+    def _maxiter(self) -> int:
+        if self.options.maxiter is not None:
+            return self.options.maxiter
+        return max(100, min(self.n_obs + 1, 2000))
+
+    def _batch(self) -> int:
+        per_col = 8.0 * 6 * self._sys.q
+        fit = int(self.memory_budget // per_col)
+        if fit < 1:
+            raise MemoryBudgetError(
+                f"one right-hand side of the batched CG needs about {_gib(per_col)} "
+                f"(6 vectors of sqrt_dim={self._sys.q}), more than memory_budget="
+                f"{_gib(self.memory_budget)}"
+            )
+        return max(1, min(self.options.batch, fit))
+
+    def _precond(self):
+        if not self.options.precondition or self._lz.ritz_values.size == 0:
+            return None
+        th = self._lz.ritz_values
+        w = th / (1.0 + th)
+        Zr = self._lz.ritz_z
+        s, lz = self._sys, self._lz
+
+        def apply(Rm: np.ndarray) -> np.ndarray:
+            c = lz.coords_dot(s, Zr, Rm)  # Vᵀ r
+            return Rm - lz.chi_of(s, Zr @ (c * w[:, None]))
+
+        return apply
+
+    def solve_whitened(self, rhs: np.ndarray, what: str) -> np.ndarray:
+        """``(I + K)⁻¹ rhs`` for rhs (sqrt_dim, m), in batches; records the solve in ``info``."""
+        out = np.empty_like(rhs)
+        precond = self._precond()
+        log = self.info.setdefault("solves", [])
+        b = self._batch()
+        for a in range(0, rhs.shape[1], b):
+            cols = slice(a, min(a + b, rhs.shape[1]))
+            X, info = batched_pcg(
+                self._sys.hessian,
+                np.ascontiguousarray(rhs[:, cols]),
+                self.options.tol,
+                self._maxiter(),
+                precond,
+                what,
+                self.options.allow_nonconvergence,
+            )
+            out[:, cols] = X
+            log.append({"what": what, "columns": cols.stop - cols.start, **info})
+        return out
+
+    # ------------------------------------------------------------------ aggregates
+    def aggregate_cov(self, weights: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Mean (k,) and exact covariance (k, k) of aggregates by ``k`` batched CG solves."""
+        W, _ = self._as_weights(weights)
+        mean = np.asarray(W @ self.mean).ravel()
+        Wt = W.toarray().T if hasattr(W, "toarray") else np.ascontiguousarray(W.T)
+        C = self._sys.Lt(np.ascontiguousarray(Wt))  # (q, k)
+        X = self.solve_whitened(C, "aggregate variance")
+        cov = C.T @ X
+        cov = 0.5 * (cov + cov.T)
+        _check_output(cov, "aggregate covariance")
+        prior = np.einsum("ij,ij->j", C, C)
+        self._checked_variance(np.diag(cov).copy(), prior, "aggregate variance")
+        return mean, cov
+
+    def aggregate(self, weights: Any) -> tuple[Any, Any]:
+        """Posterior mean and exact std of aggregates ``weights @ x`` (CG solves to ``tol``)."""
+        W, single = self._as_weights(weights)
+        mean, cov = self.aggregate_cov(W)
+        std = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+        if single:
+            return float(mean[0]), float(std[0])
+        return mean, std
+
+    # ------------------------------------------------------------------ other observations
+    def means_for(self, y: np.ndarray) -> np.ndarray:
+        """Posterior means for other observation vectors (batched CG solves)."""
+        Y, single = self._as_obs(y)
+        D = self._innovations(Y).T
+        rhs = self._sys.Lt(self._sys.Ht(self._sys.Rinv(D)))
+        X = self._sys.L(self.solve_whitened(rhs, "means_for")).T + self.problem.x_prior
+        _check_output(X, "posterior means")
+        return X[0] if single else X
+
+    def chi2_for(self, y: np.ndarray) -> np.ndarray | float:
+        """Innovation chi-square per observation for other observation vector(s)."""
+        Y, single = self._as_obs(y)
+        D = self._innovations(Y).T
+        G = self._sys.Rinv(D)
+        rhs = self._sys.Lt(self._sys.Ht(G))
+        X = self.solve_whitened(rhs, "chi2_for")
+        chi2 = (np.einsum("ij,ij->j", D, G) - np.einsum("ij,ij->j", rhs, X)) / self.n_obs
+        return float(chi2[0]) if single else chi2
+
+    # ------------------------------------------------------------------ sampling
+    def samples(self, n: int, seed: int | None = 0) -> np.ndarray:
+        """``n`` posterior samples (n, n_state) by randomize-then-optimize (batched solves).
+
+        Each is the exact minimiser of J with a perturbed prior ``χ₀ ~ N(0, I)`` and perturbed
+        observations ``y + R^{1/2} ε``; their distribution is exactly ``N(mean, A)``.
+        """
+        rng = np.random.default_rng(seed)
+        s, R = self._sys, self.problem.R
+        d = self._lz_innovation()
+        out = np.empty((n, self.n_state))
+        b = self._batch()
+        for a in range(0, n, b):
+            m = min(b, n - a)
+            chi0 = rng.standard_normal((s.q, m))
+            eps = R.sqrt_matvec(rng.standard_normal((R.sqrt_dim, m)))
+            rhs = chi0 + s.Lt(s.Ht(s.Rinv(d[:, None] + eps)))
+            X = self.solve_whitened(rhs, "posterior samples (RTO)")
+            out[a : a + m] = (s.L(X) + self.problem.x_prior[:, None]).T
+        return out
+
+    def sampled_std(self, n: int, seed: int | None = 0) -> np.ndarray:
+        """Sample std (ddof=1) of ``n`` RTO samples; records n and its Monte-Carlo error.
+
+        The relative standard error of a std estimated from n Gaussian samples is about
+        ``1/sqrt(2 (n − 1))`` (``info["mc_rel_error"]``).
+        """
+        X = self.samples(n, seed)
+        std = X.std(axis=0, ddof=1)
+        self.info["n_samples"] = int(n)
+        self.info["mc_rel_error"] = float(1.0 / np.sqrt(2.0 * (n - 1)))
+        self.std_method = f"sampled (n={n})"
+        return std
+
+    def _lz_innovation(self) -> np.ndarray:
+        return self.problem.innovation()
+
+
+def solve_cg(
+    problem: Any,
+    options: CGOptions,
+    memory_budget: float,
+    chunk_size: int,
+) -> CGPosterior:
+    """Run Lanczos-CG for the mean and return a :class:`CGPosterior`."""
+    system = WhitenedSystem(problem)
+    maxiter = options.maxiter if options.maxiter is not None else min(problem.n_obs + 1, 2000)
+    d = problem.innovation()
+    lz = lanczos_cg(
+        system, d, options.tol, maxiter, options.rank, memory_budget, options.allow_nonconvergence
+    )
+    mean = problem.x_prior + lz.L_of(system, lz.chi_coef[:, None])[:, 0]
+    _check_output(mean, "posterior mean")
+    return CGPosterior(system, lz, mean, options, memory_budget, chunk_size)

@@ -1,0 +1,194 @@
+"""The matrix-free 'cg' solver against the dense and obs-space references."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from numpy.testing import assert_allclose
+
+from inversion.cg import CGOptions
+from inversion.covariance import (
+    BlockDiagonalCovariance,
+    DenseCovariance,
+    DiagonalCovariance,
+    RegularGridCorrelation,
+    kronecker_prior,
+)
+from inversion.errors import ConvergenceError
+from inversion.problem import LinearProblem
+from inversion.solve import solve
+from tests.inversion._solver_cases import KronOperator, exp_corr, make_problem_arrays, random_spd
+
+
+def _close(actual, desired, rtol):
+    desired = np.asarray(desired)
+    assert_allclose(actual, desired, rtol=rtol, atol=rtol * np.max(np.abs(desired)))
+
+
+def _block_r(rng, n_obs):
+    sizes = [n_obs // 3, n_obs // 3, n_obs - 2 * (n_obs // 3)]
+    blocks = [random_spd(rng, s, cond=10.0) * 0.3 for s in sizes]
+    return BlockDiagonalCovariance(blocks, index=rng.permutation(n_obs))
+
+
+def _fft_problem(seed=0, n_obs=40, ny=6, nx=7, nt=3):
+    """Kronecker prior with an FFT spatial correlation: sqrt_dim > n_state."""
+    rng = np.random.default_rng(seed)
+    B = kronecker_prior(
+        rng.uniform(0.3, 0.8, (1, nt, ny, nx)), (ny, nx), 1.0, "exponential", 3.0,
+        nt=nt, step_hours=24.0, tau_hours=48.0,
+    )  # fmt: skip
+    n = B.shape[0]
+    H = sp.random_array((n_obs, n), density=0.2, rng=rng, format="csr")
+    R = DiagonalCovariance(rng.uniform(0.1, 0.5, n_obs))
+    y = H @ rng.standard_normal(n) + rng.standard_normal(n_obs)
+    return LinearProblem(H=H, x_prior=np.ones(n), y=y, B=B, R=R)
+
+
+@pytest.mark.parametrize("shape", [(15, 40), (60, 24), (33, 33)])
+@pytest.mark.parametrize("r_kind", ["dense", "diag", "block"])
+def test_cg_matches_dense_and_obs_space(shape, r_kind):
+    n_obs, n_state = shape
+    H, _Hd, x_prior, y, B, _Bd, R = make_problem_arrays(7, n_obs, n_state, "sparse", "dense")
+    rng = np.random.default_rng(3)
+    if r_kind == "diag":
+        R = DiagonalCovariance(rng.uniform(0.1, 1.0, n_obs))
+    elif r_kind == "block":
+        R = _block_r(rng, n_obs)
+    problem = LinearProblem(H=H, x_prior=x_prior, y=y, B=B, R=R)
+    ref = solve(problem, "dense")
+    obs = solve(problem, "obs-space")
+    post = solve(problem, "cg", cg=CGOptions(rank=n_obs))  # full spectrum
+    _close(post.mean, ref.mean, 1e-6)
+    _close(post.mean, obs.mean, 1e-6)
+    assert post.std_method.startswith("low-rank (k=")
+    _close(post.std, ref.std, 1e-6)  # full rank: exact
+    W = rng.standard_normal((4, n_state))
+    W[0] = 1.0
+    m_ref, s_ref = ref.aggregate(W)
+    m, s = post.aggregate(W)
+    _close(m, m_ref, 1e-6)
+    _close(s, s_ref, 1e-6)
+    _close(post.aggregate_cov(W)[1], ref.aggregate_cov(W)[1], 1e-6)
+    assert post.chi2 == pytest.approx(ref.chi2, rel=1e-6)
+    assert post.dofs == pytest.approx(ref.dofs, rel=1e-6)  # full spectrum: exact
+    assert post.info["residuals"][-1] <= 1e-8 and post.info["tolerance"] == 1e-8
+    assert len(post.info["residuals"]) == post.info["iterations"] + 1
+
+
+def test_cg_fft_kronecker_prior():
+    problem = _fft_problem()
+    assert problem.B.sqrt_dim > problem.n_state  # embedded torus
+    ref = solve(problem, "dense")
+    post = solve(problem, "cg", cg=CGOptions(rank=problem.n_obs))
+    _close(post.mean, ref.mean, 1e-6)
+    _close(post.std, ref.std, 1e-6)
+    w = np.ones(problem.n_state)
+    assert post.aggregate(w)[1] == pytest.approx(ref.aggregate(w)[1], rel=1e-6)
+
+
+@pytest.mark.parametrize("rank", [40, 50])
+def test_partial_rank_std_is_conservative_and_close(rank):
+    problem = _fft_problem(seed=1, n_obs=60)
+    ref = solve(problem, "dense")
+    post = solve(problem, "cg", cg=CGOptions(rank=rank))
+    k = post.info["rank"]
+    assert rank <= k < 60 and post.std_method == f"low-rank (k={k})"
+    rel = post.std / ref.std - 1.0
+    # truncation drops variance reduction only: never below the exact std
+    assert rel.min() > -1e-8
+    # independent reference: truncation to the exact k' leading eigenpairs of the dense
+    # whitened Hessian. Stated tolerance: k Lanczos steps do at least as well as the exact
+    # leading k - 15 eigenpairs (a single-vector Krylov space resolves the top of the spectrum
+    # first, the tail partially).
+    Bd = problem.B.to_dense(max_size=10_000)
+    Lf = np.linalg.cholesky(Bd)
+    HL = problem.H.toarray() @ Lf
+    lam, V = np.linalg.eigh(HL.T @ (HL / problem.R.diag()[:, None]))
+    lam, V = lam[::-1][: k - 15], V[:, ::-1][:, : k - 15]
+    var_trunc = np.diag(Bd) - ((Lf @ V) ** 2) @ (lam / (1 + lam))
+    assert rel.max() <= np.max(np.sqrt(var_trunc) / ref.std - 1.0)
+    assert rel.max() < 0.25
+    assert post.dofs <= ref.dofs * (1 + 1e-10)  # a lower bound of the DOFS
+
+
+def test_rto_samples_match_posterior():
+    problem = _fft_problem(seed=2, n_obs=30, ny=4, nx=5, nt=2)
+    ref = solve(problem, "dense")
+    n = 400
+    post = solve(problem, "cg", cg=CGOptions(std="sampled", n_samples=n, seed=5, batch=200))
+    std = post.std
+    assert post.std_method == "sampled (n=400)"
+    mc = post.info["mc_rel_error"]
+    assert mc == pytest.approx(1 / np.sqrt(2 * (n - 1)))
+    rel = std / ref.std - 1.0
+    # each element's error is ~N(0, mc): 5 sigma per element, and the mean error ~ 0
+    assert np.max(np.abs(rel)) < 5 * mc
+    assert abs(np.mean(rel)) < 5 * mc / np.sqrt(4)  # elements correlated: be conservative
+    X = post.samples(n, seed=6)
+    z = (X.mean(axis=0) - ref.mean) / (ref.std / np.sqrt(n))
+    assert np.max(np.abs(z)) < 5.0
+    assert len(post.info["solves"]) <= 4  # batched: few solves for 800 samples
+
+
+def test_means_for_and_chi2_for():
+    H, _Hd, x_prior, y, B, _Bd, R = make_problem_arrays(5, 12, 18, "sparse")
+    problem = LinearProblem(H=H, x_prior=x_prior, y=y, B=B, R=R)
+    ref, post = solve(problem, "dense"), solve(problem, "cg")
+    Y = y + np.random.default_rng(0).standard_normal((3, 12))
+    _close(post.means_for(Y), ref.means_for(Y), 1e-6)
+    _close(post.chi2_for(Y), ref.chi2_for(Y), 1e-6)
+
+
+def test_nonconvergence_raises_or_warns():
+    problem = _fft_problem(seed=3, n_obs=50)
+    with pytest.raises(ConvergenceError, match=r"relative residual \d\.\d+e[-+]\d+ > tol"):
+        solve(problem, "cg", cg=CGOptions(maxiter=3))
+    with pytest.warns(RuntimeWarning, match="did not converge in 3 iterations"):
+        post = solve(problem, "cg", cg=CGOptions(maxiter=3, allow_nonconvergence=True))
+    assert post.info["converged"] is False
+    assert post.info["iterations"] == 3
+    assert post.info["residuals"][-1] > 1e-8
+    with pytest.raises(ConvergenceError, match="aggregate variance"):
+        solve(problem, "cg", cg=CGOptions(maxiter=40, precondition=False, tol=1e-14)).aggregate(
+            np.ones(problem.n_state)
+        )
+
+
+def test_cg_needs_sqrt_and_inverse():
+    H, _Hd, x_prior, y, _B, _Bd, R = make_problem_arrays(0, 6, 8)
+    B = KronOperator(exp_corr(2, 1.5), random_spd(np.random.default_rng(0), 4))
+    with pytest.raises(TypeError, match="sqrt_matvec"):
+        solve(LinearProblem(H=H, x_prior=x_prior, y=y, B=B, R=R), "cg")
+    Rg = RegularGridCorrelation((2, 3), 1.0, length_km=1.0)  # no inverse product
+    with pytest.raises(TypeError, match="inv_matvec"):
+        solve(LinearProblem(H=H, x_prior=x_prior, y=y, B=np.eye(8), R=Rg), "cg")
+
+
+def test_auto_picks_cg_when_s_does_not_fit(caplog):
+    problem = _fft_problem(seed=4, n_obs=40)
+    ref = solve(problem, "dense")
+    # S and its factor (2 x 40² x 8 B = 25,600 B) do not fit; a 36-vector Lanczos basis does
+    budget = 8.0 * 2 * 40**2 - 1
+    with caplog.at_level(logging.INFO, logger="inversion.solve"):
+        post = solve(problem, memory_budget=budget, cg=CGOptions(maxiter=35))
+    assert post.method == "cg"
+    assert "'cg' because S (n_obs=40 squared" in caplog.text
+    _close(post.mean, ref.mean, 1e-6)
+
+
+@pytest.mark.parametrize("cls", ["diag", "dense", "block"])
+def test_inv_matvec(cls):
+    rng = np.random.default_rng(0)
+    if cls == "diag":
+        C = DiagonalCovariance(rng.uniform(0.5, 2.0, 9))
+    elif cls == "dense":
+        C = DenseCovariance(random_spd(rng, 9))
+    else:
+        C = _block_r(rng, 9)
+    V = rng.standard_normal((9, 3))
+    _close(C.inv_matvec(V), np.linalg.solve(C.to_dense(), V), 1e-10)
+    _close(C @ C.inv_matvec(V[:, 0]), V[:, 0], 1e-10)
