@@ -309,10 +309,37 @@ class TransportConfig(_Section):
         return self
 
 
-class InversionConfig(_Section):
-    """Solver and prior correlation settings."""
+class CGConfig(_Section):
+    """Settings of the matrix-free ``cg`` solver (see ``inversion.cg.CGOptions``).
 
-    method: Literal["auto", "dense", "obs-space"] = "auto"
+    ``tol`` is the relative residual of every CG solve; ``rank`` the least number of Lanczos
+    steps kept for the low-rank posterior std; ``std`` chooses low-rank or sampled
+    (randomize-then-optimize, ``n_samples`` draws) std maps.
+    """
+
+    tol: float = Field(default=1e-8, gt=0.0, lt=1.0)
+    maxiter: int | None = Field(default=None, ge=1)
+    rank: int = Field(default=0, ge=0)
+    std: Literal["low-rank", "sampled"] = "low-rank"
+    n_samples: int = Field(default=100, ge=2)
+    seed: int = Field(default=0, ge=0)
+    allow_nonconvergence: bool = False
+
+    def options(self) -> Any:
+        """The ``inversion.cg.CGOptions`` of these settings."""
+        from inversion.cg import CGOptions
+
+        return CGOptions(**self.model_dump())
+
+
+class InversionConfig(_Section):
+    """Solver and prior correlation settings.
+
+    ``method``: ``auto`` picks dense / obs-space / cg by size and ``memory_budget_gib``.
+    """
+
+    method: Literal["auto", "dense", "obs-space", "cg"] = "auto"
+    cg: CGConfig = Field(default_factory=CGConfig)
     spatial_kind: CorrelationKind = "exponential"
     spatial_length_km: float = Field(default=5.0, gt=0.0, description="[km]")
     temporal_length_h: float = Field(default=48.0, gt=0.0, description="e-folding time [h]")

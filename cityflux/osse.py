@@ -335,7 +335,8 @@ def build_synthetic_city(cfg: CityfluxConfig) -> SyntheticCity:
     obs = _combine(parts)
 
     H_flux = sp.vstack(
-        [flux_operator(parts[k], grid, time, met, sectors, cfg.transport) for k in kinds], format="csr"
+        [flux_operator(parts[k], grid, time, met, sectors, cfg.transport) for k in kinds],
+        format="csr",
     )
     H = sp.csr_array(
         sp.hstack([H_flux, sp.csr_array((H_flux.shape[0], len(kinds)))], format="csr")

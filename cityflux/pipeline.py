@@ -100,7 +100,12 @@ def run_synthetic(cfg: CityfluxConfig, progress: Callable[[str], None] | None = 
     t0 = time.perf_counter()
     step(f"solving the inversion (n_state={city.state.size}, n_obs={city.y.size})")
     budget = cfg.inversion.memory_budget_gib * 2**30
-    post = solve(city.problem(), method=cfg.inversion.method, memory_budget=budget)
+    post = solve(
+        city.problem(),
+        method=cfg.inversion.method,
+        memory_budget=budget,
+        cg=cfg.inversion.cg.options(),
+    )
     timings["solve"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

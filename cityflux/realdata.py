@@ -180,7 +180,9 @@ def run_real(cfg: CityfluxConfig, progress: Callable[[str], None] | None = None)
     step(f"solving the inversion (n_state={case.state.size}, n_obs={case.y.size})")
     budget = cfg.inversion.memory_budget_gib * 2**30
     problem = LinearProblem(H=case.H, x_prior=case.x_prior, y=case.y, B=case.B, R=case.R)
-    post = solve(problem, method=cfg.inversion.method, memory_budget=budget)
+    post = solve(
+        problem, method=cfg.inversion.method, memory_budget=budget, cg=cfg.inversion.cg.options()
+    )
     timings["solve"] = _time.perf_counter() - t0
 
     t0 = _time.perf_counter()

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
-from inversion.errors import ConvergenceError, MemoryBudgetError
+from inversion.errors import ConvergenceError, MemoryBudgetError, NotPositiveDefiniteError
 from inversion.problem import LinearProblem, _check_output
 
 __all__ = ["CGOptions", "LanczosResult", "WhitenedSystem", "batched_pcg", "lanczos_cg"]
@@ -268,7 +268,24 @@ def lanczos_cg(
         beta_sq = float(t @ Mt)
         beta = np.sqrt(max(beta_sq, 0.0))
         exhausted = beta <= _EXHAUSTED_RTOL * scale  # Krylov space invariant (dim ≤ n_obs)
-        s = _tridiag_solve(np.asarray(alphas), np.asarray(betas), beta0)
+        try:
+            s_new = _tridiag_solve(np.asarray(alphas), np.asarray(betas), beta0)
+        except np.linalg.LinAlgError:
+            # T lost definiteness: the basis is rank-deficient to working precision (its last
+            # vector has ~zero M-norm), i.e. the Krylov space is exhausted. Keep j - 1 steps.
+            alphas.pop()
+            if not alphas:
+                raise NotPositiveDefiniteError(
+                    "Lanczos-CG: the first Lanczos step is not positive definite; check that "
+                    "B and R are positive definite"
+                ) from None
+            logger.warning(
+                "Lanczos-CG: basis numerically exhausted after %d steps (tridiagonal matrix "
+                "lost definiteness); stopping there", len(alphas),
+            )  # fmt: skip
+            exhausted = True
+            break
+        s = s_new
         res = beta * abs(s[-1]) / beta0
         residuals.append(res)
         if exhausted or (res <= tol and j >= rank) or j == maxiter:

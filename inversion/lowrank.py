@@ -135,7 +135,11 @@ class CGPosterior(Posterior):
             U = self._lz.L_of(self._sys, np.ascontiguousarray(Zr[:, cols]))
             reduction += (U * U) @ w[cols]
         var = self._checked_variance(
-            self.problem.B_diag - reduction, self.problem.B_diag, "low-rank posterior variance"
+            self.problem.B_diag - reduction,
+            self.problem.B_diag,
+            f"low-rank posterior variance (k={th.size})",
+            advice="the Lanczos basis lost orthogonality (H B Hᵀ is ill-conditioned); lower "
+            "CGOptions.rank, or use CGOptions(std='sampled')",
         )
         self.std_method = f"low-rank (k={th.size})"
         return np.sqrt(var)

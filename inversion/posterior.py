@@ -197,7 +197,13 @@ class Posterior:
         W = self._half_solve(Z, overwrite=True, adjoint=True)
         return reduction, _rowwise_dot_h(self.problem, W)
 
-    def _checked_variance(self, var: np.ndarray, prior_var: np.ndarray, what: str) -> np.ndarray:
+    def _checked_variance(
+        self,
+        var: np.ndarray,
+        prior_var: np.ndarray,
+        what: str,
+        advice: str = "S = H B Hᵀ + R is too ill-conditioned: check R (variances far too small?) and B",
+    ) -> np.ndarray:
         _check_output(var, what)
         neg = var < 0
         if neg.any():
@@ -206,8 +212,7 @@ class Posterior:
                 raise NotPositiveDefiniteError(
                     f"{what}: {int(neg.sum())} negative posterior variance(s), the worst at index "
                     f"{worst}: {float(var[worst])!r} (prior variance {float(prior_var[worst])!r}); "
-                    f"S = H B Hᵀ + R "
-                    f"is too ill-conditioned: check R (variances far too small?) and B"
+                    f"{advice}"
                 )
             var = np.where(neg, 0.0, var)
         return var

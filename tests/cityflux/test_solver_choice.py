@@ -1,0 +1,37 @@
+"""The configured solver: ``inversion.method: cg`` gives the obs-space answer on the small city."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import small_config
+
+from cityflux.config import ConfigError, parse_config
+from cityflux.pipeline import run
+
+
+def _with_method(method: str, **cg):
+    cfg = small_config()
+    inv = cfg.inversion.model_copy(
+        update={"method": method, "cg": cfg.inversion.cg.model_copy(update=cg)}
+    )
+    return cfg.model_copy(update={"inversion": inv})
+
+
+def test_cg_city_totals_equal_obs_space():
+    ref = run(_with_method("obs-space"))
+    cg = run(_with_method("cg", tol=1e-10))
+    assert cg.posterior.std_method.startswith("low-rank")
+    W = ref.city.weights
+    m_ref, s_ref = ref.posterior.aggregate(W)
+    m_cg, s_cg = cg.posterior.aggregate(W)
+    # exact aggregates by CG solves: equal to the Cholesky answer to 1e-6 relative
+    np.testing.assert_allclose(m_cg, m_ref, rtol=1e-6)
+    np.testing.assert_allclose(s_cg, s_ref, rtol=1e-6)
+    # the low-rank std map never claims more certainty than the exact one
+    assert np.all(cg.posterior.std >= ref.posterior.std * (1 - 1e-6))
+
+
+def test_unknown_solver_in_config_names_the_key():
+    with pytest.raises(ConfigError, match=r"inversion\.method"):
+        parse_config({"inversion": {"method": "gmres"}})
