@@ -70,7 +70,9 @@ def write_cache(
             for name, arr in (("indptr", h.indptr), ("indices", h.indices), ("data", h.data)):
                 g.create_array(name, data=np.asarray(arr), overwrite=True)
             g.attrs["n_rows"] = int(h.shape[0])
-            g.attrs["receptors"] = table.to_json(orient="split", date_format="epoch", date_unit="ns")
+            g.attrs["receptors"] = table.to_json(
+                orient="split", date_format="epoch", date_unit="ns"
+            )
         root.attrs.update(
             {"key": key, "shape": list(shape), "n_chunks": len(chunks), "report": report}
         )
