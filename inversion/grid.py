@@ -20,7 +20,7 @@ import numpy as np
 import pyproj
 import xarray as xr
 
-__all__ = ["Grid", "GridMismatchError"]
+__all__ = ["Grid", "GridMismatchError", "axis_attrs", "band_area"]
 
 #: Mean Earth radius [km] (IUGG R1), used for great-circle distances.
 EARTH_RADIUS_KM = 6371.0088
@@ -30,26 +30,52 @@ class GridMismatchError(ValueError):
     """Two grids (or a grid and a data array) do not agree."""
 
 
-def _band_area(
-    lat0: np.ndarray, lat1: np.ndarray, dlon_rad: float, a: float, inv_f: float
-) -> np.ndarray:
-    """Area [m²] of ellipsoidal cells between parallels ``lat0``/``lat1`` [deg], ``dlon_rad`` wide.
+def band_area(lat_lo: Any, lat_hi: Any, dlon_deg: Any, crs: Any = "EPSG:4326") -> np.ndarray:
+    """Exact area [m²] of longitude/latitude cells on the ellipsoid of ``crs``.
 
-    Uses the authalic-latitude integral: the area from the equator to latitude φ per radian of
-    longitude is ``b²/2 · (sinφ/(1 − e² sin²φ) + artanh(e sinφ)/e)``.
+    Cells are bounded by parallels ``lat_lo``/``lat_hi`` [degrees] and meridians ``dlon_deg``
+    [degrees] apart (not by geodesics). Uses the authalic-latitude integral: the area from the
+    equator to latitude φ per radian of longitude is ``b²/2 · (sinφ/(1 − e² sin²φ) +
+    artanh(e sinφ)/e)`` (Snyder 1987, eqs. 3-12 and 10-15). Arguments broadcast.
     """
+    ell = _as_crs(crs).ellipsoid
+    a = ell.semi_major_metre if ell is not None else 6378137.0
+    inv_f = ell.inverse_flattening if ell is not None else 298.257223563
     f = 0.0 if not np.isfinite(inv_f) or inv_f == 0 else 1.0 / inv_f
     e2 = f * (2.0 - f)
     b2 = (a * (1.0 - f)) ** 2
 
-    def zone(lat: np.ndarray) -> np.ndarray:
-        s = np.sin(np.deg2rad(np.clip(lat, -90.0, 90.0)))
+    def zone(lat: Any) -> np.ndarray:
+        sin = np.sin(np.deg2rad(np.clip(np.asarray(lat, float), -90.0, 90.0)))
         if e2 == 0.0:
-            return b2 * s
+            return b2 * sin
         e = np.sqrt(e2)
-        return 0.5 * b2 * (s / (1.0 - e2 * s * s) + np.arctanh(e * s) / e)
+        return 0.5 * b2 * (sin / (1.0 - e2 * sin * sin) + np.arctanh(e * sin) / e)
 
-    return dlon_rad * (zone(np.asarray(lat1, float)) - zone(np.asarray(lat0, float)))
+    return np.abs(np.deg2rad(np.asarray(dlon_deg, float)) * (zone(lat_hi) - zone(lat_lo)))
+
+
+def axis_attrs(crs: Any) -> tuple[dict[str, str], dict[str, str]]:
+    """CF attributes of the 1-D ``x`` and ``y`` coordinates of a grid in ``crs``.
+
+    Returns
+    -------
+    xattrs, yattrs : dict
+        ``units``, ``standard_name`` and ``axis`` (degrees for geographic CRSs, the CRS's
+        linear unit otherwise).
+    """
+    crs = _as_crs(crs)
+    if crs.is_geographic:
+        return (
+            {"units": "degrees_east", "standard_name": "longitude", "axis": "X"},
+            {"units": "degrees_north", "standard_name": "latitude", "axis": "Y"},
+        )
+    unit = crs.axis_info[0].unit_name
+    units = "m" if unit in ("metre", "meter") else unit
+    return (
+        {"units": units, "standard_name": "projection_x_coordinate", "axis": "X"},
+        {"units": units, "standard_name": "projection_y_coordinate", "axis": "Y"},
+    )
 
 
 def _as_crs(crs: Any) -> pyproj.CRS:
@@ -307,11 +333,8 @@ class Grid:
         planar ``|dx·dy|`` converted to m² for projected grids.
         """
         if self.is_geographic:
-            ell = self.crs.ellipsoid
-            a = ell.semi_major_metre if ell is not None else 6378137.0
-            inv_f = ell.inverse_flattening if ell is not None else 298.257223563
-            rows = _band_area(self.y_edges[:-1], self.y_edges[1:], np.deg2rad(self.dx), a, inv_f)
-            return np.repeat(np.abs(rows)[:, None], self.nx, axis=1)
+            rows = band_area(self.y_edges[:-1], self.y_edges[1:], self.dx, self.crs)
+            return np.repeat(rows[:, None], self.nx, axis=1)
         factor = self.crs.axis_info[0].unit_conversion_factor
         return np.full(self.shape, abs(self.dx * self.dy) * factor**2)
 
@@ -378,14 +401,7 @@ class Grid:
 
     def coords(self) -> dict[str, Any]:
         """Coordinates for an xarray object on this grid: ``y``, ``x``, 2-D ``lat``, ``lon``."""
-        if self.is_geographic:
-            xattrs = {"units": "degrees_east", "standard_name": "longitude", "axis": "X"}
-            yattrs = {"units": "degrees_north", "standard_name": "latitude", "axis": "Y"}
-        else:
-            unit = self.crs.axis_info[0].unit_name
-            units = "m" if unit in ("metre", "meter") else unit
-            xattrs = {"units": units, "standard_name": "projection_x_coordinate", "axis": "X"}
-            yattrs = {"units": units, "standard_name": "projection_y_coordinate", "axis": "Y"}
+        xattrs, yattrs = axis_attrs(self.crs)
         return {
             "y": ("y", self.y, yattrs),
             "x": ("x", self.x, xattrs),

@@ -21,34 +21,9 @@ import numpy as np
 import pyproj
 import xarray as xr
 
-from inversion.grid import Grid
+from inversion.grid import Grid, axis_attrs, band_area
 
 FLUX_UNITS = "umol m-2 s-1"
-
-
-def _authalic_q(lat_deg: np.ndarray, e: float) -> np.ndarray:
-    """Snyder (1987, eq. 3-12) q(φ) for the authalic latitude; q(90°) - q(-90°) spans the globe."""
-    s = np.sin(np.deg2rad(lat_deg))
-    if e == 0.0:
-        return 2.0 * s
-    return (1 - e**2) * (s / (1 - (e * s) ** 2) - np.log((1 - e * s) / (1 + e * s)) / (2 * e))
-
-
-def band_area(
-    lat_lo: np.ndarray, lat_hi: np.ndarray, dlon_deg: np.ndarray, crs: pyproj.CRS
-) -> np.ndarray:
-    """Exact area of longitude/latitude cells on the CRS ellipsoid [m²].
-
-    ``A = a² / 2 · |q(φ2) - q(φ1)| · Δλ`` (Snyder 1987, eqs. 3-12 and 10-15), with ``Δλ`` in
-    radians; bounded by parallels and meridians (not geodesics).
-    """
-    ell = crs.ellipsoid
-    a = ell.semi_major_metre
-    inv_f = ell.inverse_flattening
-    f = 0.0 if not inv_f or not np.isfinite(inv_f) else 1.0 / inv_f
-    e = float(np.sqrt(f * (2 - f)))
-    dq = np.abs(_authalic_q(np.asarray(lat_hi), e) - _authalic_q(np.asarray(lat_lo), e))
-    return 0.5 * a**2 * dq * np.deg2rad(np.abs(dlon_deg))
 
 
 def cell_areas(
@@ -176,15 +151,7 @@ def native_dataarray(
 ) -> xr.DataArray:
     """Wrap converted values (…, y, x) [µmol m-2 s-1] with the native-grid coordinates."""
     lon, lat = native.lonlat()
-    geographic = native.crs.is_geographic
-    if geographic:
-        xattrs = {"units": "degrees_east", "standard_name": "longitude", "axis": "X"}
-        yattrs = {"units": "degrees_north", "standard_name": "latitude", "axis": "Y"}
-    else:
-        unit = native.crs.axis_info[0].unit_name
-        units = "m" if unit in ("metre", "meter") else unit
-        xattrs = {"units": units, "standard_name": "projection_x_coordinate", "axis": "X"}
-        yattrs = {"units": units, "standard_name": "projection_y_coordinate", "axis": "Y"}
+    xattrs, yattrs = axis_attrs(native.crs)
     all_coords: dict[str, Any] = dict(coords or {})
     all_coords.update(
         {
