@@ -49,7 +49,7 @@ CASES = {  # ny, nx, nt, sectors, n_obs, step_hours, tau_hours
 }
 
 
-def make_problem(name: str, zarr_dir: str | None):
+def make_problem(name: str, zarr_dir: str | None, h_cache: float = 0):
     from solve_scaling import Case, make_h
 
     from inversion.chunked import ChunkedOperator, write_chunked_h
@@ -70,7 +70,7 @@ def make_problem(name: str, zarr_dir: str | None):
     if zarr_dir is not None:
         path = write_chunked_h(H, Path(zarr_dir) / f"H_{name}.zarr", 2000, overwrite=True)
         del H
-        H = ChunkedOperator.open(path)
+        H = ChunkedOperator.open(path, cache_bytes=h_cache)
     return LinearProblem(H=H, x_prior=x_prior, y=y, B=B, R=R), (ny, nx, nt, ns), truth
 
 
@@ -94,11 +94,11 @@ def _peak() -> int:
     return 0
 
 
-def run(name, method, rank, std_cells, zarr_dir, skip_products, queue):
+def run(name, method, rank, std_cells, zarr_dir, skip_products, h_cache, queue):
     from inversion.cg import CGOptions
     from inversion.solve import solve
 
-    problem, dims, _truth = make_problem(name, zarr_dir)
+    problem, dims, _truth = make_problem(name, zarr_dir, h_cache)
     W = weights(dims)
     cells = np.random.default_rng(9).choice(problem.n_state, std_cells, replace=False)
     with open("/proc/self/clear_refs", "w") as f:
@@ -163,12 +163,24 @@ def main(argv=None) -> None:
     ap.add_argument(
         "--mean-only", action="store_true", help="time the cg mean only (no aggregates, no std)"
     )
+    ap.add_argument(
+        "--h-cache-gib", type=float, default=4.0,
+        help="memory the zarr-backed H (regional) may keep once read; 0 = fully out of core",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     print(f"cores: {os.cpu_count()}")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.cases:
             zdir = tmp if name == "regional" else None
-            cg = in_child(name, "cg", args.rank, args.std_cells, zdir, args.mean_only)
+            cg = in_child(
+                name,
+                "cg",
+                args.rank,
+                args.std_cells,
+                zdir,
+                args.mean_only,
+                args.h_cache_gib * 2**30,
+            )
             if args.mean_only:
                 print(
                     f"[{name}] n_state={cg['n_state']:,} n_obs={cg['n_obs']:,} | cg mean only: "
@@ -187,7 +199,7 @@ def main(argv=None) -> None:
             )
             if args.no_compare or cg["n_obs"] > 20_000:
                 continue
-            ob = in_child(name, "obs-space", args.rank, args.std_cells, zdir, False)
+            ob = in_child(name, "obs-space", args.rank, args.std_cells, zdir, False, 0)
             dm = np.max(np.abs(cg["mean_sample"] - ob["mean_sample"])) / ob["mean_scale"]
             ds = np.max(np.abs(cg["agg_std"] / ob["agg_std"] - 1))
             rel = cg["cell_std"] / ob["cell_std"] - 1

@@ -100,6 +100,10 @@ class ChunkedOperator(LinearOperator):
         Number of columns.
     client : distributed.Client, optional
         Run the block products on this cluster (see :meth:`with_client`).
+    cache_bytes : float
+        Keep loaded blocks in memory up to this many bytes [B] (0: read every block at every
+        product, fully out of core). Blocks are cached in order until the budget is spent; the
+        rest are read on each use.
     """
 
     def __init__(
@@ -108,8 +112,12 @@ class ChunkedOperator(LinearOperator):
         row_starts: Sequence[int],
         n_state: int,
         client: Any = None,
+        cache_bytes: float = 0,
     ) -> None:
         self._blocks = list(blocks)
+        self.cache_bytes = float(cache_bytes)
+        self._cache: dict[int, sp.csr_array] = {}
+        self._cached = 0
         self._starts = np.asarray(row_starts, dtype=np.int64)
         if self._starts.size != len(self._blocks) + 1 or np.any(np.diff(self._starts) < 0):
             raise ShapeMismatchError(
@@ -164,8 +172,12 @@ class ChunkedOperator(LinearOperator):
         return cls([_DaskBlock(d) for d in delayed], starts, array.shape[1], client)
 
     @classmethod
-    def open(cls, path: str | os.PathLike, client: Any = None) -> ChunkedOperator:
+    def open(
+        cls, path: str | os.PathLike, client: Any = None, cache_bytes: float = 0
+    ) -> ChunkedOperator:
         """Open a store written by :func:`write_chunked_h` (nothing but the row index is read).
+
+        ``cache_bytes`` [B] keeps that much of H in memory once read (see the class).
 
         Raises
         ------
@@ -196,7 +208,7 @@ class ChunkedOperator(LinearOperator):
             _ZarrBlock(str(path), int(a), int(b), int(indptr[a]), int(indptr[b]), n_state)
             for a, b in itertools.pairwise(starts)
         ]
-        return cls(blocks, starts, n_state, client)
+        return cls(blocks, starts, n_state, client, cache_bytes)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -216,8 +228,16 @@ class ChunkedOperator(LinearOperator):
         self._remote = self.client.scatter(self._blocks, broadcast=False)
 
     def block(self, k: int) -> sp.csr_array:
-        """Row block ``k`` as a CSR matrix (loaded)."""
-        return self._blocks[k].load()
+        """Row block ``k`` as a CSR matrix (from the cache, else loaded)."""
+        mat = self._cache.get(k)
+        if mat is not None:
+            return mat
+        mat = self._blocks[k].load()
+        size = mat.data.nbytes + mat.indices.nbytes + mat.indptr.nbytes
+        if self._cached + size <= self.cache_bytes:
+            self._cache[k] = mat
+            self._cached += size
+        return mat
 
     # ------------------------------------------------------------------ products
     def _matmat(self, X: np.ndarray) -> np.ndarray:
@@ -227,8 +247,8 @@ class ChunkedOperator(LinearOperator):
             futs = self.client.map(_block_matmat, self._remote, [xf] * self.n_blocks, pure=False)
             return np.concatenate(self.client.gather(futs), axis=0)
         out = np.empty((self.shape[0], X.shape[1]))
-        for k, b in enumerate(self._blocks):
-            out[self._starts[k] : self._starts[k + 1]] = _block_matmat(b, X)
+        for k in range(self.n_blocks):
+            out[self._starts[k] : self._starts[k + 1]] = self.block(k) @ X
         return out
 
     def _rmatmat(self, V: np.ndarray) -> np.ndarray:
@@ -243,8 +263,8 @@ class ChunkedOperator(LinearOperator):
                 ]
             return futs[0].result()
         out = np.zeros((self.shape[1], V.shape[1]))
-        for b, part in zip(self._blocks, parts, strict=True):
-            out += _block_rmatmat(b, part)
+        for k, part in enumerate(parts):
+            out += self.block(k).T @ part
         return out
 
     def _matvec(self, x: np.ndarray) -> np.ndarray:

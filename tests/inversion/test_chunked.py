@@ -93,3 +93,27 @@ def test_distributed_cg_and_windows():
 def test_cluster_config_checks():
     with pytest.raises(ValueError, match="kind must be one of"):
         ClusterConfig(kind="sge")
+
+
+def test_zarr_cache_keeps_blocks_within_budget(tmp_path, monkeypatch):
+    import inversion.chunked as chunked
+
+    rng = np.random.default_rng(4)
+    H = sp.random_array((40, 30), density=0.2, format="csr", rng=rng)
+    path = write_chunked_h(H, tmp_path / "H.zarr", chunk_rows=10)
+    loads = []
+    real_load = chunked._ZarrBlock.load
+    monkeypatch.setattr(chunked._ZarrBlock, "load", lambda self: loads.append(1) or real_load(self))
+    x, v = rng.normal(size=30), rng.normal(size=40)
+    # no cache: every product reads all 4 blocks
+    op = ChunkedOperator.open(path)
+    op @ x, op.T @ v
+    assert len(loads) == 8
+    # a budget for the first two blocks: they stay in memory, the others are read each time
+    sizes = [m.data.nbytes + m.indices.nbytes + m.indptr.nbytes for m in map(op.block, range(4))]
+    loads.clear()
+    op = ChunkedOperator.open(path, cache_bytes=sizes[0] + sizes[1])
+    assert_allclose(op @ x, H @ x, rtol=1e-14)
+    assert_allclose(op.T @ v, H.T @ v, rtol=1e-14)
+    assert sorted(op._cache) == [0, 1]
+    assert len(loads) == 4 + 2
