@@ -14,22 +14,25 @@ __all__ = ["csr_matmat"]
 
 @numba.njit(parallel=True, cache=True, fastmath=False)
 def _csr_matmat_numba(
-    indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, X: np.ndarray
+    indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, X: np.ndarray, n_rows: int
 ) -> np.ndarray:
-    n_rows = indptr.size - 1
     k = X.shape[1]
-    out = np.zeros((n_rows, k))
+    out = np.empty((n_rows, k))
     for i in numba.prange(n_rows):
+        acc = np.zeros(k)  # one output row in registers/L1, written once
         for p in range(indptr[i], indptr[i + 1]):
             v = data[p]
             j = indices[p]
             for c in range(k):
-                out[i, c] += v * X[j, c]
+                acc[c] += v * X[j, c]
+        out[i, :] = acc
     return out
 
 
-def csr_matmat(H: scipy.sparse.csr_array, X: np.ndarray, engine: str = "numba") -> np.ndarray:
-    """``H @ X`` for a CSR matrix (m, n) and a dense (n, k) array, threaded over rows.
+def csr_matmat(
+    H: scipy.sparse.csr_array, X: np.ndarray, engine: str = "numba", rows: int | None = None
+) -> np.ndarray:
+    """``H[:rows] @ X`` for a CSR matrix (m, n) and a dense (n, k) array, threaded over rows.
 
     scipy's sparse-dense product runs on one thread; this kernel splits the rows of ``H``
     over the numba threads (the solvers' ``S = H G`` product is the main user).
@@ -42,20 +45,25 @@ def csr_matmat(H: scipy.sparse.csr_array, X: np.ndarray, engine: str = "numba") 
         Dense matrix (n, k).
     engine : {"numba", "numpy"}
         ``"numpy"`` uses scipy's product (the reference twin).
+    rows : int, optional
+        Use only the first ``rows`` rows of ``H`` (default all), without slicing a copy.
 
     Returns
     -------
     numpy.ndarray
-        ``H @ X`` (m, k), float64.
+        ``H[:rows] @ X`` (rows, k), float64.
     """
+    rows = H.shape[0] if rows is None else int(rows)
     if engine == "numpy":
-        return np.asarray(H @ X, dtype=np.float64)
+        return np.asarray(H[:rows] @ X, dtype=np.float64)
     if engine != "numba":
         raise ValueError(f"engine must be 'numba' or 'numpy', found {engine!r}")
-    H = scipy.sparse.csr_array(H)
+    if not (scipy.sparse.issparse(H) and H.format == "csr"):
+        H = scipy.sparse.csr_array(H)
     return _csr_matmat_numba(
-        H.indptr.astype(np.int64, copy=False),
-        H.indices.astype(np.int64, copy=False),
+        H.indptr,
+        H.indices,
         np.asarray(H.data, dtype=np.float64),
         np.ascontiguousarray(X, dtype=np.float64),
+        rows,
     )

@@ -321,7 +321,7 @@ class LinearProblem:
         if not scipy.sparse.issparse(self.H):
             return self.H[:stop] @ X
         # scipy's sparse @ dense product is single-threaded; the numba kernel splits rows
-        return csr_matmat(self.H[:stop], X)
+        return csr_matmat(self.H, X, rows=stop)
 
     def B_matmat(self, X: np.ndarray) -> np.ndarray:
         """``B @ X`` for a dense (n_state, k) or (n_state,) array, as a numpy array."""

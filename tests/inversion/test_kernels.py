@@ -30,3 +30,12 @@ def test_csr_matmat_with_empty_rows_and_fortran_input():
 def test_csr_matmat_rejects_unknown_engine():
     with pytest.raises(ValueError, match="engine"):
         csr_matmat(sp.csr_array(np.eye(2)), np.eye(2), engine="cuda")
+
+
+def test_csr_matmat_first_rows_only():
+    rng = np.random.default_rng(3)
+    H = sp.random_array((30, 40), density=0.2, format="csr", rng=rng)
+    X = rng.normal(size=(40, 5))
+    for rows in (0, 1, 17, 30):
+        np.testing.assert_allclose(csr_matmat(H, X, rows=rows), (H @ X)[:rows], rtol=1e-13)
+        np.testing.assert_allclose(csr_matmat(H, X, engine="numpy", rows=rows), (H @ X)[:rows])
