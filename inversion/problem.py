@@ -18,7 +18,6 @@ import scipy.linalg
 import scipy.sparse
 from scipy.sparse.linalg import LinearOperator
 
-from inversion._kernels import csr_matmat
 from inversion.covariance import CovarianceOperator, DenseCovariance
 from inversion.errors import (
     NonFiniteError,
@@ -31,6 +30,8 @@ __all__ = ["LinearProblem", "as_covariance"]
 
 logger = logging.getLogger(__name__)
 
+# Column block of the sparse H @ dense G products (cache-friendly width).
+_SPMM_BLOCK = 64
 # Relative tolerance for the symmetry check of dense covariance matrices.
 _SYMMETRY_RTOL = 1e-8
 
@@ -320,8 +321,14 @@ class LinearProblem:
             return np.asarray(self.H.matmat(X), dtype=np.float64)[:stop]
         if not scipy.sparse.issparse(self.H):
             return self.H[:stop] @ X
-        # scipy's sparse @ dense product is single-threaded; the numba kernel splits rows
-        return csr_matmat(self.H, X, rows=stop)
+        # sparse @ dense is memory-bound: blocks of 64 columns keep X's rows in cache (measured
+        # faster in the solver than one product with hundreds of columns, and than a threaded
+        # numba kernel competing with the FFT threads)
+        H = self.H[:stop]
+        out = np.empty((stop, X.shape[1]))
+        for j in range(0, X.shape[1], _SPMM_BLOCK):
+            out[:, j : j + _SPMM_BLOCK] = H @ np.ascontiguousarray(X[:, j : j + _SPMM_BLOCK])
+        return out
 
     def B_matmat(self, X: np.ndarray) -> np.ndarray:
         """``B @ X`` for a dense (n_state, k) or (n_state,) array, as a numpy array."""
