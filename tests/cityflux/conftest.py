@@ -33,3 +33,9 @@ def small_city():
     from cityflux.osse import build_synthetic_city
 
     return build_synthetic_city(small_config())
+
+
+@pytest.fixture(scope="session")
+def make_small_config():
+    """The :func:`small_config` factory, for tests that vary its settings."""
+    return small_config

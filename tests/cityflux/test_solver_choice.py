@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import small_config
 
 from cityflux.config import ConfigError, parse_config
 from cityflux.pipeline import run
 
 
-def _with_method(method: str, **cg):
+def _with_method(small_config, method: str, **cg):
     cfg = small_config()
     inv = cfg.inversion.model_copy(
         update={"method": method, "cg": cfg.inversion.cg.model_copy(update=cg)}
@@ -18,9 +17,9 @@ def _with_method(method: str, **cg):
     return cfg.model_copy(update={"inversion": inv})
 
 
-def test_cg_city_totals_equal_obs_space():
-    ref = run(_with_method("obs-space"))
-    cg = run(_with_method("cg", tol=1e-10))
+def test_cg_city_totals_equal_obs_space(make_small_config):
+    ref = run(_with_method(make_small_config, "obs-space"))
+    cg = run(_with_method(make_small_config, "cg", tol=1e-10))
     assert cg.posterior.std_method.startswith("low-rank")
     W = ref.city.weights
     m_ref, s_ref = ref.posterior.aggregate(W)
