@@ -15,6 +15,7 @@ urban-core flux of 10 µmol m-2 s-1.
 from __future__ import annotations
 
 import logging
+import threading
 import time as _time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -34,6 +35,10 @@ from transport_models.footprints import FootprintError, layer_start_times, read_
 from ._cache import cache_key, read_cache, write_cache
 from ._kernels import bin_layers, sparsify_rows
 from ._regrid import ConservativeRegridder, conservative_regridder
+
+#: netCDF-C/HDF5 are not thread-safe: footprint files are read one at a time per process (the
+#: threaded scheduler still regrids and bins in parallel; process-based workers are unaffected).
+_READ_LOCK = threading.Lock()
 
 __all__ = ["DEFAULT_THRESHOLD", "AssemblyReport", "ReceptorOperator", "assemble_receptors"]
 
@@ -156,7 +161,11 @@ def _process_chunk(
     regridders: dict[Grid, ConservativeRegridder] = {}
     hs, tables, unc = [], [], 0.0
     for item in items:
-        fp = item if isinstance(item, xr.DataArray) else read_footprint(item, fmt, **reader_kwargs)
+        if isinstance(item, xr.DataArray):
+            fp = item
+        else:
+            with _READ_LOCK:
+                fp = read_footprint(item, fmt, **reader_kwargs)
         h, t, u = _file_rows(fp, state, regridders, threshold, engine)
         hs.append(h)
         tables.append(t)
