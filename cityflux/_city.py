@@ -11,11 +11,9 @@ import numpy as np
 import pandas as pd
 
 from inversion import Grid, TimeAxis
+from priors import UMOL_TO_T_CO2
 
-__all__ = ["TONNES_PER_UMOL", "CityEmissions", "make_emissions"]
-
-#: Mass of one µmol of CO2 in tonnes [t µmol-1] (44.0095 g mol-1).
-TONNES_PER_UMOL = 44.0095e-12
+__all__ = ["CityEmissions", "make_emissions"]
 
 
 @dataclass(frozen=True)
@@ -136,7 +134,7 @@ def make_emissions(
     # Scale the diffuse part to 80 % of the total; point sources carry 20 % (if any).
     area = grid.cell_area
     seconds_per_day = 86400.0
-    diffuse_daily = (flux * area).sum(axis=(0, 2, 3)).mean() * seconds_per_day * TONNES_PER_UMOL
+    diffuse_daily = (flux * area).sum(axis=(0, 2, 3)).mean() * seconds_per_day * UMOL_TO_T_CO2
     target_t = city_total_kt_per_day * 1000.0
     share_points = 0.2 if n_point_sources > 0 else 0.0
     flux *= (1.0 - share_points) * target_t / diffuse_daily
@@ -144,10 +142,10 @@ def make_emissions(
         per_cell_flux = (
             share_points
             * target_t
-            / (seconds_per_day * TONNES_PER_UMOL * float((point_map * area).sum()))
+            / (seconds_per_day * UMOL_TO_T_CO2 * float((point_map * area).sum()))
         )
         flux[-1] += per_cell_flux * point_map
     # Renormalise on the city mask so that the city total is exactly the target.
     city_daily = (flux * area * city_mask).sum(axis=(0, 2, 3)) * time.seconds
-    flux *= target_t * time.seconds.sum() / 86400.0 / (city_daily.sum() * TONNES_PER_UMOL)
+    flux *= target_t * time.seconds.sum() / 86400.0 / (city_daily.sum() * UMOL_TO_T_CO2)
     return CityEmissions(flux=flux, city_mask=city_mask, point_sources=points)

@@ -26,7 +26,8 @@ import pandas as pd
 import scipy.sparse as sp
 import xarray as xr
 
-from cityflux._city import TONNES_PER_UMOL, make_emissions
+import priors
+from cityflux._city import make_emissions
 from cityflux._network import (
     make_columns,
     make_lidar,
@@ -203,36 +204,36 @@ class SyntheticCity:
 
 
 def _aggregation_weights(
-    grid: Grid, time: TimeAxis, state: StateVector, city_mask: np.ndarray
+    state: StateVector, city_mask: np.ndarray
 ) -> tuple[sp.csr_array, list[tuple[str, str]]]:
-    """Rows of t CO2 per (µmol m-2 s-1): city totals per period, per day, per sector; domain."""
-    nsec, nt = len(state.sectors), time.nt
-    per_cell = grid.cell_area[None, :, :] * time.seconds[:, None, None] * TONNES_PER_UMOL
-    full = np.broadcast_to(per_cell, (nsec, nt, *grid.shape))
+    """Rows of t CO2 per (µmol m-2 s-1): city totals per period, per day, per sector; domain.
+
+    Built with :func:`priors.aggregation_weights`, the same weights a real-data run uses.
+    """
+    grid, time = state.grid, state.time
+    fractions = xr.DataArray(
+        np.stack([np.asarray(city_mask, float), np.ones(grid.shape)]),
+        dims=("region", "y", "x"),
+        coords={"region": ["city", "domain"], "y": grid.y, "x": grid.x},
+    )
     fmt = "%Y-%m-%dT%H:%MZ"
     whole = (
         f"{pd.Timestamp(time.edges[0]).strftime(fmt)}/{pd.Timestamp(time.edges[-1]).strftime(fmt)}"
     )
-    rows, labels = [], []
-
-    def add(mask4: np.ndarray, region: str, period: str) -> None:
-        vec = np.zeros(state.size)
-        vec[state.slice("flux")] = (full * mask4).ravel()
-        rows.append(sp.csr_array(vec[None, :]))
-        labels.append((region, period))
-
-    city4 = np.broadcast_to(city_mask, (nsec, nt, *grid.shape))
-    add(city4, "city", whole)
-    days = pd.DatetimeIndex(time.starts).floor("D")
-    if time.seconds.max() <= 86400.0:
-        for day in days.unique():
-            sel = (days == day)[None, :, None, None]
-            add(city4 & sel, "city", day.strftime("%Y-%m-%d"))
-    for s, name in enumerate(state.sectors):
-        sel = (np.arange(nsec) == s)[:, None, None, None]
-        add(city4 & sel, f"city:{name}", whole)
-    add(np.ones_like(city4), "domain", whole)
-    return sp.csr_array(sp.vstack(rows, format="csr")), labels
+    total = priors.aggregation_weights(state, fractions)
+    blocks = [total.matrix[[0]]]
+    labels = [("city", whole)]
+    day_of_start = time.starts.astype("datetime64[D]")
+    if (day_of_start == (time.ends - np.timedelta64(1, "ns")).astype("datetime64[D]")).all():
+        daily = priors.aggregation_weights(state, fractions[[0]], by_day=True)
+        blocks.append(daily.matrix)
+        labels += [("city", str(d)) for d in daily.labels["day"]]
+    by_sector = priors.aggregation_weights(state, fractions[[0]], by_sector=True)
+    blocks.append(by_sector.matrix)
+    labels += [(f"city:{sec}", whole) for sec in by_sector.labels["sector"]]
+    blocks.append(total.matrix[[1]])
+    labels.append(("domain", whole))
+    return sp.csr_array(sp.vstack(blocks, format="csr")), labels
 
 
 def _combine(parts: dict[str, xr.Dataset]) -> xr.Dataset:
@@ -374,7 +375,7 @@ def build_synthetic_city(cfg: CityfluxConfig) -> SyntheticCity:
         m = obs["kind"].values == k
         parts[k] = parts[k].assign(value=("obs", obs["value"].values[m], {"units": "ppm"}))
 
-    weights, labels = _aggregation_weights(grid, time, state, emis.city_mask)
+    weights, labels = _aggregation_weights(state, emis.city_mask)
     logger.info(
         "synthetic city: grid %s, %d time steps, %d sectors, n_state=%d, n_obs=%d %s",
         grid.shape,
