@@ -22,9 +22,6 @@ import xarray as xr
 
 __all__ = ["Grid", "GridMismatchError", "axis_attrs", "band_area"]
 
-#: Mean Earth radius [km] (IUGG R1), used for great-circle distances.
-EARTH_RADIUS_KM = 6371.0088
-
 
 class GridMismatchError(ValueError):
     """Two grids (or a grid and a data array) do not agree."""
