@@ -8,8 +8,13 @@ CRS named by ``attrs["crs"]``, and the receptor metadata as coordinates (see FOR
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -237,6 +242,25 @@ def build_footprint(
     }
     attrs.update(extra_attrs or {})
     return xr.DataArray(values, dims=dims, coords=coords, name="footprint", attrs=attrs)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary directory beside ``path``; on success it replaces ``path`` atomically.
+
+    For zarr stores: a killed or failed write leaves ``path`` as it was and no partial store.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def open_dataset(path: str | Path, **kwargs: Any) -> xr.Dataset:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import xarray as xr
 
 from ._common import (
     FootprintError,
+    atomic_directory,
     build_footprint,
     check_layer_times,
     check_layers,
@@ -102,12 +102,8 @@ def write_footprint(fp: xr.DataArray, path: str | Path) -> Path:
     ds.attrs["Conventions"] = "CF-1.10"
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".zarr":
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-        shutil.rmtree(tmp)
-        ds.to_zarr(tmp, mode="w")
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        with atomic_directory(path) as tmp:
+            ds.to_zarr(tmp, mode="w")
         return path
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)

@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ import scipy.sparse as sp
 import zarr
 
 from inversion.state import StateVector
+from transport_models.footprints._common import atomic_directory
 
 __all__ = ["cache_key", "read_cache", "write_cache"]
 
@@ -61,9 +60,7 @@ def write_cache(
     report: dict[str, Any],
 ) -> None:
     """Write the chunks atomically to the zarr store ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-    try:
+    with atomic_directory(path) as tmp:
         root = zarr.open_group(str(tmp), mode="w")
         for k, (h, table) in enumerate(chunks):
             g = root.create_group(f"chunk_{k:05d}")
@@ -76,12 +73,6 @@ def write_cache(
         root.attrs.update(
             {"key": key, "shape": list(shape), "n_chunks": len(chunks), "report": report}
         )
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def read_cache(
