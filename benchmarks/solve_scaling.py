@@ -12,7 +12,9 @@ Each case is a seeded problem on a regular grid (1 km cells) with ``nt`` state t
 
 Every (case, method) runs in a fresh process (multiprocessing "spawn"): the child builds the
 problem, resets its peak-RSS counter (``/proc/self/clear_refs``), then times ``solve`` (mean) and
-the exact std of the city total (``post.aggregate``); it reports the peak RSS of the solve and
+the exact std of the city total (``post.aggregate``) — ``--repeat`` times for the fast
+methods, reporting the median run (dense runs once: its minute-long run is not affected by
+warm-up) — and reports the peak RSS of the solve and
 aggregate, and its increase over the RSS before ``solve`` (the problem itself: H, operators).
 ``dense`` runs only where its explicit matrices fit (``--dense-max`` state elements).
 
@@ -179,8 +181,9 @@ def _peak_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def run_case(case: Case, method: str, memory_budget: float, queue) -> None:
-    """Child process: build, solve, aggregate; put a result dict on ``queue``."""
+def run_case(case: Case, method: str, memory_budget: float, repeat: int, queue) -> None:
+    """Child process: build, solve, aggregate (``repeat`` times, the median timed run is
+    reported); put a result dict on ``queue``."""
     from inversion.solve import solve
 
     t0 = time.perf_counter()
@@ -189,12 +192,17 @@ def run_case(case: Case, method: str, memory_budget: float, queue) -> None:
     w = city_weights(case)
     base = _rss_bytes()
     exact_peak = _reset_peak()
-    t0 = time.perf_counter()
-    post = solve(problem, method, memory_budget=memory_budget)
-    t_solve = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    total, total_std = post.aggregate(w)
-    t_agg = time.perf_counter() - t0
+    runs = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        post = solve(problem, method, memory_budget=memory_budget)
+        t_solve = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        total, total_std = post.aggregate(w)
+        t_agg = time.perf_counter() - t0
+        runs.append((t_solve + t_agg, t_solve, t_agg))
+    runs.sort()
+    _, t_solve, t_agg = runs[len(runs) // 2]  # median by total time
     peak = _peak_bytes()
     queue.put(
         {
@@ -230,10 +238,10 @@ def profile_case(case: Case) -> None:
     pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
 
 
-def run_in_child(case: Case, method: str, memory_budget: float) -> dict:
+def run_in_child(case: Case, method: str, memory_budget: float, repeat: int) -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=run_case, args=(case, method, memory_budget, queue))
+    proc = ctx.Process(target=run_case, args=(case, method, memory_budget, repeat, queue))
     proc.start()
     result = None
     while result is None:
@@ -257,6 +265,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--memory-budget-gib", type=float, default=16.0, help="memory_budget given to solve"
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="timed runs of the non-dense methods per case (the median is reported; the "
+        "first includes numba compilation and FFT planning); dense runs once",
+    )
     parser.add_argument("--profile", metavar="SIZE", help="cProfile obs-space on one size")
     args = parser.parse_args(argv)
     if args.profile:
@@ -274,7 +289,10 @@ def main(argv: list[str] | None = None) -> None:
     for text in args.sizes:
         case = Case.parse(text)
         methods = (["dense"] if case.n_state <= args.dense_max else []) + ["obs-space"]
-        results = {m: run_in_child(case, m, budget) for m in methods}
+        results = {
+            m: run_in_child(case, m, budget, 1 if m == "dense" else max(1, args.repeat))
+            for m in methods
+        }
         for m in methods:
             r = results[m]
             ratio = dmean = dstd = ""
@@ -294,7 +312,9 @@ def main(argv: list[str] | None = None) -> None:
             )
     print(
         "peak MB: peak RSS of the child during solve + aggregate (VmHWM after a reset); "
-        "+MB: increase over its RSS before solve (the problem's H and operators)."
+        "+MB: increase over its RSS before solve (the problem's H and operators). "
+        f"solve/agg s: median of {args.repeat} runs in one process for the non-dense "
+        "methods (the first includes numba compilation), one run for dense."
     )
 
 

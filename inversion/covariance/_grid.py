@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 #: Relative tolerance on negative eigenvalues of the embedding (clipped to 0 below it).
 EMBEDDING_NEG_TOL = 1e-10
 #: Upper bound on the number of torus cells handled by one batched FFT call.
-_FFT_BATCH_CELLS = 1 << 23
+_FFT_BATCH_CELLS = 1 << 19
 
 
 def _torus_size(n: int, pad: int) -> int:

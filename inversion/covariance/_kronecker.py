@@ -8,6 +8,7 @@ from numpy.typing import ArrayLike
 
 from inversion.covariance._base import CovarianceOperator, as_float_2d, check_finite_array
 from inversion.covariance._grid import RegularGridCorrelation
+from inversion.covariance._kernels import pairs_to_state_numba
 from inversion.covariance._simple import BlockDiagonalCovariance, DiagonalCovariance
 from inversion.covariance._temporal import TemporalCorrelation
 from inversion.errors import NonFiniteError, ShapeMismatchError
@@ -102,22 +103,23 @@ class KroneckerCovariance(CovarianceOperator):
             return self._apply_sparse(X)
         return self._apply(as_float_2d(X))
 
-    def _time_then_scale(self, Y3: np.ndarray) -> np.ndarray:
-        """Apply C_t along axis 0 of (nt, ns, k) and D; return (n, k)."""
-        nt, ns, k = Y3.shape
-        if not self._Ct_is_identity:
-            Y3 = (self._Ct @ Y3.reshape(nt, ns * k)).reshape(nt, ns, k)
-        Y3 *= self._std[:, :, None]
-        return Y3.reshape(nt * ns, k)
-
     def _spatial_on_pairs(
         self, rows: np.ndarray, t_idx: np.ndarray, j_idx: np.ndarray, k: int
     ) -> np.ndarray:
-        """C_s on the (already D-scaled) rows of (t, column) pairs, scattered into (nt, ns, k)."""
-        Y3 = np.zeros((self.nt, self.ns, k))
-        if rows.shape[0]:
-            Y3[t_idx, :, j_idx] = self.spatial._apply_rows(rows)
-        return Y3
+        """C_s on the (already D-scaled) rows of (time, column) slices, then C_t and D: (n, k)."""
+        if rows.shape[0] == 0:
+            return np.zeros((self.nt * self.ns, k))
+        fields = np.ascontiguousarray(self.spatial._apply_rows(rows))
+        out = np.empty((self.nt * self.ns, k))
+        pairs_to_state_numba(
+            fields,
+            np.ascontiguousarray(t_idx, dtype=np.int64),
+            np.ascontiguousarray(j_idx, dtype=np.int64),
+            self._Ct,
+            self._std,
+            out,
+        )
+        return out
 
     def _apply(self, X: np.ndarray) -> np.ndarray:
         nt, ns = self.nt, self.ns
@@ -126,7 +128,7 @@ class KroneckerCovariance(CovarianceOperator):
         nonzero = np.any(X3 != 0.0, axis=1)  # (nt, k): slices that need C_s
         t_idx, j_idx = np.nonzero(nonzero)
         rows = X3[t_idx, :, j_idx] * self._std[t_idx]  # (m, ns)
-        return self._time_then_scale(self._spatial_on_pairs(rows, t_idx, j_idx, k))
+        return self._spatial_on_pairs(rows, t_idx, j_idx, k)
 
     def _apply_sparse(self, X) -> np.ndarray:
         coo = sp.coo_array(X.tocoo())
@@ -143,7 +145,7 @@ class KroneckerCovariance(CovarianceOperator):
         pair_id[t_idx, j_idx] = np.arange(t_idx.size)
         rows = np.zeros((t_idx.size, self.ns))
         rows[pair_id[t, c], s] = v * self._std[t, s]
-        return self._time_then_scale(self._spatial_on_pairs(rows, t_idx, j_idx, k))
+        return self._spatial_on_pairs(rows, t_idx, j_idx, k)
 
     # ------------------------------------------------------------------ square root
     @property

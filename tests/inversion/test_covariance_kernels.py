@@ -20,6 +20,8 @@ from inversion.covariance import (
     temporal_correlation,
 )
 from inversion.covariance._kernels import (
+    pairs_to_state_numba,
+    pairs_to_state_numpy,
     points_correlation_matrix_numpy,
     points_matmat_numba,
     points_matmat_numpy,
@@ -176,3 +178,22 @@ def test_float32_and_list_inputs():
     assert out.dtype == np.float64
     np.testing.assert_allclose(out, C.to_dense() @ v.astype(np.float64), rtol=1e-12)
     np.testing.assert_allclose(C.sqrt_rmatvec(list(range(9))), C.sqrt_rmatvec(v), rtol=1e-12)
+
+
+@pytest.mark.parametrize("identity_ct", [False, True])
+def test_pairs_to_state_numba_equals_numpy_twin(identity_ct):
+    # slices with repeated columns and times, zero field values, and an empty column
+    rng = np.random.default_rng(3)
+    nt, ns, k, m = 5, 7, 6, 11
+    rows = rng.standard_normal((m, ns))
+    rows[2, :3] = 0.0
+    t_idx = rng.integers(0, nt, m)
+    j_idx = rng.integers(0, k - 1, m)  # column k-1 gets no slice: it must come out zero
+    lags = np.subtract.outer(np.arange(nt), np.arange(nt)) * 6.0
+    Ct = np.eye(nt) if identity_ct else temporal_correlation(lags, 12.0)
+    std = rng.uniform(0.5, 1.5, (nt, ns))
+    out = np.full((nt * ns, k), np.nan)  # the kernel must overwrite every element
+    pairs_to_state_numba(rows, t_idx, j_idx, Ct, std, out)
+    ref = pairs_to_state_numpy(rows, t_idx, j_idx, Ct, std, k)
+    np.testing.assert_allclose(out, ref, rtol=1e-13, atol=1e-14)
+    assert np.all(out[:, k - 1] == 0.0)

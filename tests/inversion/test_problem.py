@@ -137,3 +137,21 @@ def test_asymmetric_covariance_is_rejected():
 def test_errors_are_value_errors():
     for cls in (ShapeMismatchError, NonFiniteError, NonPositiveVarianceError):
         assert issubclass(cls, ValueError)
+
+
+@pytest.mark.parametrize("threads", ["1", "2", "3"])
+@pytest.mark.parametrize("stop", [1, 129, 300])
+def test_h_rows_matmat_threaded_tiles_equal_dense_product(monkeypatch, threads, stop):
+    # the (row part x column block) tiles on a thread pool reproduce H[:stop] @ X exactly,
+    # including parts with empty rows and a column count that is not a multiple of the block
+    monkeypatch.setenv("OMP_NUM_THREADS", threads)
+    rng = np.random.default_rng(5)
+    dense = np.where(rng.uniform(size=(300, 500)) < 0.05, rng.standard_normal((300, 500)), 0.0)
+    H = sp.csr_array(dense * (rng.uniform(size=(300, 1)) > 0.2))  # some empty rows
+    problem = LinearProblem(
+        H=H, x_prior=np.zeros(500), y=np.zeros(300), B=np.eye(500), R=np.eye(300)
+    )
+    X = rng.standard_normal((500, 77))
+    np.testing.assert_allclose(
+        problem.H_rows_matmat(stop, X), H.toarray()[:stop] @ X, rtol=1e-12, atol=1e-12
+    )
