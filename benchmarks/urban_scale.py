@@ -49,6 +49,9 @@ CASES = {  # ny, nx, nt, sectors, n_obs, step_hours, tau_hours
 }
 
 
+W_ROWS = 5  # city total + 4 sub-period totals
+
+
 def make_problem(name: str, zarr_dir: str | None, h_cache: float = 0):
     from solve_scaling import Case, make_h
 
@@ -79,11 +82,11 @@ def weights(dims) -> np.ndarray:
     ny, nx, nt, ns = dims
     iy, ix = np.mgrid[0:ny, 0:nx]
     disc = (np.hypot(iy - ny / 2, ix - nx / 2) <= min(ny, nx) / 4).ravel().astype(float)
-    W = np.zeros((5, ns, nt, ny * nx))
+    W = np.zeros((W_ROWS, ns, nt, ny * nx))
     W[0] = disc
     for q in range(4):
         W[1 + q, :, q * nt // 4 : (q + 1) * nt // 4] = disc
-    return W.reshape(5, -1)
+    return W.reshape(W_ROWS, -1)
 
 
 def _peak() -> int:
@@ -94,7 +97,7 @@ def _peak() -> int:
     return 0
 
 
-def run(name, method, rank, std_cells, zarr_dir, skip_products, h_cache, queue):
+def run(name, method, rank, std_cells, zarr_dir, skip_products, h_cache, no_std, queue):
     from inversion.cg import CGOptions
     from inversion.solve import solve
 
@@ -119,10 +122,16 @@ def run(name, method, rank, std_cells, zarr_dir, skip_products, h_cache, queue):
         out["iterations"] = post.info["iterations"]
         out["k"] = post.info["rank"]
         out["agg_iters"] = [s["iterations"] for s in post.info["solves"]]
+        out["agg_bound"] = max(s["final"] for s in post.info["solves"])
+        out["agg_space"] = post.info["solves"][0].get("space", "chi")
+        out["dofs_est"] = post.dofs
+        if no_std:
+            out.update(peak=_peak(), n_state=problem.n_state, n_obs=problem.n_obs)
+            queue.put(out)
+            return
         t0 = time.perf_counter()
         out["cell_std"] = post.std[cells]
         out["t_std"] = time.perf_counter() - t0
-        out["dofs_est"] = post.dofs
     elif std_cells:
         E = np.zeros((std_cells, problem.n_state))
         E[np.arange(std_cells), cells] = 1.0
@@ -164,6 +173,11 @@ def main(argv=None) -> None:
         "--mean-only", action="store_true", help="time the cg mean only (no aggregates, no std)"
     )
     ap.add_argument(
+        "--no-std",
+        action="store_true",
+        help="mean and exact aggregates only (no low-rank std map, no obs-space comparison)",
+    )
+    ap.add_argument(
         "--h-cache-gib", type=float, default=4.0,
         help="memory the zarr-backed H (regional) may keep once read; 0 = fully out of core",
     )  # fmt: skip
@@ -180,6 +194,7 @@ def main(argv=None) -> None:
                 zdir,
                 args.mean_only,
                 args.h_cache_gib * 2**30,
+                args.no_std,
             )
             if args.mean_only:
                 print(
@@ -189,17 +204,19 @@ def main(argv=None) -> None:
                     flush=True,
                 )
                 continue
+            std_part = "" if args.no_std else f"low-rank std {cg['t_std']:.1f} s, "
             print(
                 f"[{name}] n_state={cg['n_state']:,} n_obs={cg['n_obs']:,} | cg: mean "
-                f"{cg['t_mean']:.1f} s ({cg['iterations']} it, k={cg['k']}), aggregates "
-                f"{cg['t_agg']:.1f} s (PCG it {cg['agg_iters']}), low-rank std "
-                f"{cg['t_std']:.1f} s, peak {cg['peak'] / 2**30:.2f} GiB, DOFS est "
-                f"{cg['dofs_est']:.1f}",
+                f"{cg['t_mean']:.1f} s ({cg['iterations']} it, k={cg['k']}), {W_ROWS} exact "
+                f"aggregates {cg['t_agg']:.1f} s ({cg['agg_space']}-space PCG it "
+                f"{cg['agg_iters']}, certified rel. variance error <= {cg['agg_bound']:.1e}), "
+                f"{std_part}total {cg['t_mean'] + cg['t_agg']:.1f} s, peak "
+                f"{cg['peak'] / 2**30:.2f} GiB, DOFS est {cg['dofs_est']:.1f}",
                 flush=True,
             )
-            if args.no_compare or cg["n_obs"] > 20_000:
+            if args.no_compare or args.no_std or cg["n_obs"] > 20_000:
                 continue
-            ob = in_child(name, "obs-space", args.rank, args.std_cells, zdir, False, 0)
+            ob = in_child(name, "obs-space", args.rank, args.std_cells, zdir, False, 0, False)
             dm = np.max(np.abs(cg["mean_sample"] - ob["mean_sample"])) / ob["mean_scale"]
             ds = np.max(np.abs(cg["agg_std"] / ob["agg_std"] - 1))
             rel = cg["cell_std"] / ob["cell_std"] - 1

@@ -170,6 +170,7 @@ class LanczosResult:
     bt_chi: float  # bᵀ χ
     d_rinv_d: float  # dᵀ R⁻¹ d
     space: str  # "obs": z-coordinates (v = Lᵀ Hᵀ z); "chi": v itself
+    ritz_mz: np.ndarray | None = None  # (n_obs, k) M z_i = H L v_i of the Ritz vectors ("obs")
 
     def L_of(self, system: WhitenedSystem, C: np.ndarray) -> np.ndarray:
         """``L v`` for vectors given by coordinates C (dim, m): ``B Hᵀ C`` or ``L C``."""
@@ -188,12 +189,19 @@ class LanczosResult:
         return C.T @ X
 
 
-def check_convergence(residual: float, tol: float, iterations: int, what: str, allow: bool) -> bool:
+def check_convergence(
+    residual: float,
+    tol: float,
+    iterations: int,
+    what: str,
+    allow: bool,
+    measure: str = "relative residual",
+) -> bool:
     """Raise ConvergenceError (or warn if ``allow``) when ``residual > tol``; True if converged."""
     if residual <= tol:
         return True
     msg = (
-        f"{what}: CG did not converge in {iterations} iterations: relative residual "
+        f"{what}: CG did not converge in {iterations} iterations: {measure} "
         f"{residual:.3e} > tol={tol:.1e}; raise CGOptions.maxiter, loosen CGOptions.tol, or "
         f"check that B and R are well scaled"
     )
@@ -235,7 +243,7 @@ def lanczos_cg(
     dim = g.size
     if beta0_sq <= 0.0:  # d ⟂ range(H L): the mean is the prior
         return LanczosResult(np.zeros(dim), np.zeros(0), np.zeros((dim, 0)), [0.0], 0, True,
-                             0.0, d_rinv_d, space)  # fmt: skip
+                             0.0, d_rinv_d, space, np.zeros((dim, 0)))  # fmt: skip
     need = 8.0 * (1 if space == "chi" else 2) * (maxiter + 1) * dim
     if need > memory_budget:
         raise MemoryBudgetError(
@@ -316,6 +324,7 @@ def lanczos_cg(
         bt_chi=float(beta0 * s[0]),
         d_rinv_d=d_rinv_d,
         space=space,
+        ritz_mz=MZ[:k].T @ Y if space == "obs" else None,
     )
 
 
@@ -340,6 +349,7 @@ def batched_pcg(
     precond: Any = None,
     what: str = "batched solve",
     allow_nonconvergence: bool = False,
+    measure: Any = None,
 ) -> tuple[np.ndarray, dict]:
     """Preconditioned CG on m independent right-hand sides with shared (batched) products.
 
@@ -353,14 +363,18 @@ def batched_pcg(
         Relative residual per column and iteration cap.
     precond : callable, optional
         ``(q, m') -> (q, m')`` SPD preconditioner (inverse approximation).
+    measure : callable, optional
+        ``measure(X_cols, R_cols, idx) -> (m',)``: the per-column error compared with ``tol``
+        in place of the relative residual ``‖r‖/‖b‖`` (e.g. a bound on the error of a
+        quadratic form, see :func:`quadratic_form_bound`).
 
     Returns
     -------
     X : numpy.ndarray
         (q, m) solutions.
     info : dict
-        ``iterations``, ``residuals`` (max relative residual over the columns, per iteration),
-        ``converged``.
+        ``iterations``, ``residuals`` (max error measure over the columns, per iteration: the
+        relative residual unless ``measure`` is given), ``converged``, ``final``.
     """
     q, m = rhs.shape
     X = np.zeros((q, m))
@@ -382,7 +396,11 @@ def batched_pcg(
         alpha = rz[idx] / np.einsum("ij,ij->j", P[:, idx], AP)
         X[:, idx] += P[:, idx] * alpha
         Rm[:, idx] -= AP * alpha
-        rel = np.linalg.norm(Rm, axis=0) / safe
+        rel = np.zeros(m)
+        if measure is None:
+            rel[idx] = np.linalg.norm(Rm[:, idx], axis=0) / safe[idx]
+        else:
+            rel[idx] = measure(X[:, idx], Rm[:, idx], idx)
         history.append(float(np.max(rel[idx])))
         active = active & (rel > tol)
         if not active.any():
@@ -392,7 +410,15 @@ def batched_pcg(
         rz_new = np.einsum("ij,ij->j", Rm[:, idx], Zi)
         P[:, idx] = Zi + P[:, idx] * (rz_new / rz[idx])
         rz[idx] = rz_new
-    final = float(np.max(np.linalg.norm(Rm, axis=0) / safe)) if m else 0.0
-    converged = check_convergence(final, tol, it, what, allow_nonconvergence)
+    if not m:
+        final = 0.0
+    elif measure is None:
+        final = float(np.max(np.linalg.norm(Rm, axis=0) / safe))
+    else:
+        final = float(np.max(np.where(bnorm > 0, measure(X, Rm, np.arange(m)), 0.0)))
+    converged = check_convergence(
+        final, tol, it, what, allow_nonconvergence, "relative residual" if measure is None else
+        "relative error bound"
+    )  # fmt: skip
     _check_output(X, what)
     return X, {"iterations": it, "residuals": history, "converged": converged, "final": final}
