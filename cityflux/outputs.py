@@ -75,6 +75,12 @@ def posterior_dataset(result: RunResult, input_checksums: dict[str, str]) -> xr.
         "flux_posterior": (post.mean, "posterior CO2 flux"),
         "flux_posterior_std": (post.std, "posterior CO2 flux uncertainty (1 sigma)"),
     }
+    std_se = getattr(post, "info", {}).get("std_se")
+    if std_se is not None:  # Monte-Carlo std maps (cg with std='sampled' / 'low-rank+sampled')
+        specs["flux_posterior_std_se"] = (
+            std_se,
+            "Monte-Carlo standard error of flux_posterior_std",
+        )
     if city.x_truth is not None:
         specs["flux_truth"] = (city.x_truth, "true CO2 flux of the synthetic city")
     bg_dim = getattr(city, "background_dim", "kind")

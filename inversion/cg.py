@@ -40,7 +40,7 @@ __all__ = ["CGOptions", "LanczosResult", "WhitenedSystem", "batched_pcg", "lancz
 
 logger = logging.getLogger(__name__)
 
-STD_MODES = ("low-rank", "sampled")
+STD_MODES = ("low-rank", "low-rank+sampled", "sampled")
 # Lanczos stops when β_j ≤ this × (|α_j| + β_{j−1}): the Krylov space is invariant.
 _EXHAUSTED_RTOL = 1e-10
 
@@ -63,10 +63,16 @@ class CGOptions:
     allow_nonconvergence : bool
         If True, a solve that misses ``tol`` within ``maxiter`` warns (RuntimeWarning) and
         records its residual in ``post.info`` instead of raising ConvergenceError.
-    std : {"low-rank", "sampled"}
-        How ``post.std`` is computed.
+    std : {"low-rank", "low-rank+sampled", "sampled"}
+        How ``post.std`` is computed: the Ritz-pair low-rank map (an upper bound, exact with
+        the full spectrum), the low-rank map plus a Monte-Carlo estimate of the variance
+        reduction it misses (unbiased, with a stated standard error; observation-space
+        Lanczos only), or randomize-then-optimize samples.
     n_samples : int
-        Number of randomize-then-optimize samples for ``std="sampled"``.
+        Number of samples for ``std="sampled"`` and ``std="low-rank+sampled"``.
+    sample_tol : float
+        Relative residual of the solves behind the samples of ``std="low-rank+sampled"``
+        (their error is far below the Monte-Carlo error).
     seed : int, optional
         Seed of the samples.
     precondition : bool
@@ -81,6 +87,7 @@ class CGOptions:
     allow_nonconvergence: bool = False
     std: str = "low-rank"
     n_samples: int = 100
+    sample_tol: float = 1e-6
     seed: int | None = 0
     precondition: bool = True
     batch: int = 16
@@ -94,6 +101,8 @@ class CGOptions:
             raise ValueError(f"CGOptions.rank must be >= 0; found {self.rank!r}")
         if self.std not in STD_MODES:
             raise ValueError(f"CGOptions.std must be one of {STD_MODES}; found {self.std!r}")
+        if not (0 < self.sample_tol < 1):
+            raise ValueError(f"CGOptions.sample_tol must be in (0, 1); found {self.sample_tol!r}")
         if self.n_samples < 2:
             raise ValueError(f"CGOptions.n_samples must be >= 2; found {self.n_samples!r}")
         if self.batch < 1:

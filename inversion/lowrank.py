@@ -129,10 +129,12 @@ class CGPosterior(Posterior):
         """Posterior std (n_state,): low-rank (default) or sampled; see :attr:`std_method`."""
         if self.options.std == "sampled":
             return self.sampled_std(self.options.n_samples, self.options.seed)
+        if self.options.std == "low-rank+sampled":
+            return self.corrected_std(self.options.n_samples, self.options.seed)
         return self.lowrank_std()
 
-    def lowrank_std(self) -> np.ndarray:
-        """``sqrt(diag B − Σ θ/(1+θ) (B Hᵀ z_i)²)`` over the Ritz pairs (n_state,)."""
+    def _lowrank_reduction(self) -> np.ndarray:
+        """``Σ θ/(1+θ) (L v_i)²`` over the Ritz pairs (n_state,) [state unit²]."""
         th = self._lz.ritz_values
         Zr = self._lz.ritz_z
         w = th / (1.0 + th)
@@ -141,6 +143,12 @@ class CGPosterior(Posterior):
             cols = slice(a, min(a + _STD_BLOCK, th.size))
             U = self._lz.L_of(self._sys, np.ascontiguousarray(Zr[:, cols]))
             reduction += (U * U) @ w[cols]
+        return reduction
+
+    def lowrank_std(self) -> np.ndarray:
+        """``sqrt(diag B − Σ θ/(1+θ) (B Hᵀ z_i)²)`` over the Ritz pairs (n_state,)."""
+        th = self._lz.ritz_values
+        reduction = self._lowrank_reduction()
         var = self._checked_variance(
             self.problem.B_diag - reduction,
             self.problem.B_diag,
@@ -150,6 +158,86 @@ class CGPosterior(Posterior):
         )
         self.std_method = f"low-rank (k={th.size})"
         return np.sqrt(var)
+
+    def corrected_std(self, n: int, seed: int | None = 0) -> np.ndarray:
+        """Low-rank std corrected by a Monte-Carlo estimate of the reduction it misses.
+
+        A randomize-then-optimize pair gives ``L δ = L ξ + B Hᵀ S⁻¹ (ε − H L ξ)`` with
+        ``ξ ~ N(0, I)``, ``ε ~ N(0, R)``, so ``δ ~ N(0, (I + K)⁻¹)`` and
+        ``E[(L ξ)² − (L δ)²]`` is the exact variance reduction. Its control variate, built from
+        the same ξ and ε and the Ritz pairs (V = Lᵀ Hᵀ Z),
+
+            δ̃ = ξ − V diag(θ/(1+θ)) Vᵀ ξ + V diag(1/(1+θ)) Vᵀ Lᵀ Hᵀ R⁻¹ ε,
+
+        has ``Cov δ̃ = I − V diag(θ/(1+θ)) Vᵀ`` exactly from ``VᵀV = I`` and ``VᵀKV = Θ``
+        (Rayleigh–Ritz), whatever the accuracy of the Ritz vectors, so
+        ``E[(L ξ)² − (L δ̃)²]`` is the low-rank reduction and
+
+            reduction ≈ low-rank reduction + mean_s[(L δ̃_s)² − (L δ_s)²]
+
+        is unbiased. δ and δ̃ agree on the space the Ritz pairs capture, so the Monte-Carlo
+        error shrinks with the part of the spectrum they miss. Each sample costs one
+        Ritz-preconditioned observation-space solve (to ``sample_tol``), one ``L`` and two
+        ``B Hᵀ`` products. ``info["std_se"]`` is the standard error of each std [state unit]
+        (delta method) and ``info["n_samples"]`` the count.
+
+        Raises
+        ------
+        NotImplementedError
+            When the Lanczos basis is not in observation coordinates (n_obs >= sqrt_dim).
+        ValueError
+            If an estimated variance is not positive (too few samples for the remainder).
+        """
+        lz, s, R = self._lz, self._sys, self.problem.R
+        if lz.space != "obs" or lz.ritz_mz is None:
+            raise NotImplementedError(
+                "std='low-rank+sampled' needs the observation-space Lanczos basis (n_obs < "
+                f"sqrt_dim; here n_obs={self.n_obs}, sqrt_dim={s.q}); use std='sampled'"
+            )
+        rng = np.random.default_rng(seed)
+        th = lz.ritz_values
+        Zr, MZ = lz.ritz_z, lz.ritz_mz
+        low = self._lowrank_reduction()
+        acc = np.zeros(self.n_state)
+        acc2 = np.zeros(self.n_state)
+        precond = self._obs_precond()
+        log = self.info.setdefault("solves", [])
+        b = self._batch_obs()
+
+        def apply_S(X: np.ndarray) -> np.ndarray:
+            return s.M(X) + np.asarray(R @ X, dtype=np.float64)
+
+        for a in range(0, n, b):
+            m = min(b, n - a)
+            Lxi = s.L(rng.standard_normal((s.q, m)))  # (n_state, m) ~ N(0, B)
+            HLxi = s.H(Lxi)
+            eps = R.sqrt_matvec(rng.standard_normal((R.sqrt_dim, m)))  # ~ N(0, R)
+            w, info = batched_pcg(
+                apply_S, eps - HLxi, self.options.sample_tol, self._maxiter(), precond,
+                "low-rank+sampled std (remainder samples)", self.options.allow_nonconvergence,
+            )  # fmt: skip
+            log.append({"what": "low-rank+sampled std", "columns": m, "space": "obs", **info})
+            c = ((MZ.T @ s.Rinv(eps)) - th[:, None] * (Zr.T @ HLxi)) / (1.0 + th)[:, None]
+            G = self.problem.B_matmat(s.Ht(np.hstack([w - Zr @ c, w + Zr @ c])))
+            diff = -G[:, :m] * (2.0 * Lxi + G[:, m:])  # (L δ̃)² − (L δ)²
+            acc += diff.sum(axis=1)
+            acc2 += (diff * diff).sum(axis=1)
+        rem = acc / n
+        rem_var = np.clip(acc2 / n - rem * rem, 0.0, None) * n / (n - 1)
+        var = self.problem.B_diag - low - rem
+        bad = ~(var > 0)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"low-rank+sampled posterior variance is not positive at {int(bad.sum())} "
+                f"element(s) (first at index {i}: {var[i]:.3g}, Monte-Carlo standard error "
+                f"{np.sqrt(rem_var[i] / n):.3g}); raise CGOptions.n_samples or CGOptions.rank"
+            )
+        std = np.sqrt(var)
+        self.info["n_samples"] = int(n)
+        self.info["std_se"] = np.sqrt(rem_var / n) / (2.0 * std)
+        self.std_method = f"low-rank+sampled (k={th.size}, n={n})"
+        return std
 
     # ------------------------------------------------------------------ solves
     def _maxiter(self) -> int:
@@ -344,12 +432,13 @@ class CGPosterior(Posterior):
         """Sample std (ddof=1) of ``n`` RTO samples; records n and its Monte-Carlo error.
 
         The relative standard error of a std estimated from n Gaussian samples is about
-        ``1/sqrt(2 (n − 1))`` (``info["mc_rel_error"]``).
+        ``1/sqrt(2 (n − 1))`` (``info["mc_rel_error"]``; per element in ``info["std_se"]``).
         """
         X = self.samples(n, seed)
         std = X.std(axis=0, ddof=1)
         self.info["n_samples"] = int(n)
         self.info["mc_rel_error"] = float(1.0 / np.sqrt(2.0 * (n - 1)))
+        self.info["std_se"] = std * self.info["mc_rel_error"]
         self.std_method = f"sampled (n={n})"
         return std
 

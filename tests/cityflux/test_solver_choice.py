@@ -34,3 +34,20 @@ def test_cg_city_totals_equal_obs_space(make_small_config):
 def test_unknown_solver_in_config_names_the_key():
     with pytest.raises(ConfigError, match=r"inversion\.method"):
         parse_config({"inversion": {"method": "gmres"}})
+
+
+def test_cg_lowrank_plus_sampled_std_and_its_standard_error_reach_the_output(make_small_config):
+    from cityflux.outputs import posterior_dataset
+
+    ref = run(_with_method(make_small_config, "obs-space"))
+    res = run(_with_method(make_small_config, "cg", std="low-rank+sampled", n_samples=64))
+    post = res.posterior
+    assert post.std_method.startswith("low-rank+sampled")
+    se = post.info["std_se"]
+    # the corrected map is within 5 of its own standard errors of the exact std everywhere
+    z = (post.std - ref.posterior.std) / np.maximum(se, 1e-30)
+    assert np.all(np.abs(z) < 5), np.abs(z).max()
+    ds = posterior_dataset(res, {})
+    expected = res.city.state.unflatten(se, name="se")["se"]
+    np.testing.assert_array_equal(ds["flux_posterior_std_se"].values, expected.values)
+    assert ds["flux_posterior_std_se"].attrs["units"] == ds["flux_posterior_std"].attrs["units"]

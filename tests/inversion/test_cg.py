@@ -223,3 +223,38 @@ def test_ritz_preconditioner_cuts_obs_space_iterations():
         post.aggregate(w)
         iters[pre] = post.info["solves"][-1]["iterations"]
     assert iters[True] < iters[False], iters
+
+
+def test_lowrank_plus_sampled_is_exact_with_the_full_spectrum():
+    # with every Ritz pair (Krylov space exhausted) the control variate equals the RTO sample,
+    # so the Monte-Carlo remainder vanishes and the std is exact whatever the sample count
+    problem = _fft_problem(seed=6, n_obs=30, ny=6, nx=7, nt=3)
+    exact = solve(problem, "obs-space").std
+    post = solve(problem, "cg", cg=CGOptions(rank=30, std="low-rank+sampled", n_samples=4))
+    assert post.info["rank"] >= 29
+    np.testing.assert_allclose(post.std, exact, rtol=1e-6)
+    assert post.std_method.startswith("low-rank+sampled (k=")
+    assert np.max(post.info["std_se"] / exact) < 1e-6
+
+
+def test_lowrank_plus_sampled_is_unbiased_with_calibrated_errors():
+    # few Ritz pairs: the low-rank std is biased high; the corrected map is not, and its
+    # stated standard errors match its actual errors (z-scores ~ N(0, 1) over the cells)
+    problem = _fft_problem(seed=4, n_obs=150, ny=10, nx=12, nt=4)
+    exact = solve(problem, "obs-space").std
+    post = solve(problem, "cg", cg=CGOptions(rank=60, std="low-rank+sampled", n_samples=200))
+    lowrank = post.lowrank_std()
+    corrected = post.corrected_std(200, seed=1)
+    z = (corrected - exact) / post.info["std_se"]
+    assert np.median(lowrank / exact - 1) > 0.1  # the truncation bias being corrected
+    assert abs(np.median(corrected / exact - 1)) < 0.02
+    assert abs(z.mean()) < 0.5 and 0.7 < z.std() < 1.3, (z.mean(), z.std())
+    assert np.mean(np.abs(z) < 3) > 0.97
+
+
+def test_lowrank_plus_sampled_needs_observation_space_basis():
+    H, _Hd, x_prior, y, B, _Bd, R = make_problem_arrays(7, 60, 24, "sparse", "dense")
+    problem = LinearProblem(H=H, x_prior=x_prior, y=y, B=B, R=R)  # n_obs 60 > sqrt_dim 24
+    post = solve(problem, "cg", cg=CGOptions(std="low-rank+sampled"))
+    with pytest.raises(NotImplementedError, match="std='sampled'"):
+        _ = post.std
