@@ -141,9 +141,29 @@ class KroneckerCovariance(CovarianceOperator):
         k = X.shape[1]
         X3 = X.reshape(nt, ns, k)
         nonzero = np.any(X3 != 0.0, axis=1)  # (nt, k): slices that need C_s
+        if nonzero.all():
+            return self._apply_full(X3)
         t_idx, j_idx = np.nonzero(nonzero)
         rows = X3[t_idx, :, j_idx] * self._std[t_idx]  # (m, ns)
         return self._spatial_on_pairs(rows, t_idx, j_idx, k)
+
+    def _apply_full(self, X3: np.ndarray) -> np.ndarray:
+        """B X for X (nt, ns, k) with data in every slice: C_t first (it commutes with C_s
+        in the Kronecker product), on the time-leading layout, so a single column needs no
+        transposition at all and k columns two."""
+        nt, ns, k = X3.shape
+        Y = X3 * self._std[:, :, None]
+        if not self._Ct_is_identity:
+            Y = (self._Ct @ Y.reshape(nt, ns * k)).reshape(nt, ns, k)
+        if k == 1:
+            out = self.spatial._apply_rows(Y.reshape(nt, ns)).reshape(nt, ns, 1)
+        else:
+            rows = np.ascontiguousarray(Y.transpose(0, 2, 1)).reshape(nt * k, ns)
+            out = np.ascontiguousarray(
+                self.spatial._apply_rows(rows).reshape(nt, k, ns).transpose(0, 2, 1)
+            )
+        out *= self._std[:, :, None]
+        return out.reshape(nt * ns, k)
 
     def _apply_sparse(self, X) -> np.ndarray:
         coo = sp.coo_array(X.tocoo())

@@ -301,6 +301,8 @@ class BlockDiagonalCovariance(CovarianceOperator):
         return self._from_blocks(Y)
 
     def _apply(self, X: np.ndarray) -> np.ndarray:
+        if len(self.blocks) == 1 and self._index is None:  # no copies for one block
+            return self.blocks[0]._apply(X)
         Z = self._to_blocks(X)
         o = self._offsets
         Y = np.empty((self.n, X.shape[1]))
@@ -309,6 +311,8 @@ class BlockDiagonalCovariance(CovarianceOperator):
         return self._from_blocks(Y)
 
     def _inv_apply(self, V: np.ndarray) -> np.ndarray:
+        if len(self.blocks) == 1 and self._index is None:  # no copies for one block
+            return self.blocks[0]._inv_apply(V)
         Z = self._to_blocks(V)
         o = self._offsets
         Y = np.empty((self.n, V.shape[1]))
@@ -317,6 +321,8 @@ class BlockDiagonalCovariance(CovarianceOperator):
         return self._from_blocks(Y)
 
     def _sqrt_apply(self, W: np.ndarray) -> np.ndarray:
+        if len(self.blocks) == 1 and self._index is None:  # no copies for one block
+            return self.blocks[0]._sqrt_apply(W)
         q = np.concatenate([[0], np.cumsum([b.sqrt_dim for b in self.blocks])])
         o = self._offsets
         Y = np.empty((self.n, W.shape[1]))
@@ -325,6 +331,8 @@ class BlockDiagonalCovariance(CovarianceOperator):
         return self._from_blocks(Y)
 
     def _sqrt_rapply(self, V: np.ndarray) -> np.ndarray:
+        if len(self.blocks) == 1 and self._index is None:  # no copies for one block
+            return self.blocks[0]._sqrt_rapply(V)
         q = np.concatenate([[0], np.cumsum([b.sqrt_dim for b in self.blocks])])
         o = self._offsets
         Z = self._to_blocks(V)

@@ -29,7 +29,9 @@ def _variants(H, tmp_path):
     yield "zarr", ChunkedOperator.open(path)
 
 
-def test_chunked_equals_in_memory_and_adjoint(tmp_path):
+@pytest.mark.parametrize("threads", ["1", "3"])  # serial, and blocks dealt to 3 accumulators
+def test_chunked_equals_in_memory_and_adjoint(tmp_path, monkeypatch, threads):
+    monkeypatch.setenv("OMP_NUM_THREADS", threads)
     H = _H()
     rng = np.random.default_rng(1)
     X, V = rng.standard_normal((50, 3)), rng.standard_normal((37, 3))
