@@ -97,7 +97,8 @@ def _peak() -> int:
     return 0
 
 
-def run(name, method, rank, std_cells, zarr_dir, skip_products, h_cache, no_std, n_corr, queue):
+def run(name, method, rank, std_cells, zarr_dir, skip_products, h_cache, no_std, n_corr, tol,
+        queue):  # fmt: skip
     from inversion.cg import CGOptions
     from inversion.solve import solve
 
@@ -108,7 +109,7 @@ def run(name, method, rank, std_cells, zarr_dir, skip_products, h_cache, no_std,
         f.write("5")
     out = {}
     t0 = time.perf_counter()
-    post = solve(problem, method, memory_budget=12 * 2**30, cg=CGOptions(rank=rank))
+    post = solve(problem, method, memory_budget=12 * 2**30, cg=CGOptions(rank=rank, tol=tol))
     out["t_mean"] = time.perf_counter() - t0
     if skip_products:  # mean only: the time-to-answer of the largest cases
         out.update(iterations=post.info.get("iterations"), peak=_peak(), n_state=problem.n_state,
@@ -179,6 +180,13 @@ def main(argv=None) -> None:
         "--mean-only", action="store_true", help="time the cg mean only (no aggregates, no std)"
     )
     ap.add_argument(
+        "--tol",
+        type=float,
+        default=1e-8,
+        help="CGOptions.tol: relative residual of the mean, relative variance bound of the "
+        "aggregates",
+    )
+    ap.add_argument(
         "--corrected",
         type=int,
         default=0,
@@ -195,7 +203,7 @@ def main(argv=None) -> None:
         help="memory the zarr-backed H (regional) may keep once read; 0 = fully out of core",
     )  # fmt: skip
     args = ap.parse_args(argv)
-    print(f"cores: {os.cpu_count()}")
+    print(f"cores: {os.cpu_count()}, CGOptions.tol={args.tol:g}, rank={args.rank}")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.cases:
             zdir = tmp if name == "regional" else None
@@ -209,6 +217,7 @@ def main(argv=None) -> None:
                 args.h_cache_gib * 2**30,
                 args.no_std,
                 args.corrected,
+                args.tol,
             )
             if args.mean_only:
                 print(
@@ -230,7 +239,9 @@ def main(argv=None) -> None:
             )
             if args.no_compare or args.no_std or cg["n_obs"] > 20_000:
                 continue
-            ob = in_child(name, "obs-space", args.rank, args.std_cells, zdir, False, 0, False, 0)
+            ob = in_child(
+                name, "obs-space", args.rank, args.std_cells, zdir, False, 0, False, 0, args.tol
+            )
             dm = np.max(np.abs(cg["mean_sample"] - ob["mean_sample"])) / ob["mean_scale"]
             ds = np.max(np.abs(cg["agg_std"] / ob["agg_std"] - 1))
             rel = cg["cell_std"] / ob["cell_std"] - 1

@@ -202,6 +202,25 @@ class RegularGridCorrelation(CovarianceOperator):
             out[start : start + batch] = scipy.fft.irfft(f, n=Mx, axis=-1, workers=-1)[..., :ox]
         return out
 
+    def _apply_fields(self, F: np.ndarray) -> np.ndarray:
+        """C applied to fields F (m, ny, nx, k) over axes (1, 2): the columns stay last.
+
+        The same pruned circulant-embedding convolution as :meth:`_apply_rows`, with the FFTs
+        taken along strided axes, so a (time, space, column) block needs no transposition.
+        """
+        m, ny, nx, k = F.shape
+        My, Mx = self._mv_torus
+        spec = self._mv_spec[:, :, None]
+        out = np.empty(F.shape)
+        batch = max(1, _FFT_BATCH_CELLS // (My * Mx * k))
+        for start in range(0, m, batch):
+            f = scipy.fft.rfft(F[start : start + batch], n=Mx, axis=2, workers=-1)
+            f = scipy.fft.fft(f, n=My, axis=1, workers=-1, overwrite_x=True)
+            f *= spec
+            f = scipy.fft.ifft(f, axis=1, workers=-1, overwrite_x=True)[:, :ny]
+            out[start : start + batch] = scipy.fft.irfft(f, n=Mx, axis=2, workers=-1)[:, :, :nx]
+        return out
+
     def _apply_rows(self, R: np.ndarray) -> np.ndarray:
         if R.shape[0] == 0:
             return np.zeros((0, self.n))

@@ -157,6 +157,9 @@ class KroneckerCovariance(CovarianceOperator):
             Y = (self._Ct @ Y.reshape(nt, ns * k)).reshape(nt, ns, k)
         if k == 1:
             out = self.spatial._apply_rows(Y.reshape(nt, ns)).reshape(nt, ns, 1)
+        elif isinstance(self.spatial, RegularGridCorrelation):
+            ny, nx = self.spatial.grid_shape
+            out = self.spatial._apply_fields(Y.reshape(nt, ny, nx, k)).reshape(nt, ns, k)
         else:
             rows = np.ascontiguousarray(Y.transpose(0, 2, 1)).reshape(nt * k, ns)
             out = np.ascontiguousarray(

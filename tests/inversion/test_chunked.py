@@ -119,3 +119,14 @@ def test_zarr_cache_keeps_blocks_within_budget(tmp_path, monkeypatch):
     assert_allclose(op.T @ v, H.T @ v, rtol=1e-14)
     assert sorted(op._cache) == [0, 1]
     assert len(loads) == 4 + 2
+    # a budget for two copies: after the first product every block is cached and Hᵀ is kept
+    # as one CSR; the transposed products stay exact and read nothing more
+    loads.clear()
+    op = ChunkedOperator.open(path, cache_bytes=2 * sum(sizes) + 1024)
+    V = rng.normal(size=(40, 3))
+    assert_allclose(op @ x, H @ x, rtol=1e-14)
+    assert op._t_csr is None
+    assert_allclose(op.T @ V, H.T @ V, rtol=1e-14, atol=1e-15)
+    assert op._t_csr is not None and op._cached <= op.cache_bytes
+    assert_allclose(op.T @ v, H.T @ v, rtol=1e-14, atol=1e-15)
+    assert len(loads) == 4

@@ -152,6 +152,13 @@ def test_h_rows_matmat_threaded_tiles_equal_dense_product(monkeypatch, threads, 
         H=H, x_prior=np.zeros(500), y=np.zeros(300), B=np.eye(500), R=np.eye(300)
     )
     X = rng.standard_normal((500, 77))
+    Hd = H.toarray()
     np.testing.assert_allclose(
-        problem.H_rows_matmat(stop, X), H.toarray()[:stop] @ X, rtol=1e-12, atol=1e-12
+        problem.H_rows_matmat(stop, X), Hd[:stop] @ X, rtol=1e-12, atol=1e-12
     )
+    # full products (threaded tiles, and Hᵀ accumulated in place per thread), 2-D and 1-D
+    V = rng.standard_normal((300, 5))
+    np.testing.assert_allclose(problem.H_matmat(X), Hd @ X, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(problem.Ht_matmat(V), Hd.T @ V, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(problem.H_matmat(X[:, 0]), Hd @ X[:, 0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(problem.Ht_matmat(V[:, 0]), Hd.T @ V[:, 0], rtol=1e-12, atol=1e-12)
