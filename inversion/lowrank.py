@@ -204,16 +204,13 @@ class CGPosterior(Posterior):
         log = self.info.setdefault("solves", [])
         b = self._batch_obs()
 
-        def apply_S(X: np.ndarray) -> np.ndarray:
-            return s.M(X) + np.asarray(R @ X, dtype=np.float64)
-
         for a in range(0, n, b):
             m = min(b, n - a)
             Lxi = s.L(rng.standard_normal((s.q, m)))  # (n_state, m) ~ N(0, B)
             HLxi = s.H(Lxi)
             eps = R.sqrt_matvec(rng.standard_normal((R.sqrt_dim, m)))  # ~ N(0, R)
             w, info = batched_pcg(
-                apply_S, eps - HLxi, self.options.sample_tol, self._maxiter(), precond,
+                self._apply_S, eps - HLxi, self.options.sample_tol, self._maxiter(), precond,
                 "low-rank+sampled std (remainder samples)", self.options.allow_nonconvergence,
             )  # fmt: skip
             log.append({"what": "low-rank+sampled std", "columns": m, "space": "obs", **info})
@@ -305,6 +302,10 @@ class CGPosterior(Posterior):
 
         return apply
 
+    def _apply_S(self, X: np.ndarray) -> np.ndarray:
+        """``S X = (H B Hᵀ + R) X`` for X (n_obs, m)."""
+        return self._sys.M(X) + np.asarray(self.problem.R @ X, dtype=np.float64)
+
     def _batch_obs(self) -> int:
         per_col = 8.0 * (3 * self.n_state + 8 * self.n_obs)
         fit = int(self.memory_budget // per_col)
@@ -322,20 +323,17 @@ class CGPosterior(Posterior):
         ``prior_var_j − u_jᵀ S⁻¹ u_j`` is then known to relative ``tol`` (an upper estimate).
         The largest bound reached is recorded in ``info["solves"]``.
         """
-        s, R = self._sys, self.problem.R
+        s = self._sys
         out = np.empty_like(U)
         precond = self._obs_precond()
         log = self.info.setdefault("solves", [])
         b = self._batch_obs()
 
-        def apply_S(X: np.ndarray) -> np.ndarray:
-            return s.M(X) + np.asarray(R @ X, dtype=np.float64)
-
         for a in range(0, U.shape[1], b):
             cols = slice(a, min(a + b, U.shape[1]))
             Uc = np.ascontiguousarray(U[:, cols])
             X, info = batched_pcg(
-                apply_S,
+                self._apply_S,
                 Uc,
                 self.options.tol,
                 self._maxiter(),
