@@ -104,8 +104,8 @@ class ChunkedOperator(LinearOperator):
         Run the block products on this cluster (see :meth:`with_client`).
     cache_bytes : float
         Keep loaded blocks in memory up to this many bytes [B] (0: read every block at every
-        product, fully out of core). Blocks are cached in order until the budget is spent; the
-        rest are read on each use. When every block is cached and the budget holds a second
+        product, fully out of core). Blocks are cached as they are first read (in order on one
+        thread) until the budget is spent; the rest are read on each use. When every block is cached and the budget holds a second
         copy, Hᵀ is also kept as one CSR matrix for faster ``Hᵀ V`` products.
     """
 
