@@ -375,7 +375,7 @@ def batched_pcg(
     measure : callable, optional
         ``measure(X_cols, R_cols, idx) -> (m',)``: the per-column error compared with ``tol``
         in place of the relative residual ``‖r‖/‖b‖`` (e.g. a bound on the error of a
-        quadratic form, see :func:`quadratic_form_bound`).
+        quadratic form, as ``CGPosterior.solve_variances_obs`` uses).
 
     Returns
     -------

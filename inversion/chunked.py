@@ -105,8 +105,9 @@ class ChunkedOperator(LinearOperator):
     cache_bytes : float
         Keep loaded blocks in memory up to this many bytes [B] (0: read every block at every
         product, fully out of core). Blocks are cached as they are first read (in order on one
-        thread) until the budget is spent; the rest are read on each use. When every block is cached and the budget holds a second
-        copy, Hᵀ is also kept as one CSR matrix for faster ``Hᵀ V`` products.
+        thread) until the budget is spent; the rest are read on each use. When every block is
+        cached and the budget holds a second copy, Hᵀ is also kept as one CSR matrix for
+        faster ``Hᵀ V`` products.
     """
 
     def __init__(

@@ -15,8 +15,8 @@ from inversion.errors import NonFiniteError, ShapeMismatchError
 
 __all__ = ["KroneckerCovariance", "kronecker_prior"]
 
-#: Fraction of (time, column) slices holding data above which C_t is applied by one BLAS
-#: product (dense vectors) instead of the fused per-slice kernel (sparse columns of Hᵀ).
+#: Fraction of (time, column) slices holding data above which B is applied densely (C_t by
+#: one BLAS product, then C_s on every slice) instead of by the fused per-slice kernel.
 _DENSE_SLICES = 0.5
 
 
@@ -115,16 +115,6 @@ class KroneckerCovariance(CovarianceOperator):
             return np.zeros((self.nt * self.ns, k))
         fields = np.ascontiguousarray(self.spatial._apply_rows(rows))
         nt, ns = self.nt, self.ns
-        if rows.shape[0] > _DENSE_SLICES * nt * k:
-            # most (time, column) slices hold data (e.g. a Lanczos or CG vector): one BLAS
-            # product over time beats the per-slice kernel, whose cost grows as nt² per column
-            Y = np.zeros((nt, k, ns))
-            Y[t_idx, j_idx] = fields
-            if not self._Ct_is_identity:
-                Y = (self._Ct @ Y.reshape(nt, k * ns)).reshape(nt, k, ns)
-            out = np.ascontiguousarray(Y.transpose(0, 2, 1))
-            out *= self._std[:, :, None]
-            return out.reshape(nt * ns, k)
         out = np.empty((nt * ns, k))
         pairs_to_state_numba(
             fields,
@@ -141,14 +131,16 @@ class KroneckerCovariance(CovarianceOperator):
         k = X.shape[1]
         X3 = X.reshape(nt, ns, k)
         nonzero = np.any(X3 != 0.0, axis=1)  # (nt, k): slices that need C_s
-        if nonzero.all():
+        if nonzero.sum() > _DENSE_SLICES * nt * k:
+            # most slices hold data (a Lanczos or CG vector): C_t by one BLAS product beats
+            # the per-slice kernel, whose cost grows as nt² per column
             return self._apply_full(X3)
         t_idx, j_idx = np.nonzero(nonzero)
         rows = X3[t_idx, :, j_idx] * self._std[t_idx]  # (m, ns)
         return self._spatial_on_pairs(rows, t_idx, j_idx, k)
 
     def _apply_full(self, X3: np.ndarray) -> np.ndarray:
-        """B X for X (nt, ns, k) with data in every slice: C_t first (it commutes with C_s
+        """B X for X (nt, ns, k) with data in most slices: C_t first (it commutes with C_s
         in the Kronecker product), on the time-leading layout, so a single column needs no
         transposition at all and k columns two."""
         nt, ns, k = X3.shape
@@ -180,6 +172,10 @@ class KroneckerCovariance(CovarianceOperator):
         pair_id = np.full((self.nt, k), -1, dtype=np.intp)
         pair_id[t, c] = 0
         t_idx, j_idx = np.nonzero(pair_id == 0)  # (time, column) slices with non-zeros
+        if t_idx.size > _DENSE_SLICES * self.nt * k:
+            return self._apply_full(
+                np.asarray(X.toarray(), dtype=np.float64).reshape(self.nt, self.ns, k)
+            )
         pair_id[t_idx, j_idx] = np.arange(t_idx.size)
         rows = np.zeros((t_idx.size, self.ns))
         rows[pair_id[t, c], s] = v * self._std[t, s]
