@@ -14,12 +14,15 @@ B = D (C_t ⊗ C_s) D with a 5 km exponential FFT spatial correlation, R diagona
 Every (case, method) runs in a fresh "spawn" process; it reports wall times, peak RSS
 (VmHWM), CG iterations and, where obs-space fits, the agreement of means, exact aggregate std
 and the low-rank std (relative error of low-rank vs exact std on ``--std-cells`` random cells,
-exact by obs-space aggregates of unit vectors: median, 95th percentile, max).
+exact by obs-space aggregates of unit vectors: median, 95th percentile, max; with
+``--std-map``, over every cell against the obs-space std map; with ``--truncations``, also
+for the map from the leading k pairs only).
 
 Usage::
 
     python benchmarks/urban_scale.py --cases quick
     python benchmarks/urban_scale.py --cases bay city --rank 400
+    python benchmarks/urban_scale.py --cases bay --rank full --std-map --truncations 300 1000 1500
     python benchmarks/urban_scale.py --cases regional --no-compare --mean-only
 """
 
@@ -97,59 +100,81 @@ def _peak() -> int:
     return 0
 
 
-def run(name, method, rank, std_cells, zarr_dir, skip_products, h_cache, no_std, n_corr, tol,
-        queue):  # fmt: skip
+def run(name: str, method: str, o: dict, queue) -> None:
+    """One (case, method) in this process; puts a dict of figures on ``queue``."""
     from inversion.cg import CGOptions
     from inversion.solve import solve
 
-    problem, dims, _truth = make_problem(name, zarr_dir, h_cache)
+    zarr_dir = o["zarr_dir"] if name == "regional" else None
+    problem, dims, _truth = make_problem(name, zarr_dir, o["h_cache_gib"] * 2**30)
     W = weights(dims)
-    cells = np.random.default_rng(9).choice(problem.n_state, std_cells, replace=False)
+    cells = np.random.default_rng(9).choice(problem.n_state, o["std_cells"], replace=False)
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
-    out = {}
+    out = {"n_state": problem.n_state, "n_obs": problem.n_obs}
     t0 = time.perf_counter()
-    post = solve(problem, method, memory_budget=12 * 2**30, cg=CGOptions(rank=rank, tol=tol))
+    post = solve(problem, method, memory_budget=12 * 2**30,
+                 cg=CGOptions(rank=o["rank"], tol=o["tol"]))  # fmt: skip
     out["t_mean"] = time.perf_counter() - t0
-    if skip_products:  # mean only: the time-to-answer of the largest cases
-        out.update(iterations=post.info.get("iterations"), peak=_peak(), n_state=problem.n_state,
-                   n_obs=problem.n_obs, mean_scale=float(np.max(np.abs(post.mean))))  # fmt: skip
+    if o["mean_only"]:  # mean only: the time-to-answer of the largest cases
+        out.update(iterations=post.info.get("iterations"), peak=_peak(),
+                   mean_scale=float(np.max(np.abs(post.mean))))  # fmt: skip
         queue.put(out)
         return
     t0 = time.perf_counter()
     out["agg_mean"], out["agg_std"] = post.aggregate(W)
     out["t_agg"] = time.perf_counter() - t0
+    out["peak_agg"] = _peak()
     if method == "cg":
         out["iterations"] = post.info["iterations"]
         out["k"] = post.info["rank"]
+        out["complete"] = post.info["complete_spectrum"]
         out["agg_iters"] = [s["iterations"] for s in post.info["solves"]]
         out["agg_bound"] = max(s["final"] for s in post.info["solves"])
         out["agg_space"] = post.info["solves"][0].get("space", "chi")
         out["dofs_est"] = post.dofs
-        if no_std:
-            out.update(peak=_peak(), n_state=problem.n_state, n_obs=problem.n_obs)
+        if o["no_std"]:
+            out["peak"] = _peak()
             queue.put(out)
             return
         t0 = time.perf_counter()
-        out["cell_std"] = post.std[cells]
+        ranks = sorted({k for k in o["truncations"] if k < out["k"]} | {out["k"]})
+        maps = post.lowrank_std_at(ranks)
         out["t_std"] = time.perf_counter() - t0
-        if n_corr:
+        std = maps.pop(out["k"])
+        out["cell_std"] = std[cells]
+        out["trunc"] = {k: v[cells] for k, v in maps.items()}
+        if o["std_map"]:
+            out["std_map"] = std
+            out["trunc"] = maps
+        if o["corrected"]:
             t0 = time.perf_counter()
-            out["corr_std"] = post.corrected_std(n_corr)[cells]
+            out["corr_std"] = post.corrected_std(o["corrected"])[cells]
             out["corr_se"] = post.info["std_se"][cells]
             out["t_corr"] = time.perf_counter() - t0
             out["corr_iters"] = [s["iterations"] for s in post.info["solves"][-1:]]
-    elif std_cells:
-        E = np.zeros((std_cells, problem.n_state))
-        E[np.arange(std_cells), cells] = 1.0
+    else:
+        E = np.zeros((o["std_cells"], problem.n_state))
+        E[np.arange(o["std_cells"]), cells] = 1.0
         t0 = time.perf_counter()
-        out["cell_std"] = post.aggregate(E)[1]
+        out["cell_std"] = post.aggregate(E)[1]  # exact, independent of the std map
         out["t_std"] = time.perf_counter() - t0
+        if o["std_map"]:
+            t0 = time.perf_counter()
+            out["std_map"] = post.std
+            out["t_map"] = time.perf_counter() - t0
     out["mean_sample"] = post.mean[cells]
     out["mean_scale"] = float(np.max(np.abs(post.mean)))
     out["peak"] = _peak()
-    out["n_state"], out["n_obs"] = problem.n_state, problem.n_obs
     queue.put(out)
+
+
+def _dist(rel: np.ndarray) -> str:
+    """Median, 95th percentile and max of |rel| (percent, or plain below 1e-4)."""
+    a = np.abs(rel)
+    f = (lambda v: f"{v:.2%}") if a.max() >= 1e-4 else (lambda v: f"{v:.1e}")
+    return (f"median {f(np.median(a))}, p95 {f(np.percentile(a, 95))}, max {f(a.max())} "
+            f"({a.size:,} cells)")  # fmt: skip
 
 
 def in_child(*args) -> dict:
@@ -173,7 +198,19 @@ def in_child(*args) -> dict:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cases", nargs="+", default=["quick"], choices=list(CASES))
-    ap.add_argument("--rank", type=int, default=300, help="Lanczos steps at least (Ritz pairs)")
+    ap.add_argument(
+        "--rank", type=_rank, default=300,
+        help="Lanczos steps at least (Ritz pairs), or 'full' for the complete spectrum",
+    )  # fmt: skip
+    ap.add_argument(
+        "--truncations", type=int, nargs="*", default=[],
+        help="also report the low-rank std from the leading K pairs only, for each K",
+    )  # fmt: skip
+    ap.add_argument(
+        "--std-map", action="store_true",
+        help="compare the whole cg std map with the whole obs-space map (streamed when G = B Hᵀ "
+        "does not fit), besides the --std-cells cells solved exactly",
+    )  # fmt: skip
     ap.add_argument("--std-cells", type=int, default=200, help="cells for the std comparison")
     ap.add_argument("--no-compare", action="store_true", help="skip obs-space")
     ap.add_argument(
@@ -205,20 +242,9 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     print(f"cores: {os.cpu_count()}, CGOptions.tol={args.tol:g}, rank={args.rank}")
     with tempfile.TemporaryDirectory() as tmp:
+        o = dict(vars(args), zarr_dir=tmp)
         for name in args.cases:
-            zdir = tmp if name == "regional" else None
-            cg = in_child(
-                name,
-                "cg",
-                args.rank,
-                args.std_cells,
-                zdir,
-                args.mean_only,
-                args.h_cache_gib * 2**30,
-                args.no_std,
-                args.corrected,
-                args.tol,
-            )
+            cg = in_child(name, "cg", o)
             if args.mean_only:
                 print(
                     f"[{name}] n_state={cg['n_state']:,} n_obs={cg['n_obs']:,} | cg mean only: "
@@ -227,46 +253,56 @@ def main(argv=None) -> None:
                     flush=True,
                 )
                 continue
-            std_part = "" if args.no_std else f"low-rank std {cg['t_std']:.1f} s, "
+            spectrum = "complete spectrum" if cg["complete"] else "Ritz pairs"
+            std_part = "" if args.no_std else f"low-rank std map {cg['t_std']:.1f} s, "
             print(
                 f"[{name}] n_state={cg['n_state']:,} n_obs={cg['n_obs']:,} | cg: mean "
-                f"{cg['t_mean']:.1f} s ({cg['iterations']} it, k={cg['k']}), {W_ROWS} exact "
-                f"aggregates {cg['t_agg']:.1f} s ({cg['agg_space']}-space PCG it "
+                f"{cg['t_mean']:.1f} s ({cg['iterations']} it; k={cg['k']} {spectrum}), "
+                f"{W_ROWS} exact aggregates {cg['t_agg']:.1f} s ({cg['agg_space']}-space PCG it "
                 f"{cg['agg_iters']}, certified rel. variance error <= {cg['agg_bound']:.1e}), "
-                f"{std_part}total {cg['t_mean'] + cg['t_agg']:.1f} s, peak "
-                f"{cg['peak'] / 2**30:.2f} GiB, DOFS est {cg['dofs_est']:.1f}",
+                f"mean + aggregates {cg['t_mean'] + cg['t_agg']:.1f} s, peak "
+                f"{cg['peak_agg'] / 2**30:.2f} GiB; {std_part}peak {cg['peak'] / 2**30:.2f} "
+                f"GiB; DOFS {'' if cg['complete'] else 'est '}{cg['dofs_est']:.1f}",
                 flush=True,
             )
             if args.no_compare or args.no_std or cg["n_obs"] > 20_000:
                 continue
-            ob = in_child(
-                name, "obs-space", args.rank, args.std_cells, zdir, False, 0, False, 0, args.tol
-            )
+            ob = in_child(name, "obs-space", o)
             dm = np.max(np.abs(cg["mean_sample"] - ob["mean_sample"])) / ob["mean_scale"]
             ds = np.max(np.abs(cg["agg_std"] / ob["agg_std"] - 1))
-            rel = cg["cell_std"] / ob["cell_std"] - 1
+            mp_part = f", std map {ob['t_map']:.1f} s" if args.std_map else ""
             print(
-                f"[{name}] obs-space: mean {ob['t_mean']:.1f} s, aggregates {ob['t_agg']:.1f} s, "
-                f"peak {ob['peak'] / 2**30:.2f} GiB | cg vs obs-space: max|Δmean|/max|mean| "
-                f"{dm:.1e}, aggregate std max rel diff {ds:.1e}; low-rank std rel error on "
-                f"{rel.size} cells: median {np.median(rel):.2%}, p95 "
-                f"{np.percentile(rel, 95):.2%}, max {rel.max():.2%}",
+                f"[{name}] obs-space: mean {ob['t_mean']:.1f} s, aggregates {ob['t_agg']:.1f} s"
+                f"{mp_part}, peak {ob['peak'] / 2**30:.2f} GiB | cg vs obs-space: max|Δmean|/"
+                f"max|mean| {dm:.1e}, aggregate std max rel diff {ds:.1e}",
                 flush=True,
             )
+            ref = ob["cell_std"]  # exact, by obs-space aggregates of unit vectors
+            print(f"    low-rank std (k={cg['k']}) vs exact cells: "
+                  f"{_dist(cg['cell_std'] / ref - 1)}")  # fmt: skip
+            if args.std_map:
+                print(f"    low-rank std map (k={cg['k']}) vs obs-space map: "
+                      f"{_dist(cg['std_map'] / ob['std_map'] - 1)}")  # fmt: skip
+            for k, v in sorted(cg["trunc"].items()):
+                tr = v / ob["std_map"] - 1 if args.std_map else v / ref - 1
+                print(f"    truncated to the leading k={k}: {_dist(tr)}")
             if args.corrected:
-                err = cg["corr_std"] / ob["cell_std"] - 1
-                z = (cg["corr_std"] - ob["cell_std"]) / cg["corr_se"]
+                err = cg["corr_std"] / ref - 1
+                z = (cg["corr_std"] - ref) / cg["corr_se"]
                 print(
                     f"[{name}] low-rank+sampled std (n={args.corrected}): "
-                    f"{cg['t_corr']:.1f} s (PCG it {cg['corr_iters']}), rel error median "
-                    f"{np.median(np.abs(err)):.2%}, p95 {np.percentile(np.abs(err), 95):.2%}, "
-                    f"max {np.abs(err).max():.2%}, mean signed {err.mean():+.2%}; stated "
-                    f"standard error median {np.median(cg['corr_se'] / ob['cell_std']):.2%}; "
-                    f"z = error/se: mean {z.mean():+.2f}, std {z.std():.2f}",
+                    f"{cg['t_corr']:.1f} s (PCG it {cg['corr_iters']}), rel error "
+                    f"{_dist(err)}, mean signed {err.mean():+.2%}; stated standard error "
+                    f"median {np.median(cg['corr_se'] / ref):.2%}; z = error/se: mean "
+                    f"{z.mean():+.2f}, std {z.std():.2f}",
                     flush=True,
                 )
             print(f"    city total {cg['agg_mean'][0]:.5g} ± {cg['agg_std'][0]:.4g} (cg), "
                   f"{ob['agg_mean'][0]:.5g} ± {ob['agg_std'][0]:.4g} (obs-space)")  # fmt: skip
+
+
+def _rank(value: str) -> int | str:
+    return value if value == "full" else int(value)
 
 
 if __name__ == "__main__":

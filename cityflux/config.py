@@ -23,7 +23,7 @@ import hashlib
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pandas as pd
 import yaml
@@ -313,15 +313,16 @@ class CGConfig(_Section):
     """Settings of the matrix-free ``cg`` solver (see ``inversion.cg.CGOptions``).
 
     ``tol`` is the relative residual of every CG solve; ``rank`` the least number of Lanczos
-    steps kept for the low-rank posterior std; ``std`` chooses the std map: ``low-rank``
-    (Ritz pairs; an upper bound), ``low-rank+sampled`` (low-rank plus an unbiased Monte-Carlo
+    steps kept for the low-rank posterior std, or ``full`` for the complete spectrum (exact
+    std map; n_obs² memory); ``std`` chooses the std map: ``low-rank``
+    (Ritz pairs; an upper bound, exact with ``rank: full``), ``low-rank+sampled`` (low-rank plus an unbiased Monte-Carlo
     estimate of the missing reduction from ``n_samples`` draws, with standard errors) or
     ``sampled`` (randomize-then-optimize, ``n_samples`` draws).
     """
 
     tol: float = Field(default=1e-8, gt=0.0, lt=1.0)
     maxiter: int | None = Field(default=None, ge=1)
-    rank: int = Field(default=0, ge=0)
+    rank: Literal["full"] | Annotated[int, Field(ge=0)] = 0
     std: Literal["low-rank", "low-rank+sampled", "sampled"] = "low-rank"
     n_samples: int = Field(default=100, ge=2)
     seed: int = Field(default=0, ge=0)

@@ -16,6 +16,12 @@ Mean and spectrum
     sqrt_dim); inner products are ``⟨v, v'⟩ = zᵀ (H B Hᵀ) z'`` and ``K v = Lᵀ Hᵀ (R⁻¹ H B Hᵀ z)``.
     One ``H B Hᵀ`` product per iteration; the Ritz pairs (θ_i, v_i) of T_j are the leading
     eigenpairs of K used for the low-rank posterior covariance and the DOFS estimate.
+Complete spectrum (``rank="full"``)
+    The nonzero eigenvalues of K are those of the pencil ``(M, R)`` with ``M = H B Hᵀ``
+    (``M z = θ R z`` gives ``K v = θ v`` for ``v = Lᵀ Hᵀ z``). When n_obs < sqrt_dim and M fits
+    in memory, :func:`obs_space_spectrum` forms M by batched products (columns of ``B Hᵀ``
+    in observation chunks) and solves the pencil with LAPACK: all n_obs eigenpairs, exact to
+    rounding, at the cost of n_obs batched products instead of n_obs sequential Lanczos steps.
 Other right-hand sides (aggregates, randomize-then-optimize samples)
     Batched preconditioned CG directly in χ (sqrt_dim × m blocks), each column with its own
     step lengths, all columns sharing one batched Hessian product per iteration. The
@@ -26,6 +32,7 @@ Other right-hand sides (aggregates, randomize-then-optimize samples)
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -33,10 +40,18 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
+from inversion.covariance import DiagonalCovariance
 from inversion.errors import ConvergenceError, MemoryBudgetError, NotPositiveDefiniteError
-from inversion.problem import LinearProblem, _check_output
+from inversion.problem import LinearProblem, _check_output, covariance_dense, iter_gain_chunks
 
-__all__ = ["CGOptions", "LanczosResult", "WhitenedSystem", "batched_pcg", "lanczos_cg"]
+__all__ = [
+    "CGOptions",
+    "LanczosResult",
+    "WhitenedSystem",
+    "batched_pcg",
+    "lanczos_cg",
+    "obs_space_spectrum",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +71,14 @@ class CGOptions:
     maxiter : int, optional
         Iteration cap of every solve; default ``min(n_obs + 1, 2000)`` for the mean (Krylov
         space of K has dimension ≤ n_obs) and ``max(100, that)`` for the batched solves.
-    rank : int, optional
+    rank : int or "full", optional
         Least number of Lanczos steps (= Ritz pairs for the low-rank covariance); the process
         continues past the convergence of the mean until it has them. Default 0 (stop at
-        convergence). ``rank >= n_obs`` gives the full spectrum (exact low-rank std).
+        convergence). ``"full"`` (or ``rank >= n_obs``) asks for the complete spectrum: K has
+        rank ≤ n_obs, so the low-rank std is then exact. With the observation-space basis
+        (n_obs < sqrt_dim) it is computed from ``H B Hᵀ`` formed by batched products and one
+        generalised eigendecomposition (n_obs² memory, checked against the budget) instead
+        of n_obs single-vector Lanczos steps.
     allow_nonconvergence : bool
         If True, a solve that misses ``tol`` within ``maxiter`` warns (RuntimeWarning) and
         records its residual in ``post.info`` instead of raising ConvergenceError.
@@ -83,7 +102,7 @@ class CGOptions:
 
     tol: float = 1e-8
     maxiter: int | None = None
-    rank: int = 0
+    rank: int | str = 0
     allow_nonconvergence: bool = False
     std: str = "low-rank"
     n_samples: int = 100
@@ -97,8 +116,11 @@ class CGOptions:
             raise ValueError(f"CGOptions.tol must be in (0, 1); found {self.tol!r}")
         if self.maxiter is not None and self.maxiter < 1:
             raise ValueError(f"CGOptions.maxiter must be >= 1; found {self.maxiter!r}")
-        if self.rank < 0:
-            raise ValueError(f"CGOptions.rank must be >= 0; found {self.rank!r}")
+        if self.rank != "full" and (
+            isinstance(self.rank, (bool, str)) or not isinstance(self.rank, (int, np.integer))
+            or self.rank < 0
+        ):  # fmt: skip
+            raise ValueError(f"CGOptions.rank must be an int >= 0 or 'full'; found {self.rank!r}")
         if self.std not in STD_MODES:
             raise ValueError(f"CGOptions.std must be one of {STD_MODES}; found {self.std!r}")
         if not (0 < self.sample_tol < 1):
@@ -180,6 +202,7 @@ class LanczosResult:
     d_rinv_d: float  # dᵀ R⁻¹ d
     space: str  # "obs": z-coordinates (v = Lᵀ Hᵀ z); "chi": v itself
     ritz_mz: np.ndarray | None = None  # (n_obs, k) M z_i = H L v_i of the Ritz vectors ("obs")
+    complete: bool = False  # the Ritz pairs are the complete spectrum of K (exact)
 
     def L_of(self, system: WhitenedSystem, C: np.ndarray) -> np.ndarray:
         """``L v`` for vectors given by coordinates C (dim, m): ``B Hᵀ C`` or ``L C``."""
@@ -335,6 +358,105 @@ def lanczos_cg(
         space=space,
         ritz_mz=MZ[:k].T @ Y if space == "obs" else None,
     )
+
+
+def obs_space_spectrum(
+    system: WhitenedSystem, memory_budget: float, chunk_size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Complete spectrum of ``K = Lᵀ Hᵀ R⁻¹ H L`` from the pencil ``(H B Hᵀ, R)``.
+
+    ``M = H B Hᵀ`` (n_obs × n_obs) is formed by batched products, one chunk of ``B Hᵀ``
+    columns at a time (upper triangle only), and ``M z = θ R z`` is solved by LAPACK
+    (``eigh``; for a diagonal R as the standard problem of ``R^{-1/2} M R^{-1/2}``). Each
+    eigenvector is scaled to ``zᵀ M z = 1``, so ``v = Lᵀ Hᵀ z`` are orthonormal eigenvectors of
+    K with eigenvalues θ [1]. Eigenvalues below ``n_obs · ε · θ_max`` (numerically zero: M is
+    rank deficient when observations share footprints) are dropped; their variance reduction
+    ``θ/(1+θ)`` is below rounding.
+
+    Parameters
+    ----------
+    system : WhitenedSystem
+        Products of the problem.
+    memory_budget : float
+        Bytes; M, its eigenvectors and LAPACK workspace take about ``4 · n_obs² · 8``.
+    chunk_size : int
+        Observations per chunk of ``B Hᵀ`` (memory ``2 · n_state · chunk_size · 8`` bytes).
+
+    Returns
+    -------
+    theta : numpy.ndarray
+        (k,) eigenvalues, descending [1].
+    Z : numpy.ndarray
+        (n_obs, k) observation-space coordinates of the eigenvectors (``zᵀ M z = 1``).
+    MZ : numpy.ndarray
+        (n_obs, k) ``M Z`` = ``θ R Z``.
+
+    Raises
+    ------
+    MemoryBudgetError
+        If M and its eigendecomposition do not fit ``memory_budget``.
+    """
+    problem = system.problem
+    m = problem.n_obs
+    chunk = max(1, min(int(chunk_size), m))
+    need = 8.0 * (4.0 * m * m + 2.0 * problem.n_state * chunk)
+    if need > memory_budget:
+        raise MemoryBudgetError(
+            f"the complete spectrum (CGOptions.rank='full') needs H B Hᵀ and its "
+            f"eigenvectors, about 4 x n_obs² x 8 bytes = {need / 2**30:.2f} GiB with "
+            f"n_obs={m}, more than memory_budget={memory_budget / 2**30:.2f} GiB; use an "
+            f"integer CGOptions.rank (leading Lanczos pairs), std='low-rank+sampled', or raise "
+            f"memory_budget"
+        )
+    t0 = time.perf_counter()
+    M = np.zeros((m, m))
+    done = 0
+    for rows, G_c in iter_gain_chunks(problem, chunk):
+        M[: rows.stop, rows] = problem.H_rows_matmat(rows.stop, G_c)
+        done += 1
+        if done % 10 == 0:
+            logger.info(
+                "complete spectrum: H B Hᵀ columns %d/%d (%.0f s)",
+                rows.stop, m, time.perf_counter() - t0,
+            )  # fmt: skip
+    del G_c
+    system.n_matvec += m
+    t1 = time.perf_counter()
+    R = problem.R
+    if isinstance(R, DiagonalCovariance):
+        r = 1.0 / np.sqrt(R.diag())
+        M *= r[:, None]
+        M *= r[None, :]
+        theta, U = scipy.linalg.eigh(
+            M, lower=False, overwrite_a=True, check_finite=False, driver="evd"
+        )
+        del M
+        Z = U * r[:, None]  # z = R^{-1/2} u: zᵀ R z = 1
+        RZ = U
+        RZ /= r[:, None]  # R z = R^{1/2} u
+    else:
+        theta, Z = scipy.linalg.eigh(
+            M, covariance_dense(R), lower=False, overwrite_a=True, overwrite_b=True,
+            check_finite=False,
+        )  # fmt: skip
+        del M
+        RZ = np.asarray(R @ Z, dtype=np.float64)
+    order = np.argsort(theta)[::-1]
+    theta = theta[order]
+    top = max(float(theta[0]), 0.0) if theta.size else 0.0
+    keep = order[theta > m * np.finfo(float).eps * top] if top > 0 else order[:0]
+    theta = theta[: keep.size]
+    root = np.sqrt(theta)
+    Z = Z[:, keep] / root
+    MZ = RZ[:, keep] * root
+    _check_output(Z, "eigenvectors of H B Hᵀ")
+    logger.info(
+        "complete spectrum: H B Hᵀ (%d x %d) formed in %.1f s, eigendecomposition in %.1f s; "
+        "%d nonzero eigenvalues (θ %.3g … %.3g)",
+        m, m, t1 - t0, time.perf_counter() - t1, theta.size,
+        theta[0] if theta.size else 0.0, theta[-1] if theta.size else 0.0,
+    )  # fmt: skip
+    return theta, Z, MZ
 
 
 def _tridiag_solve(alphas: np.ndarray, betas: np.ndarray, beta0: float) -> np.ndarray:

@@ -7,7 +7,11 @@ With the Ritz pairs (θ_i, v_i) of ``K = Lᵀ Hᵀ R⁻¹ H L`` from the Lanczos
 whose diagonal is ``diag B − Σ_i θ_i/(1+θ_i) (L v_i)²`` (row norms of ``L V``, never n×n).
 ``L v_i = B Hᵀ z_i`` with z_i the observation-space coordinates of v_i, so the map costs one
 ``B`` product per Ritz pair (in column blocks). Truncation only drops variance reduction, so
-the low-rank std is never below the exact one; with the full spectrum it is exact.
+the low-rank std is never below the exact one; with the full spectrum it is exact. K has rank
+≤ n_obs, so ``CGOptions(rank="full")`` (the complete spectrum of the pencil ``(H B Hᵀ, R)``,
+:func:`inversion.cg.obs_space_spectrum`) gives the exact std map in ``O(n_state)`` memory per
+column block; where the spectrum decays slowly, a truncated rank can miss much of the
+reduction (:meth:`CGPosterior.lowrank_std_at` shows the map against the rank).
 
 Aggregates ``a`` are exact. When the Lanczos basis is in observation coordinates (n_obs <
 sqrt_dim) they are solved in observation space, ``aᵀAa = aᵀBa − uᵀ S⁻¹ u`` with ``u = H B a``
@@ -23,13 +27,22 @@ with ``χ₀ ~ N(0, I)``, ``ε ~ N(0, I)``; then ``x_s = x_a + L χ_s ~ N(x̂, A
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 
-from inversion.cg import CGOptions, LanczosResult, WhitenedSystem, batched_pcg, lanczos_cg
+from inversion.cg import (
+    CGOptions,
+    LanczosResult,
+    WhitenedSystem,
+    batched_pcg,
+    lanczos_cg,
+    obs_space_spectrum,
+)
 from inversion.errors import MemoryBudgetError
 from inversion.posterior import Posterior, _gib
 from inversion.problem import _check_output
@@ -78,7 +91,9 @@ class CGPosterior(Posterior):
         self._A = None
         k = lanczos.ritz_values.size
         self.std_method = (
-            f"low-rank (k={k})" if options.std == "low-rank" else f"sampled (n={options.n_samples})"
+            self._lowrank_name()
+            if options.std == "low-rank"
+            else f"sampled (n={options.n_samples})"
         )
         self.info: dict[str, Any] = {
             "iterations": lanczos.iterations,
@@ -87,7 +102,8 @@ class CGPosterior(Posterior):
             "converged": lanczos.converged,
             "ritz_values": lanczos.ritz_values.copy(),
             "rank": k,
-            "dofs_is_estimate": True,
+            "complete_spectrum": lanczos.complete,
+            "dofs_is_estimate": not lanczos.complete,
         }
 
     def __repr__(self) -> str:
@@ -104,8 +120,8 @@ class CGPosterior(Posterior):
 
     @cached_property
     def dofs(self) -> float:
-        """DOFS **estimate** ``Σ θ_i/(1+θ_i)`` over the Ritz values (exact with the full spectrum;
-        a lower bound otherwise; ``info["dofs_is_estimate"]``)."""
+        """DOFS ``Σ θ_i/(1+θ_i)`` over the Ritz values [1]: exact with the complete spectrum
+        (``rank="full"``), otherwise an estimate and a lower bound (``info["dofs_is_estimate"]``)."""
         th = self._lz.ritz_values
         return float(np.sum(th / (1.0 + th)))
 
@@ -133,31 +149,81 @@ class CGPosterior(Posterior):
             return self.corrected_std(self.options.n_samples, self.options.seed)
         return self.lowrank_std()
 
-    def _lowrank_reduction(self) -> np.ndarray:
-        """``Σ θ/(1+θ) (L v_i)²`` over the Ritz pairs (n_state,) [state unit²]."""
-        th = self._lz.ritz_values
+    def _lowrank_name(self, k: int | None = None) -> str:
+        kk = self._lz.ritz_values.size
+        k = kk if k is None else min(int(k), kk)
+        whole = self._lz.complete and k == kk
+        return f"low-rank (k={k}, complete spectrum)" if whole else f"low-rank (k={k})"
+
+    def _lowrank_reduction(
+        self, checkpoints: tuple[int, ...] = (), upto: int | None = None
+    ) -> np.ndarray:
+        """``Σ θ/(1+θ) (L v_i)²`` over the leading ``upto`` (default all) Ritz pairs (n_state,)
+        [state unit²].
+
+        One ``L`` product per pair, in blocks of ``_STD_BLOCK``; progress is logged every
+        tenth of the pairs. With ``checkpoints``, the partial sums over the leading k pairs
+        for each k are stored in ``info["reduction_at"]`` (for truncation studies).
+        """
+        n = self._lz.ritz_values.size if upto is None else int(upto)
+        th = self._lz.ritz_values[:n]
         Zr = self._lz.ritz_z
         w = th / (1.0 + th)
         reduction = np.zeros(self.n_state)
-        for a in range(0, th.size, _STD_BLOCK):
-            cols = slice(a, min(a + _STD_BLOCK, th.size))
-            U = self._lz.L_of(self._sys, np.ascontiguousarray(Zr[:, cols]))
-            reduction += (U * U) @ w[cols]
+        marks = sorted({int(k) for k in checkpoints if 0 < int(k) <= n})
+        partial: dict[int, np.ndarray] = {}
+        step = max(1, n // 10)
+        t0 = time.perf_counter()
+        a = 0
+        while a < n:
+            stop = min([a + _STD_BLOCK, n] + [k for k in marks if k > a])  # end on checkpoints
+            U = self._lz.L_of(self._sys, np.ascontiguousarray(Zr[:, a:stop]))
+            reduction += (U * U) @ w[a:stop]
+            if stop in marks:
+                partial[stop] = reduction.copy()
+            if n >= 10 * _STD_BLOCK and a // step != stop // step:
+                logger.info("low-rank std: %d/%d pairs (%.0f s)", stop, n, time.perf_counter() - t0)
+            a = stop
+        if marks:
+            self.info["reduction_at"] = partial
         return reduction
 
-    def lowrank_std(self) -> np.ndarray:
-        """``sqrt(diag B − Σ θ/(1+θ) (B Hᵀ z_i)²)`` over the Ritz pairs (n_state,)."""
-        th = self._lz.ritz_values
-        reduction = self._lowrank_reduction()
-        var = self._checked_variance(
-            self.problem.B_diag - reduction,
-            self.problem.B_diag,
-            f"low-rank posterior variance (k={th.size})",
-            advice="the Lanczos basis lost orthogonality (H B Hᵀ is ill-conditioned); lower "
-            "CGOptions.rank, or use CGOptions(std='sampled')",
-        )
-        self.std_method = f"low-rank (k={th.size})"
-        return np.sqrt(var)
+    def lowrank_std(self, rank: int | None = None) -> np.ndarray:
+        """``sqrt(diag B − Σ θ/(1+θ) (B Hᵀ z_i)²)`` over the Ritz pairs (n_state,) [state units].
+
+        Parameters
+        ----------
+        rank : int, optional
+            Use only the leading ``rank`` pairs (default: all). Truncation drops variance
+            reduction only, so the std is never below the exact one.
+        """
+        k = self._lz.ritz_values.size if rank is None else int(rank)
+        return self.lowrank_std_at([k])[min(max(k, 0), self._lz.ritz_values.size)]
+
+    def lowrank_std_at(self, ranks: Any) -> dict[int, np.ndarray]:
+        """Low-rank std maps from the leading k pairs for each k in ``ranks``, in one pass.
+
+        Returns ``{k: std (n_state,)}`` [state units] (k clipped to the number of pairs);
+        costs as much as the map of the largest k. Shows how the map converges with the rank.
+        """
+        n = self._lz.ritz_values.size
+        ks = sorted({min(max(int(k), 0), n) for k in ranks})
+        top = ks[-1] if ks else 0
+        reduction = self._lowrank_reduction(checkpoints=tuple(ks), upto=top)
+        partial = self.info.pop("reduction_at", {})
+        partial[top] = reduction
+        out = {}
+        for k in ks:
+            var = self._checked_variance(
+                self.problem.B_diag - partial.get(k, 0.0),
+                self.problem.B_diag,
+                f"low-rank posterior variance (k={k})",
+                advice="the Lanczos basis lost orthogonality (H B Hᵀ is ill-conditioned); "
+                "lower CGOptions.rank, or use CGOptions(std='sampled')",
+            )
+            out[k] = np.sqrt(var)
+        self.std_method = self._lowrank_name(top)
+        return out
 
     def corrected_std(self, n: int, seed: int | None = 0) -> np.ndarray:
         """Low-rank std corrected by a Monte-Carlo estimate of the reduction it misses.
@@ -467,13 +533,23 @@ def solve_cg(
     memory_budget: float,
     chunk_size: int,
 ) -> CGPosterior:
-    """Run Lanczos-CG for the mean and return a :class:`CGPosterior`."""
+    """Run Lanczos-CG for the mean and return a :class:`CGPosterior`.
+
+    With ``options.rank`` ``"full"`` (or ≥ n_obs) and the observation-space basis, the Ritz
+    pairs are replaced by the complete spectrum (:func:`inversion.cg.obs_space_spectrum`).
+    """
     system = WhitenedSystem(problem)
     maxiter = options.maxiter if options.maxiter is not None else min(problem.n_obs + 1, 2000)
     d = problem.innovation()
+    full = options.rank == "full" or int(options.rank) >= problem.n_obs
+    explicit = full and problem.n_obs < system.q  # else Lanczos runs to the whole Krylov space
+    rank = 0 if explicit else (problem.n_obs if options.rank == "full" else int(options.rank))
     lz = lanczos_cg(
-        system, d, options.tol, maxiter, options.rank, memory_budget, options.allow_nonconvergence
+        system, d, options.tol, maxiter, rank, memory_budget, options.allow_nonconvergence
     )
+    if explicit and lz.space == "obs":
+        theta, Z, MZ = obs_space_spectrum(system, memory_budget, chunk_size)
+        lz = dataclasses.replace(lz, ritz_values=theta, ritz_z=Z, ritz_mz=MZ, complete=True)
     mean = problem.x_prior + lz.L_of(system, lz.chi_coef[:, None])[:, 0]
     _check_output(mean, "posterior mean")
     return CGPosterior(system, lz, mean, options, memory_budget, chunk_size)

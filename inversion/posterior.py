@@ -10,6 +10,7 @@ formed by the obs-space method. The dense reference method keeps ``A`` explicitl
 from __future__ import annotations
 
 import logging
+import time
 from functools import cached_property
 from typing import Any
 
@@ -18,7 +19,13 @@ import scipy.linalg
 import scipy.sparse
 
 from inversion.errors import MemoryBudgetError, NotPositiveDefiniteError, ShapeMismatchError
-from inversion.problem import LinearProblem, _check_output, covariance_dense, iter_gain_chunks
+from inversion.problem import (
+    LinearProblem,
+    _check_output,
+    covariance_dense,
+    gain_columns,
+    iter_gain_chunks,
+)
 
 __all__ = ["Posterior"]
 
@@ -27,6 +34,8 @@ logger = logging.getLogger(__name__)
 # Negative posterior variances of magnitude below this fraction of the prior variance are
 # rounding noise (cancellation in B − G S⁻¹ Gᵀ) and are set to zero; larger ones are errors.
 _NEGATIVE_VARIANCE_RTOL = 1e-8
+# Observations per block of the streamed obs-space std map (columns of B Hᵀ S⁻¹ held at once).
+_STREAM_BLOCK = 64
 
 
 def _gib(nbytes: float) -> str:
@@ -137,14 +146,15 @@ class Posterior:
     def std(self) -> np.ndarray:
         """Exact posterior standard deviation (n_state,) [state units].
 
-        Dense: ``sqrt(diag A)``. Obs-space: ``diag A = diag B − Σ_i (L⁻¹ Gᵀ)²_i`` with
-        ``S = L Lᵀ`` and ``G = B Hᵀ`` recomputed chunk by chunk; needs ``n_state·n_obs·8``
-        bytes within the memory budget.
+        Dense: ``sqrt(diag A)``. Obs-space: ``diag A = diag B − diag(G S⁻¹ Gᵀ)`` with
+        ``G = B Hᵀ``: G held whole when ``n_state · n_obs · 8`` bytes fit the memory budget,
+        otherwise streamed over blocks of observations (n_obs products of B with dense
+        columns; slower, memory ``O(n_state)`` per column; progress is logged).
 
         Raises
         ------
         MemoryBudgetError
-            If the obs-space computation does not fit the memory budget.
+            If not even one streamed block fits the memory budget.
         """
         if self._A is not None:
             var = np.diag(self._A).copy()
@@ -175,16 +185,18 @@ class Posterior:
         return ak
 
     def _obs_space_reduction(self, want_ak: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        """``diag(G S⁻¹ Gᵀ)`` and, if asked, ``diag(K H)``, holding G whole (budget checked)."""
+        """``diag(G S⁻¹ Gᵀ)`` and, if asked, ``diag(K H)``, with ``G = B Hᵀ``.
+
+        G is held whole when ``n_state · n_obs · 8`` bytes fit the memory budget (one pass of
+        cheap gain columns, then triangular solves). Otherwise it is streamed over blocks of b
+        observations: ``W = B Hᵀ S⁻¹[:, blk]`` (n_state, b) and ``G[:, blk]`` give
+        ``diag(G S⁻¹ Gᵀ) = Σ_blk rowsum(G[:, blk] ∘ W)`` and
+        ``diag(K H)_j = Σ_blk Σ_{i∈blk} W[j, i] H[i, j]``: n_obs products of B with dense
+        columns, memory ``3 · n_state · b · 8`` bytes.
+        """
         need = 8.0 * self.n_state * self.n_obs
         if need > self.memory_budget:
-            raise MemoryBudgetError(
-                f"the exact obs-space std map needs G = B Hᵀ whole: n_state x n_obs = "
-                f"{self.n_state} x {self.n_obs} x 8 bytes = {_gib(need)}, more than the memory "
-                f"budget of {_gib(self.memory_budget)}; use post.aggregate(weights) for the "
-                f"uncertainty of totals (exact, cheap), or pass solve(..., memory_budget="
-                f"{int(np.ceil(need * 1.25))}) if the machine has the memory"
-            )
+            return self._obs_space_reduction_streamed(want_ak)
         G = np.empty((self.n_state, self.n_obs))
         for rows, G_c in iter_gain_chunks(self.problem, self.chunk_size):
             G[:, rows] = G_c
@@ -196,6 +208,44 @@ class Posterior:
             return reduction, None
         W = self._half_solve(Z, overwrite=True, adjoint=True)
         return reduction, _rowwise_dot_h(self.problem, W)
+
+    def _obs_space_reduction_streamed(self, want_ak: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        n, m = self.n_state, self.n_obs
+        per_col = 8.0 * 4 * n  # W, G block, the B product's temporaries
+        held = 8.0 * m * m  # the factor of S
+        b = int(min(_STREAM_BLOCK, m, (self.memory_budget - held) // per_col))
+        if b < 1:
+            raise MemoryBudgetError(
+                f"the exact obs-space std map needs at least one column block of B Hᵀ "
+                f"(4 x n_state x 8 bytes = {_gib(per_col)}) beside the factor of S "
+                f"({_gib(held)}), more than the memory budget of {_gib(self.memory_budget)}; "
+                f"use post.aggregate(weights) for the uncertainty of totals (exact, cheap), or "
+                f"pass solve(..., memory_budget={int(np.ceil((held + per_col) * 1.25))})"
+            )
+        logger.info(
+            "obs-space std map: G = B Hᵀ (%s) exceeds the memory budget; streaming %d blocks "
+            "of %d observations (n_obs products of B)",
+            _gib(8.0 * n * m), -(-m // b), b,
+        )  # fmt: skip
+        reduction = np.zeros(n)
+        ak = np.zeros(n) if want_ak else None
+        t0 = time.perf_counter()
+        for start in range(0, m, b):
+            rows = slice(start, min(start + b, m))
+            E = np.zeros((m, rows.stop - start))
+            E[np.arange(start, rows.stop), np.arange(rows.stop - start)] = 1.0
+            Sinv = scipy.linalg.cho_solve(self._S, E, check_finite=False)  # S⁻¹[:, rows]
+            W = self.problem.B_matmat(self.problem.Ht_matmat(Sinv))  # (n, b)
+            _check_output(W, "B Hᵀ S⁻¹")
+            reduction += np.einsum("ij,ij->i", gain_columns(self.problem, rows), W)
+            if ak is not None:
+                ak += _rowwise_dot_h_rows(self.problem, rows, W)
+            if (start // b) % 10 == 9:
+                logger.info(
+                    "obs-space std map: %d/%d observations (%.0f s)",
+                    rows.stop, m, time.perf_counter() - t0,
+                )  # fmt: skip
+        return reduction, ak
 
     def _checked_variance(
         self,
@@ -391,3 +441,13 @@ def _rowwise_dot_h(problem: LinearProblem, M: np.ndarray) -> np.ndarray:
         rows = slice(start, min(start + 256, problem.n_obs))
         out += np.einsum("ij,ji->j", M[rows], problem.Ht_columns(rows))
     return out
+
+
+def _rowwise_dot_h_rows(problem: LinearProblem, rows: slice, W: np.ndarray) -> np.ndarray:
+    """``Σ_{i∈rows} W[j, i − rows.start] H[i, j]`` for each state j, with W (n_state, k)."""
+    H = problem.H
+    if scipy.sparse.issparse(H):
+        return np.asarray(H[rows].multiply(W.T).sum(axis=0)).ravel()
+    if isinstance(H, np.ndarray):
+        return np.einsum("ij,ji->j", H[rows], W)
+    return np.einsum("ji,ji->j", W, problem.Ht_columns(rows))

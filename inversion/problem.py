@@ -387,22 +387,30 @@ def cho_factor_checked(
         ) from exc
 
 
+def gain_columns(problem: LinearProblem, rows: slice) -> np.ndarray:
+    """``B Hᵀ[:, rows]`` (n_state, k): the gain columns of observations ``rows``.
+
+    With a sparse H and a covariance operator B, Hᵀ is passed sparse so that B skips the
+    time slices no footprint touches.
+    """
+    if scipy.sparse.issparse(problem.H) and _accepts_sparse(problem.B):
+        Ht = problem.H[rows].T.tocsr()  # (n_state, k) sparse: B skips the zero slices
+        G_c = np.asarray(problem.B.matmat(Ht), dtype=np.float64)
+    else:
+        G_c = problem.B_matmat(problem.Ht_columns(rows))
+    _check_output(G_c, f"B Hᵀ for observations {rows.start}:{rows.stop}")
+    return G_c
+
+
 def iter_gain_chunks(problem: LinearProblem, chunk_size: int):
     """Yield ``(rows, G_c)`` with ``G_c = B Hᵀ[:, rows]`` (n_state, k) for chunks of observations.
 
     Only one chunk of ``G = B Hᵀ`` is alive at a time: memory is ``2 · n_state · chunk_size · 8``
     bytes plus what the ``B`` operator needs for its product.
     """
-    sparse_ok = scipy.sparse.issparse(problem.H) and _accepts_sparse(problem.B)
     for start in range(0, problem.n_obs, chunk_size):
         rows = slice(start, min(start + chunk_size, problem.n_obs))
-        if sparse_ok:
-            Ht = problem.H[rows].T.tocsr()  # (n_state, k) sparse: B skips the zero slices
-            G_c = np.asarray(problem.B.matmat(Ht), dtype=np.float64)
-        else:
-            G_c = problem.B_matmat(problem.Ht_columns(rows))
-        _check_output(G_c, f"B Hᵀ for observations {rows.start}:{rows.stop}")
-        yield rows, G_c
+        yield rows, gain_columns(problem, rows)
 
 
 def _accepts_sparse(op: LinearOperator) -> bool:

@@ -51,3 +51,16 @@ def test_cg_lowrank_plus_sampled_std_and_its_standard_error_reach_the_output(mak
     expected = res.city.state.unflatten(se, name="se")["se"]
     np.testing.assert_array_equal(ds["flux_posterior_std_se"].values, expected.values)
     assert ds["flux_posterior_std_se"].attrs["units"] == ds["flux_posterior_std"].attrs["units"]
+
+
+def test_cg_full_rank_std_map_equals_obs_space(make_small_config):
+    ref = run(_with_method(make_small_config, "obs-space"))
+    res = run(_with_method(make_small_config, "cg", rank="full"))
+    assert res.posterior.std_method.endswith("complete spectrum)")
+    np.testing.assert_allclose(res.posterior.std, ref.posterior.std, rtol=1e-7)
+    assert res.posterior.dofs == pytest.approx(ref.posterior.dofs, rel=1e-8)
+
+
+def test_bad_cg_rank_in_config_names_the_key():
+    with pytest.raises(ConfigError, match=r"inversion\.cg\.rank"):
+        parse_config({"inversion": {"cg": {"rank": "all"}}})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -17,7 +18,7 @@ from inversion.covariance import (
     RegularGridCorrelation,
     kronecker_prior,
 )
-from inversion.errors import ConvergenceError
+from inversion.errors import ConvergenceError, MemoryBudgetError
 from inversion.problem import LinearProblem
 from inversion.solve import solve
 from tests.inversion._solver_cases import KronOperator, exp_corr, make_problem_arrays, random_spd
@@ -226,7 +227,7 @@ def test_ritz_preconditioner_cuts_obs_space_iterations():
 
 
 def test_lowrank_plus_sampled_is_exact_with_the_full_spectrum():
-    # with every Ritz pair (Krylov space exhausted) the control variate equals the RTO sample,
+    # with the complete spectrum (rank = n_obs) the control variate equals the RTO sample,
     # so the Monte-Carlo remainder vanishes and the std is exact whatever the sample count
     problem = _fft_problem(seed=6, n_obs=30, ny=6, nx=7, nt=3)
     exact = solve(problem, "obs-space").std
@@ -258,3 +259,76 @@ def test_lowrank_plus_sampled_needs_observation_space_basis():
     post = solve(problem, "cg", cg=CGOptions(std="low-rank+sampled"))
     with pytest.raises(NotImplementedError, match="std='sampled'"):
         _ = post.std
+
+
+@pytest.mark.parametrize("r_kind", ["diag", "dense", "block"])
+def test_full_rank_spectrum_gives_the_exact_std_map(r_kind):
+    # n_obs < sqrt_dim: rank='full' forms H B Hᵀ and solves the pencil (H B Hᵀ, R); the
+    # low-rank map is then the exact one, the DOFS exact, and the Ritz preconditioner is S⁻¹
+    problem = _fft_problem(seed=7, n_obs=45)
+    rng = np.random.default_rng(2)
+    if r_kind == "dense":
+        problem = dataclasses.replace(problem, R=DenseCovariance(random_spd(rng, 45, 20.0) * 0.3))
+    elif r_kind == "block":
+        problem = dataclasses.replace(problem, R=_block_r(rng, 45))
+    ref = solve(problem, "dense")
+    post = solve(problem, "cg", cg=CGOptions(rank="full"))
+    assert post.info["complete_spectrum"] and not post.info["dofs_is_estimate"]
+    assert post.info["rank"] == 45
+    _close(post.std, ref.std, 1e-8)
+    assert post.std_method == "low-rank (k=45, complete spectrum)"
+    assert post.dofs == pytest.approx(ref.dofs, rel=1e-10)
+    w = np.ones(problem.n_state)
+    assert post.aggregate(w)[1] == pytest.approx(ref.aggregate(w)[1], rel=1e-8)
+    assert post.info["solves"][-1]["iterations"] == 1  # exact preconditioner
+    # an integer rank >= n_obs takes the same path
+    post2 = solve(problem, "cg", cg=CGOptions(rank=45))
+    _close(post2.std, ref.std, 1e-8)
+
+
+def test_truncated_complete_spectrum_matches_leading_dense_eigenpairs():
+    # lowrank_std(rank=k) keeps the k largest eigenpairs: compare with the truncation built
+    # from the dense whitened Hessian (independent eigensolver)
+    problem = _fft_problem(seed=8, n_obs=50)
+    post = solve(problem, "cg", cg=CGOptions(rank="full"))
+    Bd = problem.B.to_dense(max_size=10_000)
+    Lf = np.linalg.cholesky(Bd)
+    HL = problem.H.toarray() @ Lf
+    lam, V = np.linalg.eigh(HL.T @ (HL / problem.R.diag()[:, None]))
+    lam, V = lam[::-1], V[:, ::-1]
+    assert_allclose(post.info["ritz_values"][:40], lam[:40], rtol=1e-8)
+    for k in (5, 20, 40):
+        var_k = np.diag(Bd) - ((Lf @ V[:, :k]) ** 2) @ (lam[:k] / (1 + lam[:k]))
+        _close(post.lowrank_std(rank=k), np.sqrt(var_k), 1e-8)
+        assert post.std_method == f"low-rank (k={k})"
+    # several truncations in one pass equal the maps made one by one
+    maps = post.lowrank_std_at([20, 7, 0, 10**6])
+    assert set(maps) == {0, 7, 20, post.info["rank"]}
+    for k in (7, 20):
+        _close(maps[k], post.lowrank_std(rank=k), 1e-12)
+    _close(maps[0], post.prior_std, 1e-12)
+    _close(maps[post.info["rank"]], solve(problem, "dense").std, 1e-8)
+
+
+def test_full_rank_spectrum_drops_null_directions():
+    # duplicated observation rows make H B Hᵀ singular: numerically zero eigenvalues are
+    # dropped and the map is still exact
+    problem = _fft_problem(seed=9, n_obs=30)
+    H = problem.H.toarray()
+    H[20:] = H[:10]
+    problem = LinearProblem(
+        H=sp.csr_array(H), x_prior=problem.x_prior, y=problem.y, B=problem.B, R=problem.R
+    )
+    ref = solve(problem, "dense")
+    post = solve(problem, "cg", cg=CGOptions(rank="full"))
+    assert post.info["rank"] == 20
+    _close(post.std, ref.std, 1e-8)
+
+
+def test_full_rank_spectrum_memory_and_option_errors():
+    problem = _fft_problem(seed=7, n_obs=45)
+    with pytest.raises(MemoryBudgetError, match=r"rank='full'.*integer CGOptions.rank"):
+        solve(problem, "cg", memory_budget=4 * 8 * 45**2, cg=CGOptions(rank="full"))
+    for bad in ("all", -1, True, 2.5):
+        with pytest.raises(ValueError, match=r"CGOptions\.rank must be an int >= 0 or 'full'"):
+            CGOptions(rank=bad)

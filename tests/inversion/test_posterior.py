@@ -144,3 +144,27 @@ def test_ill_conditioned_problem_never_returns_nan():
             assert "ill-conditioned" in str(err) or "not positive definite" in str(err)
         else:
             assert np.all(np.isfinite(std)) and np.all(std >= 0)
+
+
+@pytest.mark.parametrize("h_kind", ["sparse", "dense", "operator"])
+def test_streamed_obs_space_std_and_averaging_kernel(h_kind):
+    """G = B Hᵀ over the memory budget: the std map and diag(KH) are streamed over blocks of
+    observations (7 per block, the last one ragged) and must equal the dense formulas."""
+    rng = np.random.default_rng(11)
+    n_t, n_s, n_obs = 4, 100, 60
+    Ct, Cs = exp_corr(n_t, 2.0), exp_corr(n_s, 6.0) * 0.7
+    Bd = np.kron(Ct, Cs)
+    n_state = n_t * n_s
+    Hs = sp.random_array((n_obs, n_state), density=0.05, rng=rng, format="csr")
+    Hd = Hs.toarray()
+    H = {"sparse": Hs, "dense": Hd, "operator": sp.linalg.aslinearoperator(Hs)}[h_kind]
+    Rd = np.diag(rng.uniform(0.2, 1.0, n_obs))
+    problem = LinearProblem(
+        H=H, x_prior=np.zeros(n_state), y=rng.standard_normal(n_obs), B=KronOperator(Ct, Cs), R=Rd
+    )
+    post = solve(problem, "obs-space", chunk_size=16)
+    post.memory_budget = 8.0 * (n_obs**2 + 4 * n_state * 7)  # G (n_state x n_obs) does not fit
+    K = Bd @ Hd.T @ np.linalg.inv(Hd @ Bd @ Hd.T + Rd)
+    A = Bd - K @ Hd @ Bd
+    assert_allclose(post.std, np.sqrt(np.diag(A)), rtol=1e-9)
+    assert_allclose(post.averaging_kernel_diag, np.diag(K @ Hd), rtol=1e-8, atol=1e-12)

@@ -145,13 +145,17 @@ def test_memory_budget_errors_say_what_to_use():
     problem = LinearProblem(H=H, x_prior=x_prior, y=y, B=B, R=R)
     with pytest.raises(MemoryBudgetError, match="use method='obs-space'"):
         solve(problem, "dense", memory_budget=10_000)
-    # S (10 x 10) and a chunk fit, G whole (30 x 10) does not: std refuses, aggregate works
+    ref = solve(problem, "dense")
+    # S (10 x 10) and a chunk fit, G whole (30 x 10) does not: the std map is streamed
     post = solve(problem, "obs-space", memory_budget=2_200, chunk_size=1)
+    _close(post.std, ref.std, 1e-10)
+    # not even one streamed block (4 x 30 x 8 bytes beside S) fits: std refuses, aggregate works
+    post = solve(problem, "obs-space", memory_budget=2_200, chunk_size=1)
+    post.memory_budget = 1_500.0
     with pytest.raises(MemoryBudgetError, match=r"post.aggregate\(weights\)"):
         _ = post.std
     with pytest.raises(MemoryBudgetError, match="aggregate_cov"):
         _ = post.covariance
-    ref = solve(problem, "dense")
     _close(post.aggregate(np.ones(30))[1], ref.aggregate(np.ones(30))[1], 1e-6)
 
 
