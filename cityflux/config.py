@@ -313,16 +313,18 @@ class CGConfig(_Section):
     """Settings of the matrix-free ``cg`` solver (see ``inversion.cg.CGOptions``).
 
     ``tol`` is the relative residual of every CG solve; ``rank`` the least number of Lanczos
-    steps kept for the low-rank posterior std, or ``full`` for the complete spectrum (exact
-    std map; n_obs² memory); ``std`` chooses the std map: ``low-rank``
-    (Ritz pairs; an upper bound, exact with ``rank: full``), ``low-rank+sampled`` (low-rank plus an unbiased Monte-Carlo
-    estimate of the missing reduction from ``n_samples`` draws, with standard errors) or
-    ``sampled`` (randomize-then-optimize, ``n_samples`` draws).
+    steps kept for the low-rank posterior std, ``full`` for the complete spectrum (exact std
+    map; about 4 · n_obs² · 8 bytes) or ``auto`` (default: the complete spectrum when the std
+    map is made, if it fits the memory budget, else the Ritz pairs with a warning); ``std``
+    chooses the std map: ``low-rank`` (exact with the complete spectrum, an upper bound from
+    Ritz pairs), ``low-rank+sampled`` (low-rank plus an unbiased Monte-Carlo estimate of the
+    missing reduction from ``n_samples`` draws, with standard errors) or ``sampled``
+    (randomize-then-optimize, ``n_samples`` draws).
     """
 
     tol: float = Field(default=1e-8, gt=0.0, lt=1.0)
     maxiter: int | None = Field(default=None, ge=1)
-    rank: Literal["full"] | Annotated[int, Field(ge=0)] = 0
+    rank: Literal["auto", "full"] | Annotated[int, Field(ge=0)] = "auto"
     std: Literal["low-rank", "low-rank+sampled", "sampled"] = "low-rank"
     n_samples: int = Field(default=100, ge=2)
     seed: int = Field(default=0, ge=0)

@@ -71,14 +71,17 @@ class CGOptions:
     maxiter : int, optional
         Iteration cap of every solve; default ``min(n_obs + 1, 2000)`` for the mean (Krylov
         space of K has dimension ≤ n_obs) and ``max(100, that)`` for the batched solves.
-    rank : int or "full", optional
-        Least number of Lanczos steps (= Ritz pairs for the low-rank covariance); the process
-        continues past the convergence of the mean until it has them. Default 0 (stop at
-        convergence). ``"full"`` (or ``rank >= n_obs``) asks for the complete spectrum: K has
-        rank ≤ n_obs, so the low-rank std is then exact. With the observation-space basis
-        (n_obs < sqrt_dim) it is computed from ``H B Hᵀ`` formed by batched products and one
-        generalised eigendecomposition (n_obs² memory, checked against the budget) instead
-        of n_obs single-vector Lanczos steps.
+    rank : int, "auto" or "full", optional
+        Pairs behind the low-rank covariance. An int is the least number of Lanczos steps
+        (Ritz pairs); the process continues past the convergence of the mean until it has
+        them (0: stop at convergence). ``"full"`` (or an int ≥ n_obs) asks for the complete
+        spectrum: K has rank ≤ n_obs, so the low-rank std is then exact. With the
+        observation-space basis (n_obs < sqrt_dim) it is computed from ``H B Hᵀ`` formed by
+        batched products and one generalised eigendecomposition (about 4 · n_obs² · 8 bytes,
+        checked against the budget) instead of n_obs sequential Lanczos steps. ``"auto"``
+        (default) stops Lanczos at convergence and computes the complete spectrum when the
+        std map is first asked for, if it fits the memory budget; otherwise the map uses the
+        Ritz pairs of the mean's run (an upper bound) and a warning says so.
     allow_nonconvergence : bool
         If True, a solve that misses ``tol`` within ``maxiter`` warns (RuntimeWarning) and
         records its residual in ``post.info`` instead of raising ConvergenceError.
@@ -102,7 +105,7 @@ class CGOptions:
 
     tol: float = 1e-8
     maxiter: int | None = None
-    rank: int | str = 0
+    rank: int | str = "auto"
     allow_nonconvergence: bool = False
     std: str = "low-rank"
     n_samples: int = 100
@@ -116,11 +119,13 @@ class CGOptions:
             raise ValueError(f"CGOptions.tol must be in (0, 1); found {self.tol!r}")
         if self.maxiter is not None and self.maxiter < 1:
             raise ValueError(f"CGOptions.maxiter must be >= 1; found {self.maxiter!r}")
-        if self.rank != "full" and (
+        if self.rank not in ("full", "auto") and (
             isinstance(self.rank, (bool, str)) or not isinstance(self.rank, (int, np.integer))
             or self.rank < 0
         ):  # fmt: skip
-            raise ValueError(f"CGOptions.rank must be an int >= 0 or 'full'; found {self.rank!r}")
+            raise ValueError(
+                f"CGOptions.rank must be an int >= 0, 'auto' or 'full'; found {self.rank!r}"
+            )
         if self.std not in STD_MODES:
             raise ValueError(f"CGOptions.std must be one of {STD_MODES}; found {self.std!r}")
         if not (0 < self.sample_tol < 1):

@@ -89,6 +89,7 @@ class CGPosterior(Posterior):
         self.options = options
         self._G = None
         self._A = None
+        self._auto_done = False
         k = lanczos.ritz_values.size
         self.std_method = (
             self._lowrank_name()
@@ -118,7 +119,7 @@ class CGPosterior(Posterior):
         """Innovation chi-square per observation, ``(dᵀR⁻¹d − bᵀχ) / n_obs`` (to the CG tolerance)."""
         return (self._lz.d_rinv_d - self._lz.bt_chi) / self.n_obs
 
-    @cached_property
+    @property
     def dofs(self) -> float:
         """DOFS ``Σ θ_i/(1+θ_i)`` over the Ritz values [1]: exact with the complete spectrum
         (``rank="full"``), otherwise an estimate and a lower bound (``info["dofs_is_estimate"]``)."""
@@ -148,6 +149,41 @@ class CGPosterior(Posterior):
         if self.options.std == "low-rank+sampled":
             return self.corrected_std(self.options.n_samples, self.options.seed)
         return self.lowrank_std()
+
+    def _complete_spectrum(self) -> bool:
+        """With ``rank="auto"``: swap the Ritz pairs for the complete spectrum if it fits.
+
+        Returns whether the pairs are now the complete spectrum. Done once; when it cannot be
+        done (memory, or the Lanczos basis is not in observation coordinates) a warning says
+        that the map from the Ritz pairs is only an upper bound.
+        """
+        lz = self._lz
+        if lz.complete or self.options.rank != "auto" or self._auto_done:
+            return lz.complete
+        self._auto_done = True
+        why = (
+            "the Lanczos basis is not in observation coordinates (n_obs >= sqrt_dim)"
+            if lz.space != "obs" else ""
+        )  # fmt: skip
+        if not why:
+            try:
+                theta, Z, MZ = obs_space_spectrum(self._sys, self.memory_budget, self.chunk_size)
+            except MemoryBudgetError as err:
+                why = str(err)
+        if why:
+            logger.warning(
+                "cg (rank='auto'): the std map uses the %d Ritz pairs of the mean's Lanczos run "
+                "(DOFS %.1f captured): an upper bound of the exact std, far above it where the "
+                "spectrum decays slowly; the complete spectrum was not computed: %s",
+                lz.ritz_values.size, self.dofs, why,
+            )  # fmt: skip
+            return False
+        self._lz = dataclasses.replace(lz, ritz_values=theta, ritz_z=Z, ritz_mz=MZ, complete=True)
+        self.info.update(
+            ritz_values=theta.copy(), rank=theta.size, complete_spectrum=True,
+            dofs_is_estimate=False,
+        )  # fmt: skip
+        return True
 
     def _lowrank_name(self, k: int | None = None) -> str:
         kk = self._lz.ritz_values.size
@@ -197,6 +233,7 @@ class CGPosterior(Posterior):
             Use only the leading ``rank`` pairs (default: all). Truncation drops variance
             reduction only, so the std is never below the exact one.
         """
+        self._complete_spectrum()
         k = self._lz.ritz_values.size if rank is None else int(rank)
         return self.lowrank_std_at([k])[min(max(k, 0), self._lz.ritz_values.size)]
 
@@ -206,6 +243,7 @@ class CGPosterior(Posterior):
         Returns ``{k: std (n_state,)}`` [state units] (k clipped to the number of pairs);
         costs as much as the map of the largest k. Shows how the map converges with the rank.
         """
+        self._complete_spectrum()
         n = self._lz.ritz_values.size
         ks = sorted({min(max(int(k), 0), n) for k in ranks})
         top = ks[-1] if ks else 0
@@ -536,14 +574,19 @@ def solve_cg(
     """Run Lanczos-CG for the mean and return a :class:`CGPosterior`.
 
     With ``options.rank`` ``"full"`` (or ≥ n_obs) and the observation-space basis, the Ritz
-    pairs are replaced by the complete spectrum (:func:`inversion.cg.obs_space_spectrum`).
+    pairs are replaced by the complete spectrum (:func:`inversion.cg.obs_space_spectrum`);
+    with ``"auto"`` that happens when the std map is first asked for, if it fits.
     """
     system = WhitenedSystem(problem)
     maxiter = options.maxiter if options.maxiter is not None else min(problem.n_obs + 1, 2000)
     d = problem.innovation()
-    full = options.rank == "full" or int(options.rank) >= problem.n_obs
+    r = options.rank
+    full = r == "full" or (not isinstance(r, str) and int(r) >= problem.n_obs)
     explicit = full and problem.n_obs < system.q  # else Lanczos runs to the whole Krylov space
-    rank = 0 if explicit else (problem.n_obs if options.rank == "full" else int(options.rank))
+    if explicit or r == "auto":  # "auto": the complete spectrum later, when the std map asks
+        rank = 0
+    else:
+        rank = problem.n_obs if r == "full" else int(r)
     lz = lanczos_cg(
         system, d, options.tol, maxiter, rank, memory_budget, options.allow_nonconvergence
     )

@@ -330,5 +330,43 @@ def test_full_rank_spectrum_memory_and_option_errors():
     with pytest.raises(MemoryBudgetError, match=r"rank='full'.*integer CGOptions.rank"):
         solve(problem, "cg", memory_budget=4 * 8 * 45**2, cg=CGOptions(rank="full"))
     for bad in ("all", -1, True, 2.5):
-        with pytest.raises(ValueError, match=r"CGOptions\.rank must be an int >= 0 or 'full'"):
+        with pytest.raises(
+            ValueError, match=r"CGOptions\.rank must be an int >= 0, 'auto' or 'full'"
+        ):
             CGOptions(rank=bad)
+
+
+def test_auto_rank_completes_the_spectrum_when_the_std_map_is_asked_for():
+    problem = _fft_problem(seed=10, n_obs=45)
+    ref = solve(problem, "dense")
+    post = solve(problem, "cg")  # rank="auto" by default
+    assert CGOptions().rank == "auto"
+    assert not post.info["complete_spectrum"] and post.info["rank"] < 45
+    w = np.ones(problem.n_state)
+    assert post.aggregate(w)[1] == pytest.approx(
+        ref.aggregate(w)[1], rel=1e-7
+    )  # Ritz-preconditioned
+    _close(post.std, ref.std, 1e-8)
+    assert post.info["complete_spectrum"] and post.info["rank"] == 45
+    assert post.std_method == "low-rank (k=45, complete spectrum)"
+    assert post.dofs == pytest.approx(ref.dofs, rel=1e-10)
+
+
+def test_auto_rank_warns_when_the_complete_spectrum_does_not_fit(caplog):
+    problem = _fft_problem(seed=10, n_obs=45)
+    ref = solve(problem, "dense")
+    # the Lanczos basis (2 x 47 x 45 x 8 bytes) fits, H B Hᵀ and its eigenvectors do not
+    post = solve(problem, "cg", memory_budget=40_000)
+    with caplog.at_level(logging.WARNING, logger="inversion.lowrank"):
+        std = post.std
+    assert "upper bound" in caplog.text and "rank='full'" in caplog.text
+    k = post.info["rank"]
+    assert not post.info["complete_spectrum"] and post.std_method == f"low-rank (k={k})"
+    assert np.all(std >= ref.std * (1 - 1e-8))
+    # n_obs >= sqrt_dim: no observation-space spectrum; the warning says why
+    H, _Hd, x_prior, y, B, _Bd, R = make_problem_arrays(7, 60, 24, "sparse", "dense")
+    post = solve(LinearProblem(H=H, x_prior=x_prior, y=y, B=B, R=R), "cg")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="inversion.lowrank"):
+        _ = post.std
+    assert "not in observation coordinates" in caplog.text
