@@ -21,7 +21,7 @@ for the map from the leading k pairs only).
 Usage::
 
     python benchmarks/urban_scale.py --cases quick
-    python benchmarks/urban_scale.py --cases bay city --rank 400
+    python benchmarks/urban_scale.py --cases bay city --no-std
     python benchmarks/urban_scale.py --cases bay --rank full --std-map --truncations 300 1000 1500
     python benchmarks/urban_scale.py --cases regional --no-compare --mean-only
 """
@@ -199,8 +199,9 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cases", nargs="+", default=["quick"], choices=list(CASES))
     ap.add_argument(
-        "--rank", type=_rank, default=300,
-        help="Lanczos steps at least (Ritz pairs), or 'full' for the complete spectrum",
+        "--rank", type=_rank, default="auto",
+        help="CGOptions.rank: Lanczos steps at least (Ritz pairs), 'full' (complete spectrum) "
+        "or 'auto' (complete spectrum once the std map is asked for, if it fits)",
     )  # fmt: skip
     ap.add_argument(
         "--truncations", type=int, nargs="*", default=[],
@@ -254,15 +255,18 @@ def main(argv=None) -> None:
                 )
                 continue
             spectrum = "complete spectrum" if cg["complete"] else "Ritz pairs"
-            std_part = "" if args.no_std else f"low-rank std map {cg['t_std']:.1f} s, "
+            std_part = (
+                "" if args.no_std else f"; low-rank std map {cg['t_std']:.1f} s, peak "
+                f"{cg['peak'] / 2**30:.2f} GiB"
+            )  # fmt: skip
             print(
                 f"[{name}] n_state={cg['n_state']:,} n_obs={cg['n_obs']:,} | cg: mean "
                 f"{cg['t_mean']:.1f} s ({cg['iterations']} it; k={cg['k']} {spectrum}), "
                 f"{W_ROWS} exact aggregates {cg['t_agg']:.1f} s ({cg['agg_space']}-space PCG it "
                 f"{cg['agg_iters']}, certified rel. variance error <= {cg['agg_bound']:.1e}), "
                 f"mean + aggregates {cg['t_mean'] + cg['t_agg']:.1f} s, peak "
-                f"{cg['peak_agg'] / 2**30:.2f} GiB; {std_part}peak {cg['peak'] / 2**30:.2f} "
-                f"GiB; DOFS {'' if cg['complete'] else 'est '}{cg['dofs_est']:.1f}",
+                f"{cg['peak_agg'] / 2**30:.2f} GiB{std_part}; DOFS "
+                f"{'' if cg['complete'] else 'est '}{cg['dofs_est']:.1f}",
                 flush=True,
             )
             if args.no_compare or args.no_std or cg["n_obs"] > 20_000:
@@ -302,7 +306,7 @@ def main(argv=None) -> None:
 
 
 def _rank(value: str) -> int | str:
-    return value if value == "full" else int(value)
+    return value if value in ("auto", "full") else int(value)
 
 
 if __name__ == "__main__":
