@@ -103,7 +103,8 @@ def write_footprint(fp: xr.DataArray, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".zarr":
         with atomic_directory(path) as tmp:
-            ds.to_zarr(tmp, mode="w")
+            # zarr format 2: string coordinates (receptor ids) have a stable encoding there
+            ds.to_zarr(tmp, mode="w", zarr_format=2)
         return path
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)

@@ -26,7 +26,7 @@ from transport_models.footprints._common import atomic_directory
 __all__ = ["cache_key", "read_cache", "write_cache"]
 
 #: Bump when the cached content or its meaning changes.
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"
 
 
 def cache_key(
@@ -67,9 +67,9 @@ def write_cache(
             for name, arr in (("indptr", h.indptr), ("indices", h.indices), ("data", h.data)):
                 g.create_array(name, data=np.asarray(arr), overwrite=True)
             g.attrs["n_rows"] = int(h.shape[0])
-            g.attrs["receptors"] = table.to_json(
-                orient="split", date_format="epoch", date_unit="ns"
-            )
+            # times as int64 ns since the epoch (UTC, naive): exact, no date parsing on read
+            ns = table["time"].to_numpy().astype("datetime64[ns]").view("int64")
+            g.attrs["receptors"] = table.assign(time=ns).to_json(orient="split")
         root.attrs.update(
             {"key": key, "shape": list(shape), "n_chunks": len(chunks), "report": report}
         )
@@ -94,7 +94,7 @@ def read_cache(
                 shape=(int(g.attrs["n_rows"]), n_cols),
             )
             table = pd.read_json(_io(g.attrs["receptors"]), orient="split")
-            table["time"] = pd.to_datetime(table["time"])
+            table["time"] = pd.to_datetime(table["time"].to_numpy(np.int64), unit="ns")
             out.append((h, table))
         return out, dict(root.attrs["report"])
     except (KeyError, ValueError, OSError):
