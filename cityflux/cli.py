@@ -1,8 +1,10 @@
 """The ``cityflux`` command line: ``demo``, ``run CONFIG.yaml`` and ``validate CONFIG.yaml``.
 
 Thin by design: parse arguments, load the configuration, call the pipeline, show progress and
-a summary with rich. Configuration and input problems exit with code 2 and a message naming
-the key; no traceback.
+a summary with rich. Configuration problems and missing files exit with code 2 and a message
+naming the key; a run that stops on its inputs (unreadable or empty data, a solver that does
+not converge or does not fit memory) exits with code 3, the error's type and message, and
+the traceback with ``-v``.
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ from cityflux.config import (
     demo_config_path,
     load_config,
 )
+from inversion.errors import ConvergenceError, MemoryBudgetError
 
 __all__ = ["main"]
 
-EXIT_CONFIG = 2
+EXIT_CONFIG = 2  # configuration problems and missing files: nothing was run
+EXIT_INPUT = 3  # the run stopped on its inputs (bad data, empty after QC, solver limits)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,6 +70,19 @@ def _parser() -> argparse.ArgumentParser:
 def _config_error(console: Console, err: Exception) -> int:
     console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
     return EXIT_CONFIG
+
+
+def _run_error(console: Console, err: BaseException, verbose: bool) -> int:
+    console.print(
+        f"[bold red]error[/] ({type(err).__name__}): {err}", highlight=False, soft_wrap=True
+    )
+    if verbose:
+        import traceback
+
+        console.print("".join(traceback.format_exception(err)), highlight=False, markup=False)
+    else:
+        console.print("run with -v for the traceback", style="dim")
+    return EXIT_INPUT
 
 
 def _load(console: Console, path: Path) -> tuple[CityfluxConfig | None, str | None]:
@@ -173,9 +190,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"dir": args.out})})
     try:
         return _execute(console, cfg, text, cfg.output.dir, figures=cfg.output.figures)
-    except (NotImplementedError, FileNotFoundError, KeyError, ValueError) as err:
-        logging.getLogger(__name__).debug("run failed", exc_info=True)
+    except (ConfigError, FileNotFoundError) as err:
         return _config_error(console, err)
+    except (NotImplementedError, KeyError, ValueError, ConvergenceError, MemoryBudgetError) as err:
+        return _run_error(console, err, args.verbose)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -63,10 +63,12 @@ def _crop(ds: xr.Dataset, period: PeriodConfig, grid: Grid, name: str) -> xr.Dat
     keep = np.flatnonzero(in_time & in_dom)
     src.kept = int(keep.size)
     if keep.size == 0:
+        x0, y0, x1, y1 = (float(b) for b in grid.bounds)
         raise observations.EmptyAfterQCError(
-            f"{name}: none of the {t.size} observations lies in the period {period.start} – "
-            f"{period.end} and the domain {tuple(round(b, 4) for b in grid.bounds)}; check the "
-            "period, the domain or the file"
+            f"{name}: none of the {t.size} observations is kept: {n_time} lie outside the "
+            f"period {period.start} – {period.end}, {n_dom} outside the domain (x {x0:.6g} to "
+            f"{x1:.6g}, y {y0:.6g} to {y1:.6g} in the grid CRS); check the period, the domain "
+            "or the file"
         )
     attrs = dict(ds.attrs)
     out = ds.isel(obs=keep)

@@ -8,6 +8,7 @@ the code under test.
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -271,3 +272,20 @@ def test_validate_real_config_ok_and_undetectable_format(fixtures_dir, tmp_path,
     data["observations"][0].update(path=str(junk), format=None)
     assert main(["validate", _write(tmp_path, "junk.yaml", data)]) == 2
     assert "observations[0].format" in " ".join(capsys.readouterr().out.split())
+
+
+def test_run_that_stops_on_its_inputs_exits_3_with_the_reason(fixtures_dir, tmp_path, capsys):
+    # the tower file has no record in this period: the run stops on its inputs (exit 3, not
+    # the configuration code 2), names the error, and -v adds the traceback
+    data = tower_config(fixtures_dir, tmp_path / "out")
+    data["period"] = {"start": "2030-01-01T00:00:00", "end": "2030-01-03T00:00:00", "step": "6h"}
+    cfg = _write(tmp_path, "late.yaml", data)
+    assert main(["run", cfg]) == 3
+    out = capsys.readouterr().out
+    assert "error (EmptyAfterQCError)" in out and "run with -v for the traceback" in out
+    # every observation is counted as outside the period (none outside the domain)
+    assert re.search(r"none of the (\d+) observations is kept: \1 lie outside the period "
+                     r".*, 0 outside the domain", " ".join(out.split()))  # fmt: skip
+    assert main(["-v", "run", cfg]) == 3
+    assert "Traceback (most recent call last)" in capsys.readouterr().out
+    assert not (tmp_path / "out" / "posterior.nc").exists()
