@@ -121,3 +121,18 @@ def test_different_crs_conserves_inside():
     h = rg.regrid(f)
     np.testing.assert_allclose(h.sum() + (f * rg.outside).sum(), f.sum(), rtol=1e-12)
     assert rg.uncovered_area_fraction > 0.1  # the 60 km x 40 km grid is larger than the source
+
+
+def test_different_crs_sub_cells_carry_their_area_share():
+    # a 1°x1° WGS84 cell at 60-61°N split at 60.5°N by a NAD83 lat/lon target: a different
+    # CRS (sub-cell path) with the same cell edges. The two halves' shares must be their exact
+    # ellipsoidal area fractions (0.77 % of the cell apart at this latitude), as on the same-CRS path.
+    src = Grid("EPSG:4326", (1, 0, 10, 0, 1, 60), (1, 1))
+    tgt = Grid("EPSG:4269", (1, 0, 10, 0, 0.5, 60), (2, 1))
+    exact = conservative_regridder(src, Grid("EPSG:4326", tgt.transform, tgt.shape))
+    w_exact = exact.matrix.toarray()[:, 0]
+    assert abs(w_exact[0] - w_exact[1]) > 0.005
+    a = tgt.cell_area.ravel()  # independent: cell areas of the target halves
+    np.testing.assert_allclose(w_exact, a / a.sum(), rtol=1e-6)
+    w = conservative_regridder(src, tgt, supersample=8).matrix.toarray()[:, 0]
+    np.testing.assert_allclose(w, w_exact, rtol=1e-9)

@@ -19,9 +19,10 @@ domain is reported as ``outside`` sensitivity. For nested grids ``W`` only sums 
 Same CRS: ``W`` is separable, ``W = W_y ⊗ W_x``, with 1-D overlap fractions computed once per
 grid pair (exact; for geographic grids the y-fractions use the exact ellipsoidal area between
 latitudes, :math:`\propto q(\varphi)`, so they are area fractions, not degree fractions).
-Different CRS: each source cell is split into ``k × k`` equal sub-cells whose centres are
-transformed and located in the target grid (fractions ``count/k²``; conservative, approximate
-in the split).
+Different CRS: each source cell is split into ``k × k`` sub-cells (equal steps in the source
+CRS) whose centres are transformed and located in the target grid; each carries its exact
+share of the source cell's area (``1/k²`` in a projected source; ``Δq/(k ΔQ)`` by latitude in
+a geographic one). Conservative, approximate only in where a sub-cell's area is assigned.
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ def _authalic_q(phi_deg: np.ndarray, e: float) -> np.ndarray:
         return 2.0 * s
     es = e * s
     return (1 - e * e) * (s / (1 - es * es) - np.log((1 - es) / (1 + es)) / (2 * e))
+
+
+def _eccentricity(grid: Grid) -> float:
+    """First eccentricity of the ellipsoid of a geographic grid's CRS [1]."""
+    ell = grid.crs.ellipsoid
+    return float(np.sqrt(max(0.0, 1 - (ell.semi_minor_metre / ell.semi_major_metre) ** 2)))
 
 
 def _axis_matrix(
@@ -155,8 +162,7 @@ def conservative_regridder(
     if source.crs == target.crs:
         sy_e, ty_e = source.y_edges, target.y_edges
         if source.is_geographic:
-            ell = source.crs.ellipsoid
-            e = float(np.sqrt(max(0.0, 1 - (ell.semi_minor_metre / ell.semi_major_metre) ** 2)))
+            e = _eccentricity(source)
             sy_e, ty_e = _authalic_q(sy_e, e), _authalic_q(ty_e, e)
         fy, cy = _axis_matrix(sy_e, ty_e, engine)
         fx, cx = _axis_matrix(source.x_edges, target.x_edges, engine)
@@ -178,13 +184,19 @@ def conservative_regridder(
     src_iy = np.repeat(np.arange(source.ny), k)[:, None]
     src_ix = np.repeat(np.arange(source.nx), k)[None, :]
     src = np.broadcast_to(src_iy * source.nx + src_ix, iy.shape).ravel()
+    # share of its source cell's area that each sub-cell carries: 1/k² in a projected source;
+    # in a geographic one the rows of sub-cells differ in area (∝ Δq between their latitudes)
+    wy = np.full((source.ny, k), 1.0 / k)
+    if source.is_geographic:
+        sub = source.y_edges[:-1, None] + source.dy * (np.arange(k + 1) / k)[None, :]
+        dq = np.abs(np.diff(_authalic_q(sub, _eccentricity(source)), axis=1))
+        wy = dq / dq.sum(axis=1, keepdims=True)
+    share = np.broadcast_to(wy.reshape(-1, 1) / k, iy.shape).ravel()
     ok = iy.ravel() >= 0
     tgt = (iy.ravel() * target.nx + ix.ravel())[ok]
-    w = sp.csr_array(
-        (np.full(tgt.size, 1.0 / k**2), (tgt, src[ok])), shape=(target.size, source.size)
-    )
+    w = sp.csr_array((share[ok], (tgt, src[ok])), shape=(target.size, source.size))
     w.sum_duplicates()
-    outside = 1.0 - np.bincount(src[ok], minlength=source.size) / k**2
+    outside = 1.0 - np.bincount(src[ok], weights=share[ok], minlength=source.size)
     # coverage of the target by the source grid, sampled the same way
     txs = (target.x_edges[:-1, None] + target.dx * off[None, :]).ravel()
     tys = (target.y_edges[:-1, None] + target.dy * off[None, :]).ravel()
