@@ -107,7 +107,9 @@ def background_quantile(
         Windows with fewer values are dropped (counted).
     err_background : float, optional
         Background uncertainty [ppm]; default the standard deviation of the window's values at
-        or below the quantile (spread of the "clean" values).
+        or below the quantile (spread of the "clean" values), taken over at least the two
+        lowest values so that it is defined in small windows (with q = 0.1, fewer than 20
+        values leave only one value below the quantile).
     """
     if not 0 < q < 1:
         raise ValueError(f"background_quantile: q={q}, expected 0 < q < 1")
@@ -118,13 +120,14 @@ def background_quantile(
     g = df.groupby(level=list(range(len(keys))))["v"]
     bg = g.transform(lambda s: s.quantile(q)).to_numpy()
     cnt = g.transform("size").to_numpy()
-    low = pd.Series(np.where(val <= bg, val, np.nan), index=df.index)
+    lowest_two = g.rank(method="first").to_numpy() <= 2
+    low = pd.Series(np.where((val <= bg) | lowest_two, val, np.nan), index=df.index)
     spread = low.groupby(level=list(range(len(keys)))).transform("std").to_numpy()
     err = np.full(val.size, float(err_background)) if err_background is not None else spread
     qc = QCTracker(f"background_quantile(q={q}, window={window})", val.size)
     qc.drop(cnt < min_count, f"window with fewer than {min_count} values")
     if err_background is None:
-        qc.drop(~np.isfinite(spread), "background spread undefined (one value below quantile)")
+        qc.drop(~np.isfinite(spread), "background spread undefined (window of one value)")
     return _apply(ds, bg, err, qc, f"quantile {q} per {window}")
 
 

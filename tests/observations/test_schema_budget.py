@@ -110,7 +110,24 @@ def test_background_quantile():
         np.testing.assert_allclose(out["background"].values[sl], bg, rtol=1e-12)
         np.testing.assert_allclose(out["value"].values[sl], v[sl] - bg, rtol=1e-12)
         low = v[sl][v[sl] <= bg]
+        assert low.size >= 2  # 24 values: 3 below the 10th percentile
         np.testing.assert_allclose(out["err_background"].values[sl], low.std(ddof=1))
+
+
+def test_background_quantile_small_windows_keep_their_values():
+    # 5 afternoon values a day: one value is below the 10th percentile, so the spread is taken
+    # over the two lowest; no window is lost (the old default dropped every one)
+    rng = np.random.default_rng(1)
+    v = 400 + rng.uniform(0, 10, 10)
+    t = np.concatenate([np.datetime64(f"2020-06-0{d}T12:30") + np.arange(5) * np.timedelta64(1, "h")
+                        for d in (1, 2)])  # fmt: skip
+    out = obs.background_quantile(_tower("A", v, hours=t), 0.1, window="1D", min_count=5)
+    assert out.sizes["obs"] == 10
+    for day in range(2):
+        sl = slice(5 * day, 5 * day + 5)
+        two = np.sort(v[sl])[:2]
+        np.testing.assert_allclose(out["err_background"].values[sl], two.std(ddof=1))
+        np.testing.assert_allclose(out["background"].values[sl], np.quantile(v[sl], 0.1))
 
 
 def test_background_curtain_hook():
