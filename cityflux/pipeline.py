@@ -139,6 +139,8 @@ def run_synthetic(cfg: CityfluxConfig, progress: Callable[[str], None] | None = 
     diagnostics = {
         "chi2": post.chi2,
         "dofs": post.dofs,
+        # cg without the complete spectrum: Σθ/(1+θ) over the Ritz pairs, a lower bound
+        "dofs_is_estimate": bool(getattr(post, "info", {}).get("dofs_is_estimate", False)),
         "n_state": int(city.state.size),
         "n_obs": int(city.y.size),
         "n_obs_by_kind": city.n_obs_by_kind,

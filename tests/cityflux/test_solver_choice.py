@@ -59,6 +59,11 @@ def test_cg_full_rank_std_map_equals_obs_space(make_small_config):
     assert res.posterior.std_method.endswith("complete spectrum)")
     np.testing.assert_allclose(res.posterior.std, ref.posterior.std, rtol=1e-7)
     assert res.posterior.dofs == pytest.approx(ref.posterior.dofs, rel=1e-8)
+    assert res.diagnostics["dofs_is_estimate"] is False
+    assert res.diagnostics["dofs"] == pytest.approx(ref.diagnostics["dofs"], rel=1e-8)
+    # a Lanczos rank below n_obs: the DOFS is flagged as an estimate
+    part = run(_with_method(make_small_config, "cg", rank=3))
+    assert part.diagnostics["dofs_is_estimate"] is True
 
 
 def test_bad_cg_rank_in_config_names_the_key():
