@@ -63,10 +63,13 @@ class CGPosterior(Posterior):
     mean : numpy.ndarray
         Posterior mean (n_state,) to the CG tolerance.
     std_method : str
-        ``"low-rank (k=…)"`` or ``"sampled (n=…)"``; set when :attr:`std` is computed.
+        ``"low-rank (k=…, complete spectrum)"`` (exact), ``"low-rank (k=…)"`` (Ritz pairs, an
+        upper bound), ``"low-rank+sampled (k=…, n=…)"`` or ``"sampled (n=…)"``; final once
+        :attr:`std` is computed.
     info : dict
         ``iterations``, ``residuals`` (relative residual per iteration), ``tolerance``,
-        ``converged``, ``ritz_values``, ``dofs_is_estimate``, and after use
+        ``converged``, ``ritz_values``, ``rank``, ``complete_spectrum``, ``dofs_is_estimate``,
+        and after use
         ``aggregate_solves``, ``n_samples``, ``mc_rel_error``.
     """
 
