@@ -42,7 +42,7 @@ import scipy.linalg
 
 from inversion.covariance import DiagonalCovariance
 from inversion.errors import ConvergenceError, MemoryBudgetError, NotPositiveDefiniteError
-from inversion.problem import LinearProblem, _check_output, covariance_dense, iter_gain_chunks
+from inversion.problem import LinearProblem, _check_output, add_hbht_upper, covariance_dense
 
 __all__ = [
     "CGOptions",
@@ -415,16 +415,7 @@ def obs_space_spectrum(
         )
     t0 = time.perf_counter()
     M = np.zeros((m, m))
-    done = 0
-    for rows, G_c in iter_gain_chunks(problem, chunk):
-        M[: rows.stop, rows] = problem.H_rows_matmat(rows.stop, G_c)
-        done += 1
-        if done % 10 == 0:
-            logger.info(
-                "complete spectrum: H B Hᵀ columns %d/%d (%.0f s)",
-                rows.stop, m, time.perf_counter() - t0,
-            )  # fmt: skip
-    del G_c
+    add_hbht_upper(problem, chunk, M)
     system.n_matvec += m
     t1 = time.perf_counter()
     R = problem.R

@@ -194,38 +194,31 @@ class CGPosterior(Posterior):
         whole = self._lz.complete and k == kk
         return f"low-rank (k={k}, complete spectrum)" if whole else f"low-rank (k={k})"
 
-    def _lowrank_reduction(
-        self, checkpoints: tuple[int, ...] = (), upto: int | None = None
-    ) -> np.ndarray:
-        """``Σ θ/(1+θ) (L v_i)²`` over the leading ``upto`` (default all) Ritz pairs (n_state,)
-        [state unit²].
+    def _lowrank_reductions(self, ks: list[int]) -> dict[int, np.ndarray]:
+        """``{k: Σ_{i<k} θ_i/(1+θ_i) (L v_i)²}`` (n_state,) [state unit²] for sorted ``ks``.
 
-        One ``L`` product per pair, in blocks of ``_STD_BLOCK``; progress is logged every
-        tenth of the pairs. With ``checkpoints``, the partial sums over the leading k pairs
-        for each k are stored in ``info["reduction_at"]`` (for truncation studies).
+        One pass over the leading ``max(ks)`` Ritz pairs, one ``L`` product per pair in blocks
+        of ``_STD_BLOCK`` that end on every k; progress is logged every tenth of the pairs.
         """
-        n = self._lz.ritz_values.size if upto is None else int(upto)
+        n = ks[-1] if ks else 0
         th = self._lz.ritz_values[:n]
         Zr = self._lz.ritz_z
         w = th / (1.0 + th)
         reduction = np.zeros(self.n_state)
-        marks = sorted({int(k) for k in checkpoints if 0 < int(k) <= n})
-        partial: dict[int, np.ndarray] = {}
+        out: dict[int, np.ndarray] = {k: reduction.copy() for k in ks if k == 0}
         step = max(1, n // 10)
         t0 = time.perf_counter()
         a = 0
         while a < n:
-            stop = min([a + _STD_BLOCK, n] + [k for k in marks if k > a])  # end on checkpoints
+            stop = min([a + _STD_BLOCK] + [k for k in ks if k > a])  # blocks end on every k
             U = self._lz.L_of(self._sys, np.ascontiguousarray(Zr[:, a:stop]))
             reduction += (U * U) @ w[a:stop]
-            if stop in marks:
-                partial[stop] = reduction.copy()
+            if stop in ks:
+                out[stop] = reduction if stop == n else reduction.copy()
             if n >= 10 * _STD_BLOCK and a // step != stop // step:
                 logger.info("low-rank std: %d/%d pairs (%.0f s)", stop, n, time.perf_counter() - t0)
             a = stop
-        if marks:
-            self.info["reduction_at"] = partial
-        return reduction
+        return out
 
     def lowrank_std(self, rank: int | None = None) -> np.ndarray:
         """``sqrt(diag B − Σ θ/(1+θ) (B Hᵀ z_i)²)`` over the Ritz pairs (n_state,) [state units].
@@ -249,21 +242,18 @@ class CGPosterior(Posterior):
         self._complete_spectrum()
         n = self._lz.ritz_values.size
         ks = sorted({min(max(int(k), 0), n) for k in ranks})
-        top = ks[-1] if ks else 0
-        reduction = self._lowrank_reduction(checkpoints=tuple(ks), upto=top)
-        partial = self.info.pop("reduction_at", {})
-        partial[top] = reduction
+        reductions = self._lowrank_reductions(ks)
         out = {}
         for k in ks:
             var = self._checked_variance(
-                self.problem.B_diag - partial.get(k, 0.0),
+                self.problem.B_diag - reductions[k],
                 self.problem.B_diag,
                 f"low-rank posterior variance (k={k})",
                 advice="the Lanczos basis lost orthogonality (H B Hᵀ is ill-conditioned); "
                 "lower CGOptions.rank, or use CGOptions(std='sampled')",
             )
             out[k] = np.sqrt(var)
-        self.std_method = self._lowrank_name(top)
+        self.std_method = self._lowrank_name(ks[-1] if ks else 0)
         return out
 
     def corrected_std(self, n: int, seed: int | None = 0) -> np.ndarray:
@@ -304,7 +294,7 @@ class CGPosterior(Posterior):
         rng = np.random.default_rng(seed)
         th = lz.ritz_values
         Zr, MZ = lz.ritz_z, lz.ritz_mz
-        low = self._lowrank_reduction()
+        low = self._lowrank_reductions([th.size])[th.size]
         acc = np.zeros(self.n_state)
         acc2 = np.zeros(self.n_state)
         precond = self._obs_precond()

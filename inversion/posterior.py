@@ -431,15 +431,12 @@ class Posterior:
 
 def _rowwise_dot_h(problem: LinearProblem, M: np.ndarray) -> np.ndarray:
     """``Σ_i M[i, j] H[i, j]`` for each state j, with M (n_obs, n_state) dense."""
-    H = problem.H
-    if scipy.sparse.issparse(H):
-        return np.asarray(H.multiply(M).sum(axis=0)).ravel()
-    if isinstance(H, np.ndarray):
-        return np.einsum("ij,ij->j", M, H)
+    if scipy.sparse.issparse(problem.H) or isinstance(problem.H, np.ndarray):
+        return _rowwise_dot_h_rows(problem, slice(0, problem.n_obs), M.T)
     out = np.zeros(problem.n_state)
-    for start in range(0, problem.n_obs, 256):
+    for start in range(0, problem.n_obs, 256):  # operator H: 256 dense columns of Hᵀ at a time
         rows = slice(start, min(start + 256, problem.n_obs))
-        out += np.einsum("ij,ji->j", M[rows], problem.Ht_columns(rows))
+        out += _rowwise_dot_h_rows(problem, rows, M[rows].T)
     return out
 
 

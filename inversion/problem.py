@@ -10,6 +10,7 @@ the found value and the first bad index.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -411,6 +412,25 @@ def iter_gain_chunks(problem: LinearProblem, chunk_size: int):
     for start in range(0, problem.n_obs, chunk_size):
         rows = slice(start, min(start + chunk_size, problem.n_obs))
         yield rows, gain_columns(problem, rows)
+
+
+def add_hbht_upper(problem: LinearProblem, chunk_size: int, out: np.ndarray) -> int:
+    """Add ``H B Hᵀ`` to the upper triangle of ``out`` (n_obs, n_obs), in place.
+
+    One chunk of gain columns ``B Hᵀ[:, rows]`` at a time, multiplied by the first
+    ``rows.stop`` rows of H only (the lower triangle is left as it was). Progress is logged
+    every ten chunks. Returns the number of chunks.
+    """
+    t0 = time.perf_counter()
+    n = 0
+    for rows, G_c in iter_gain_chunks(problem, chunk_size):
+        out[: rows.stop, rows] += problem.H_rows_matmat(rows.stop, G_c)
+        n += 1
+        if n % 10 == 0:
+            logger.info(
+                "H B Hᵀ: columns %d/%d (%.0f s)", rows.stop, problem.n_obs, time.perf_counter() - t0
+            )
+    return n
 
 
 def _accepts_sparse(op: LinearOperator) -> bool:

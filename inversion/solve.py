@@ -39,9 +39,9 @@ from inversion.posterior import Posterior, _gib
 from inversion.problem import (
     LinearProblem,
     _check_output,
+    add_hbht_upper,
     cho_factor_checked,
     covariance_dense,
-    iter_gain_chunks,
 )
 
 __all__ = ["DEFAULT_MEMORY_BUDGET", "METHODS", "solve"]
@@ -260,11 +260,7 @@ def _solve_obs_space(problem: LinearProblem, memory_budget: float, chunk_size: i
         )
     t0 = time.perf_counter()
     S = covariance_dense(problem.R)
-    n_chunks = 0
-    for rows, G_c in iter_gain_chunks(problem, chunk_size):
-        # upper triangle only (S is symmetric): observations 0 .. rows.stop of this chunk
-        S[: rows.stop, rows] += problem.H_rows_matmat(rows.stop, G_c)
-        n_chunks += 1
+    n_chunks = add_hbht_upper(problem, chunk_size, S)  # upper triangle only (S is symmetric)
     t1 = time.perf_counter()
     # Only the upper triangle of S is valid; it is the lower triangle of the F-ordered view
     # S.T, which LAPACK factorises in place (no copy, no symmetrisation).
