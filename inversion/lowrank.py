@@ -298,7 +298,6 @@ class CGPosterior(Posterior):
         acc = np.zeros(self.n_state)
         acc2 = np.zeros(self.n_state)
         precond = self._obs_precond()
-        log = self.info.setdefault("solves", [])
         b = self._batch_obs()
 
         for a in range(0, n, b):
@@ -306,11 +305,10 @@ class CGPosterior(Posterior):
             Lxi = s.L(rng.standard_normal((s.q, m)))  # (n_state, m) ~ N(0, B)
             HLxi = s.H(Lxi)
             eps = R.sqrt_matvec(rng.standard_normal((R.sqrt_dim, m)))  # ~ N(0, R)
-            w, info = batched_pcg(
-                self._apply_S, eps - HLxi, self.options.sample_tol, self._maxiter(), precond,
-                "low-rank+sampled std (remainder samples)", self.options.allow_nonconvergence,
+            w = self._solve_batches(
+                self._apply_S, eps - HLxi, precond, b, "low-rank+sampled std (remainder samples)",
+                tol=self.options.sample_tol, space="obs",
             )  # fmt: skip
-            log.append({"what": "low-rank+sampled std", "columns": m, "space": "obs", **info})
             c = ((MZ.T @ s.Rinv(eps)) - th[:, None] * (Zr.T @ HLxi)) / (1.0 + th)[:, None]
             G = self.problem.B_matmat(s.Ht(np.hstack([w - Zr @ c, w + Zr @ c])))
             diff = -G[:, :m] * (2.0 * Lxi + G[:, m:])  # (L δ̃)² − (L δ)²
@@ -366,23 +364,35 @@ class CGPosterior(Posterior):
 
     def solve_whitened(self, rhs: np.ndarray, what: str) -> np.ndarray:
         """``(I + K)⁻¹ rhs`` for rhs (sqrt_dim, m), in batches; records the solve in ``info``."""
+        return self._solve_batches(self._sys.hessian, rhs, self._precond(), self._batch(), what)
+
+    def _solve_batches(
+        self,
+        apply_A: Any,
+        rhs: np.ndarray,
+        precond: Any,
+        batch: int,
+        what: str,
+        *,
+        tol: float | None = None,
+        measure: Any = None,
+        space: str = "chi",
+    ) -> np.ndarray:
+        """Batched PCG on the columns of ``rhs``, ``batch`` at a time; each batch is logged in
+        ``info["solves"]``. ``measure(rhs_cols, cols)`` builds the stopping measure of a batch
+        (see :func:`inversion.cg.batched_pcg`); ``tol`` defaults to ``options.tol``."""
         out = np.empty_like(rhs)
-        precond = self._precond()
         log = self.info.setdefault("solves", [])
-        b = self._batch()
-        for a in range(0, rhs.shape[1], b):
-            cols = slice(a, min(a + b, rhs.shape[1]))
+        for a in range(0, rhs.shape[1], batch):
+            cols = slice(a, min(a + batch, rhs.shape[1]))
+            Rc = np.ascontiguousarray(rhs[:, cols])
             X, info = batched_pcg(
-                self._sys.hessian,
-                np.ascontiguousarray(rhs[:, cols]),
-                self.options.tol,
-                self._maxiter(),
-                precond,
-                what,
-                self.options.allow_nonconvergence,
-            )
+                apply_A, Rc, self.options.tol if tol is None else tol, self._maxiter(), precond,
+                what, self.options.allow_nonconvergence,
+                measure=None if measure is None else measure(Rc, cols),
+            )  # fmt: skip
             out[:, cols] = X
-            log.append({"what": what, "columns": cols.stop - cols.start, **info})
+            log.append({"what": what, "columns": cols.stop - cols.start, "space": space, **info})
         return out
 
     def _obs_precond(self):
@@ -420,28 +430,10 @@ class CGPosterior(Posterior):
         ``prior_var_j − u_jᵀ S⁻¹ u_j`` is then known to relative ``tol`` (an upper estimate).
         The largest bound reached is recorded in ``info["solves"]``.
         """
-        s = self._sys
-        out = np.empty_like(U)
-        precond = self._obs_precond()
-        log = self.info.setdefault("solves", [])
-        b = self._batch_obs()
-
-        for a in range(0, U.shape[1], b):
-            cols = slice(a, min(a + b, U.shape[1]))
-            Uc = np.ascontiguousarray(U[:, cols])
-            X, info = batched_pcg(
-                self._apply_S,
-                Uc,
-                self.options.tol,
-                self._maxiter(),
-                precond,
-                what,
-                self.options.allow_nonconvergence,
-                measure=_VarianceBound(s.Rinv, Uc, prior_var[cols]),
-            )
-            out[:, cols] = X
-            log.append({"what": what, "columns": cols.stop - cols.start, "space": "obs", **info})
-        return out
+        return self._solve_batches(
+            self._apply_S, U, self._obs_precond(), self._batch_obs(), what, space="obs",
+            measure=lambda Uc, cols: _VarianceBound(self._sys.Rinv, Uc, prior_var[cols]),
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ aggregates
     def aggregate_cov(self, weights: Any) -> tuple[np.ndarray, np.ndarray]:
