@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 __all__ = [
+    "kind_table",
     "native_region_fractions",
     "qc_table",
     "real_totals_table",
@@ -34,6 +35,24 @@ def qc_table(qc: dict) -> Table:
             str(s["kept"]),
         )  # fmt: skip
     table.caption = f"{qc['n_kept']} observations in the inversion"
+    return table
+
+
+def kind_table(result) -> Table:
+    """The headline total [kt CO2]: truth (synthetic), prior, each kind alone and combined."""
+    c = result.diagnostics["city_total_t"]
+    table = Table(title=f"{c['region']} total over the period \\[kt CO2]")
+    for col in ("estimate", "total", "± std (k=1)", "error reduction"):
+        table.add_column(col, justify="right" if col != "estimate" else "left")
+    if "truth" in c:
+        table.add_row("truth", f"{c['truth'] / 1e3:.2f}", "", "")
+    table.add_row("prior", f"{c['prior'] / 1e3:.2f}", f"{c['prior_std'] / 1e3:.2f}", "")
+    for r in result.by_kind:
+        name = "combined" if len(r.kinds) > 1 else f"{r.kinds[0]} only"
+        table.add_row(
+            f"posterior: {name}", f"{r.posterior / 1e3:.2f}", f"{r.posterior_std / 1e3:.2f}",
+            f"{100 * r.error_reduction:.0f} %",
+        )  # fmt: skip
     return table
 
 

@@ -1,10 +1,13 @@
-"""The ``cityflux`` command line: ``demo``, ``run CONFIG.yaml`` and ``validate CONFIG.yaml``.
+"""The ``cityflux`` command line: ``demo``, ``run``, ``osse``, ``validate`` and ``inventory``.
 
-Thin by design: parse arguments, load the configuration, call the pipeline, show progress and
-a summary with rich. Configuration problems and missing files exit with code 2 and a message
-naming the key; a run that stops on its inputs (unreadable or empty data, a solver that does
-not converge or does not fit memory) exits with code 3, the error's type and message, and
-the traceback with ``-v``.
+Thin by design: parse arguments, load the configuration (with ``--set KEY=VALUE`` overrides),
+call the pipeline, show progress and a summary with rich. Configuration problems and missing
+files exit with code 2 and a message naming the key; a run that stops on its inputs
+(unreadable or empty data, a solver that does not converge or does not fit memory) exits with
+code 3, the error's type and message, and the traceback with ``-v``.
+
+Heavy modules (numpy, xarray, the libraries) are imported only by the command that needs them,
+so ``cityflux --help`` answers at once.
 """
 
 from __future__ import annotations
@@ -14,20 +17,14 @@ import logging
 import sys
 import time
 from pathlib import Path
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from cityflux._version import __version__
-from cityflux.config import (
-    CityfluxConfig,
-    ConfigError,
-    check_inputs,
-    config_hash,
-    demo_config_path,
-    load_config,
-)
-from inversion.errors import ConvergenceError, MemoryBudgetError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.console import Console
+
+    from cityflux.config import CityfluxConfig
 
 __all__ = ["main"]
 
@@ -35,26 +32,63 @@ EXIT_CONFIG = 2  # configuration problems and missing files: nothing was run
 EXIT_INPUT = 3  # the run stopped on its inputs (bad data, empty after QC, solver limits)
 
 
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+        help="log at INFO level and show tracebacks",
+    )  # fmt: skip
+    return common
+
+
+def _with_set(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a dotted config key (YAML value), e.g. --set inversion.method=cg; "
+        "repeatable",
+    )  # fmt: skip
+
+
 def _parser() -> argparse.ArgumentParser:
+    common = _common()
     p = argparse.ArgumentParser(
         prog="cityflux",
         description="Urban CO2 emission inversion with honest uncertainty.",
+        parents=[common],
     )
     p.add_argument("--version", action="version", version=f"cityflux {__version__}")
-    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = p.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run the embedded synthetic city end to end")
+    demo = sub.add_parser(
+        "demo", parents=[common], help="run the embedded synthetic city end to end"
+    )
     demo.add_argument("--out", type=Path, default=None, help="output folder (default from config)")
     demo.add_argument("--seed", type=int, default=None, help="random seed of the synthetic city")
     demo.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
-    run = sub.add_parser("run", help="run the inversion a YAML configuration describes")
+    _with_set(demo)
+    run = sub.add_parser(
+        "run", parents=[common], help="run the inversion a YAML configuration describes"
+    )
     run.add_argument("config", type=Path)
     run.add_argument("--out", type=Path, default=None, help="override output.dir")
-    val = sub.add_parser("validate", help="check a configuration and its inputs without running")
+    _with_set(run)
+    osse = sub.add_parser(
+        "osse", parents=[common], help="N synthetic truths through the run's path: coverage, χ²"
+    )
+    osse.add_argument("config", type=Path, help="configuration with a 'synthetic' section")
+    osse.add_argument("--draws", type=int, required=True, help="number of synthetic truths")
+    osse.add_argument("--out", type=Path, required=True, help="output folder (osse.csv)")
+    osse.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+    _with_set(osse)
+    val = sub.add_parser(
+        "validate", parents=[common], help="check a configuration and its inputs without running"
+    )
     val.add_argument("config", type=Path)
-    inv = sub.add_parser("inventory", help="inspect emission inventories")
+    _with_set(val)
+    inv = sub.add_parser("inventory", parents=[common], help="inspect emission inventories")
     inv_sub = inv.add_subparsers(dest="inventory_command", required=True)
-    summ = inv_sub.add_parser("summarize", help="totals per sector, region and month [t CO2]")
+    summ = inv_sub.add_parser(
+        "summarize", parents=[common], help="totals per sector, region and month [t CO2]"
+    )
     summ.add_argument("path", type=Path, help="inventory file")
     summ.add_argument("--format", default=None, help="inventory format (auto-detected if omitted)")
     summ.add_argument("--regions", type=Path, default=None, help="region polygons file")
@@ -85,9 +119,13 @@ def _run_error(console: Console, err: BaseException, verbose: bool) -> int:
     return EXIT_INPUT
 
 
-def _load(console: Console, path: Path) -> tuple[CityfluxConfig | None, str | None]:
+def _load(
+    console: Console, path: Path, overrides: list[str]
+) -> tuple[CityfluxConfig | None, str | None]:
+    from cityflux.config import ConfigError, check_inputs, load_config
+
     try:
-        cfg = load_config(path)
+        cfg = load_config(path, overrides)
     except (ConfigError, FileNotFoundError) as err:
         _config_error(console, err)
         return None, None
@@ -100,6 +138,8 @@ def _load(console: Console, path: Path) -> tuple[CityfluxConfig | None, str | No
 
 
 def _execute(console: Console, cfg: CityfluxConfig, config_text: str, out: Path, figures: bool):
+    from cityflux._cli_tables import kind_table, qc_table, real_totals_table
+    from cityflux.config import config_hash
     from cityflux.outputs import write_outputs
     from cityflux.pipeline import run
 
@@ -113,14 +153,11 @@ def _execute(console: Console, cfg: CityfluxConfig, config_text: str, out: Path,
         result = run(cfg, progress)
         progress(f"writing outputs to {out}")
         paths = write_outputs(result, out, config_text=config_text, figures=figures)
-    if result.is_synthetic:
-        console.print(_summary_table(result))
-    else:
-        from cityflux._cli_tables import qc_table, real_totals_table
-
-        console.print(qc_table(result.diagnostics["qc"]))
-        console.print(real_totals_table(result.totals))
     d = result.diagnostics
+    console.print(qc_table(d["qc"]))
+    if result.by_kind:
+        console.print(kind_table(result))
+    console.print(real_totals_table(result.totals))
     console.print(
         f"chi2/n = {d['chi2']:.3f}, DOFS = {d['dofs']:.1f}, n_obs = {d['n_obs']}, "
         f"solver = {d['solver_method']}, config hash {config_hash(cfg)[:12]}"
@@ -129,71 +166,100 @@ def _execute(console: Console, cfg: CityfluxConfig, config_text: str, out: Path,
     return 0
 
 
-def _summary_table(result) -> Table:
-    c = result.diagnostics["city_total_t"]
-    table = Table(title="City total over the period \\[kt CO2]")
-    for col in ("estimate", "total", "± std (k=1)", "error reduction"):
-        table.add_column(col, justify="right" if col != "estimate" else "left")
-    table.add_row("truth", f"{c['truth'] / 1e3:.2f}", "", "")
-    table.add_row("prior", f"{c['prior'] / 1e3:.2f}", f"{c['prior_std'] / 1e3:.2f}", "")
-    for r in result.by_kind:
-        name = "combined" if len(r.kinds) > 1 else f"{r.kinds[0]} only"
-        table.add_row(
-            f"posterior: {name}",
-            f"{r.posterior / 1e3:.2f}",
-            f"{r.posterior_std / 1e3:.2f}",
-            f"{100 * r.error_reduction:.0f} %",
+def _osse(console: Console, cfg: CityfluxConfig, args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from cityflux._files import atomic_write
+    from cityflux.osse import run_osse
+
+    if cfg.synthetic is None:
+        return _config_error(
+            console, ValueError(f"{args.config}: osse needs a 'synthetic' section")
         )
-    return table
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``cityflux`` command; returns the exit code."""
-    args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
+    if args.draws < 1:
+        return _config_error(console, ValueError(f"--draws must be >= 1, found {args.draws}"))
+    cols = (TextColumn("draws"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
+    with Progress(*cols, TimeRemainingColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("draws", total=args.draws)
+        res = run_osse(
+            cfg, args.draws, seed=args.seed, progress=lambda d, n: bar.update(task, completed=d)
+        )
+    path = atomic_write(
+        args.out / "osse.csv", lambda p: res.table.to_csv(p, index=False, float_format="%.10g")
     )
-    console = Console(stderr=False)
-    if args.command == "validate":
-        cfg, _ = _load(console, args.config)
+    s = res.summary()
+    h = res.table[res.table["row"] == res.headline].iloc[0]
+    console.print(
+        f"{s['n_draws']} draws, n_state = {res.n_state}, n_obs = {res.n_obs} "
+        f"{res.n_obs_by_kind}; headline total: {h['region']} {h['period']}"
+    )
+    console.print(
+        f"coverage of the 68 % interval {s['coverage_68']:.3f}, of the 95 % interval "
+        f"{s['coverage_95']:.3f}; mean chi2/n {s['mean_chi2']:.3f}"
+    )
+    console.print(f"wrote {path} ({len(res.table)} rows) in {sum(res.timings.values()):.1f} s")
+    return 0
+
+
+def _dispatch(console: Console, args: argparse.Namespace) -> int:
+    from cityflux.config import ConfigError, config_hash, demo_config_path
+
+    overrides = list(getattr(args, "overrides", []))
+    if args.command == "inventory":
+        from cityflux._cli_tables import summarize_inventory_command
+
+        return summarize_inventory_command(console, args)
+    if args.command == "demo":
+        if args.seed is not None:
+            if args.seed < 0:
+                return _config_error(console, ConfigError("--seed must be >= 0"))
+            overrides.insert(0, f"synthetic.seed={args.seed}")
+        cfg, text = _load(console, demo_config_path(), overrides)
         if cfg is None:
             return EXIT_CONFIG
+        out = args.out if args.out is not None else cfg.output.dir
+        cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"dir": out})})
+        return _execute(console, cfg, text, out, figures=not args.no_figures and cfg.output.figures)
+    cfg, text = _load(console, args.config, overrides)
+    if cfg is None:
+        return EXIT_CONFIG
+    if args.command == "validate":
         console.print(
             f"[green]ok[/]: {args.config} is valid (config hash {config_hash(cfg)[:12]}, "
             f"{len(cfg.observations)} observation source(s), "
             f"synthetic={'yes' if cfg.synthetic else 'no'})"
         )
         return 0
-    if args.command == "inventory":
-        from cityflux._cli_tables import summarize_inventory_command
-
-        return summarize_inventory_command(console, args)
-    if args.command == "demo":
-        path = demo_config_path()
-        cfg, text = _load(console, path)
-        if cfg is None:  # pragma: no cover - the packaged demo is tested
-            return EXIT_CONFIG
-        updates = {}
-        if args.seed is not None:
-            if args.seed < 0:
-                return _config_error(console, ConfigError("--seed must be >= 0"))
-            updates["synthetic"] = cfg.synthetic.model_copy(update={"seed": args.seed})
-        out = args.out if args.out is not None else cfg.output.dir
-        updates["output"] = cfg.output.model_copy(update={"dir": out})
-        cfg = cfg.model_copy(update=updates)
-        return _execute(console, cfg, text, out, figures=not args.no_figures and cfg.output.figures)
-    cfg, text = _load(console, args.config)
-    if cfg is None:
-        return EXIT_CONFIG
+    if args.command == "osse":
+        return _osse(console, cfg, args)
     if args.out is not None:
         cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"dir": args.out})})
+    return _execute(console, cfg, text, cfg.output.dir, figures=cfg.output.figures)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``cityflux`` command; returns the exit code."""
+    args = _parser().parse_args(argv)
+    verbose = bool(getattr(args, "verbose", False))
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    from rich.console import Console
+
+    console = Console(stderr=False)
+    from cityflux.config import ConfigError
+    from inversion import ConvergenceError, MemoryBudgetError
+
+    stops: tuple[type[BaseException], ...] = (
+        NotImplementedError, KeyError, ValueError, ConvergenceError, MemoryBudgetError, OSError,
+    )  # fmt: skip
     try:
-        return _execute(console, cfg, text, cfg.output.dir, figures=cfg.output.figures)
+        return _dispatch(console, args)
     except (ConfigError, FileNotFoundError) as err:
         return _config_error(console, err)
-    except (NotImplementedError, KeyError, ValueError, ConvergenceError, MemoryBudgetError) as err:
-        return _run_error(console, err, args.verbose)
+    except stops as err:
+        return _run_error(console, err, verbose)
 
 
 if __name__ == "__main__":  # pragma: no cover

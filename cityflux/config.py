@@ -18,9 +18,12 @@ Example
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import hashlib
 import json
+import re
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -46,6 +49,7 @@ from cityflux._config_real import (
     RegionsConfig,
     TemporalConfig,
 )
+from cityflux._config_synthetic import SyntheticConfig, TransportPerturbationConfig, TruthConfig
 
 __all__ = [
     "BackgroundConfig",
@@ -65,6 +69,9 @@ __all__ = [
     "SyntheticConfig",
     "TemporalConfig",
     "TransportConfig",
+    "TransportPerturbationConfig",
+    "TruthConfig",
+    "apply_overrides",
     "check_inputs",
     "config_hash",
     "demo_config_path",
@@ -188,26 +195,18 @@ class InventorySource(_Section):
 class PriorConfig(_Section):
     """Prior flux and its uncertainty ``B = D (C_t ⊗ C_s) D`` per sector.
 
-    ``relative_std`` [1] times the prior flux plus ``floor_std`` [µmol m-2 s-1] gives D;
-    ``background_std_ppm`` [ppm] is the prior std of the background offset of each
-    observation kind.
+    D = max(``relative_std`` [1] (or ``relative_std_by_sector``) · |prior flux|, ``floor_std``
+    [µmol m-2 s-1]) (``priors.PriorUncertainty``). The sectors are those of the inventories
+    (real runs) or of ``synthetic.sectors``; background offsets take their prior std from
+    ``background.offsets.std_ppm``.
     """
 
-    sectors: tuple[str, ...] = ("traffic", "buildings")
     relative_std: float = Field(default=0.5, gt=0.0)
     floor_std: float = Field(default=0.05, gt=0.0, description="[umol m-2 s-1]")
-    background_std_ppm: float = Field(default=1.0, gt=0.0, description="[ppm]")
     inventories: tuple[InventorySource, ...] = ()
     relative_std_by_sector: dict[str, float] = Field(default_factory=dict)
     point_sources: PointSourcesConfig | None = None
     temporal: TemporalConfig = TemporalConfig()
-
-    @field_validator("sectors")
-    @classmethod
-    def _unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not value or len(set(value)) != len(value):
-            raise ValueError(f"sectors must be unique and non-empty, found {list(value)}")
-        return value
 
 
 class ObservationSource(_Section):
@@ -266,7 +265,6 @@ class TransportConfig(_Section):
     time_tolerance: str = "1min"
     position_tolerance: float = Field(default=1e-3, gt=0.0, description="[degrees]")
     max_uncovered_area_fraction: float = Field(default=0.01, ge=0.0, le=1.0)
-    column_levels: int = Field(default=20, ge=2, le=200, description="levels of column kernels")
     met: MetConfig | None = None
     dispersion: Literal["briggs-urban", "briggs-rural"] = "briggs-urban"
     cell_model: Literal["point", "area"] = "area"
@@ -358,51 +356,6 @@ class OutputConfig(_Section):
     figures: bool = True
 
 
-class SyntheticConfig(_Section):
-    """Settings of the synthetic city (OSSE) used by ``cityflux demo``.
-
-    Emissions: ``city_total_kt_per_day`` [kt CO2 day-1] spread over a dense core of
-    ``core_radius_km`` [km], a road network and ``n_point_sources`` point sources. Networks:
-    ``n_towers`` tower inlets (hourly afternoon means at ``obs_hours_local`` local solar hours),
-    ``n_overpasses`` satellite snapshot maps (soundings every ``sounding_spacing_km`` [km] with
-    ``column_levels`` levels), ``n_chords`` lidar chords of 2–5 km scanned hourly. Errors are
-    1-sigma [ppm]; ``*_corr_ppm`` parts are correlated within a site-day, overpass or scan.
-    """
-
-    seed: int = Field(default=0, ge=0)
-    city_total_kt_per_day: float = Field(default=25.0, gt=0.0)
-    core_radius_km: float = Field(default=5.0, gt=0.0)
-    n_point_sources: int = Field(default=3, ge=0, le=50)
-    n_towers: int = Field(default=8, ge=0, le=100)
-    obs_hours_local: tuple[int, ...] = (12, 13, 14, 15)
-    tower_error_ppm: float = Field(default=1.0, gt=0.0)
-    tower_corr_ppm: float = Field(default=0.7, ge=0.0)
-    tower_corr_hours: float = Field(default=2.0, gt=0.0)
-    n_overpasses: int = Field(default=3, ge=0, le=50)
-    sounding_spacing_km: float = Field(default=2.5, gt=0.0)
-    snapshot_size_km: float = Field(default=24.0, gt=0.0)
-    column_error_ppm: float = Field(default=0.6, gt=0.0)
-    column_corr_ppm: float = Field(default=0.3, ge=0.0)
-    column_corr_km: float = Field(default=6.0, gt=0.0)
-    n_chords: int = Field(default=30, ge=0, le=1000)
-    lidar_error_ppm: float = Field(default=0.8, gt=0.0)
-    lidar_corr_ppm: float = Field(default=0.4, ge=0.0)
-
-    @field_validator("obs_hours_local")
-    @classmethod
-    def _hours(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        bad = [h for h in value if not 0 <= h <= 23]
-        if bad or not value:
-            raise ValueError(f"hours must be integers in 0..23 (non-empty), found {list(value)}")
-        return tuple(sorted(set(value)))
-
-    @model_validator(mode="after")
-    def _some_obs(self) -> SyntheticConfig:
-        if self.n_towers + self.n_overpasses + self.n_chords == 0:
-            raise ValueError("at least one of n_towers, n_overpasses, n_chords must be > 0")
-        return self
-
-
 class CityfluxConfig(_Section):
     """A complete cityflux run configuration (see the module docstring)."""
 
@@ -425,6 +378,16 @@ class CityfluxConfig(_Section):
             raise ValueError(
                 "the synthetic city needs a local projected domain (center_lon, center_lat, "
                 "nx, ny); remove domain.bounds"
+            )
+        if self.synthetic is not None and self.observations:
+            raise ValueError(
+                "a synthetic case generates its own observations; remove 'observations:' (or "
+                "the 'synthetic:' section to invert real data)"
+            )
+        if self.synthetic is not None and self.background.method != "none":
+            raise ValueError(
+                "the synthetic city's observations are enhancements: set background.method to "
+                f"'none' (found {self.background.method!r})"
             )
         if self.synthetic is None and not self.observations:
             raise ValueError(
@@ -513,15 +476,116 @@ def parse_config(
         raise _format_errors(err, source) from None
 
 
-def load_config(path: str | Path) -> CityfluxConfig:
+_KEY_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)")
+
+
+def _split_key(key: str) -> list[str | int]:
+    parts: list[str | int] = []
+    for piece in key.split("."):
+        m = _KEY_PART.fullmatch(piece)
+        if m is None:
+            raise ConfigError(
+                f"--set {key}: {piece!r} is not a key; use dotted names with optional [index], "
+                "e.g. inversion.spatial_length_km or observations[0].error_ppm",
+                [(key, "malformed key")],
+            )
+        parts.append(m.group(1))
+        parts.extend(int(i) for i in re.findall(r"\[(\d+)\]", m.group(2)))
+    return parts
+
+
+def apply_overrides(data: Any, overrides: Sequence[str]) -> dict[str, Any]:
+    """Return a copy of the parsed YAML ``data`` with ``KEY=VALUE`` overrides applied.
+
+    ``KEY`` is a dotted config key with optional list indices (``synthetic.truth.length_scale``,
+    ``observations[0].error_ppm``); missing mappings on the way are created. ``VALUE`` is read
+    with YAML syntax (``2``, ``true``, ``[1, 2]``, ``{T01: 1.0}``, ``null``). The result is then
+    validated exactly like the file (:func:`parse_config`); relative paths are taken from the
+    configuration file's folder, as in the file.
+
+    Raises
+    ------
+    ConfigError
+        If an override is not ``KEY=VALUE``, its value is not YAML, or its key walks into a value
+        that is not a mapping/list or past the end of a list (the message names the key).
+    """
+    out = copy.deepcopy(data) if isinstance(data, dict) else {}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(
+                f"--set {item!r}: expected KEY=VALUE, e.g. --set inversion.method=cg",
+                [(key or item, "not KEY=VALUE")],
+            )
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as err:
+            raise ConfigError(
+                f"--set {key}: the value {text!r} is not valid YAML ({err})", [(key, "bad value")]
+            ) from None
+        parts = _split_key(key)
+        node: Any = out
+        for i, part in enumerate(parts[:-1]):
+            nxt = parts[i + 1]
+            if isinstance(part, int):
+                if not isinstance(node, list) or part >= len(node):
+                    size = len(node) if isinstance(node, list) else 0
+                    raise ConfigError(
+                        f"--set {key}: index [{part}] is out of range (the list has {size} "
+                        "item(s))",
+                        [(key, "index out of range")],
+                    )
+                if node[part] is None:
+                    node[part] = [] if isinstance(nxt, int) else {}
+                node = node[part]
+                continue
+            if not isinstance(node, dict):
+                raise ConfigError(
+                    f"--set {key}: {part!r} is inside a value that is not a section",
+                    [(key, "not a section")],
+                )
+            if node.get(part) is None:
+                node[part] = [] if isinstance(nxt, int) else {}
+            node = node[part]
+        last = parts[-1]
+        if isinstance(last, int):
+            if not isinstance(node, list) or last > len(node):
+                raise ConfigError(
+                    f"--set {key}: index [{last}] is out of range", [(key, "index out of range")]
+                )
+            if last == len(node):
+                node.append(value)
+            else:
+                node[last] = value
+        elif isinstance(node, dict):
+            node[last] = value
+        else:
+            raise ConfigError(
+                f"--set {key}: {last!r} is inside a value that is not a section",
+                [(key, "not a section")],
+            )
+    return out
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> CityfluxConfig:
     """Read and validate a YAML configuration file (never modifies it).
+
+    Parameters
+    ----------
+    path : path
+        The YAML file.
+    overrides : sequence of str
+        ``KEY=VALUE`` overrides (``--set``), applied before validation
+        (:func:`apply_overrides`).
 
     Raises
     ------
     FileNotFoundError
         If ``path`` does not exist.
     ConfigError
-        If the YAML cannot be parsed or does not validate.
+        If the YAML cannot be parsed, an override is malformed, or the result does not
+        validate.
     """
     path = Path(path)
     if not path.is_file():
@@ -532,7 +596,12 @@ def load_config(path: str | Path) -> CityfluxConfig:
         raise ConfigError(
             f"invalid configuration {path}: not valid YAML ({err})", [("(file)", str(err))]
         ) from None
-    return parse_config(data, base_dir=path.resolve().parent, source=str(path))
+    if overrides:
+        data = apply_overrides(data, overrides)
+        source = f"{path} (with --set {' '.join(overrides)})"
+    else:
+        source = str(path)
+    return parse_config(data, base_dir=path.resolve().parent, source=source)
 
 
 def check_inputs(cfg: CityfluxConfig) -> list[tuple[str, str]]:

@@ -29,7 +29,7 @@ def _mean_map(city, x: np.ndarray) -> np.ndarray:
 
 def write_figures(result: RunResult, out_dir: Path) -> dict[str, Path]:
     """Write ``maps.png``, ``uncertainty_reduction.png``, ``totals.png``, ``obs_fit.png``."""
-    city, post = result.city, result.posterior
+    city, post = result.case, result.posterior
     geo = city.grid.is_geographic
     scale, unit = (1.0, "deg") if geo else (1000.0, "km")
     ext = np.array(city.grid.bounds)[[0, 2, 1, 3]] / scale
@@ -79,11 +79,7 @@ def write_figures(result: RunResult, out_dir: Path) -> dict[str, Path]:
     fig = Figure(figsize=(7, 4), layout="constrained")
     ax = fig.subplots()
     t = result.totals
-    first = str(t["region"].iloc[0])
-    daily = t[(t.region == first) & (t.index > 0)]
-    if "sector" in t:  # real data: regions (all sectors) or the domain per sector
-        daily = t[(t.index > 0) & (t["sector"] == "all")] if (t.index > 0).any() else t.iloc[:0]
-        daily = daily.iloc[:25]
+    daily = t[(t.index > 0) & (t["sector"] == "all")].iloc[:25]
     if daily.empty:
         daily = t.iloc[:1]
     pos = np.arange(len(daily))
@@ -109,7 +105,7 @@ def write_figures(result: RunResult, out_dir: Path) -> dict[str, Path]:
     )
     if "truth" in daily:
         ax.plot(pos, daily["truth"] / 1000, "k_", markersize=18, mew=2, label="truth")
-    ticks = daily["period"] if "sector" not in daily else daily["region"] + " " + daily["period"]
+    ticks = daily["region"] + " " + daily["period"].str.replace("T00:00Z", "")
     ax.set_xticks(pos, ticks, rotation=30, fontsize=7, ha="right")
     ax.set_ylabel("total [kt CO2]")
     ax.set_title("totals with 95 % intervals")

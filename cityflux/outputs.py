@@ -1,17 +1,16 @@
-"""Writing run outputs atomically: posterior.nc (CF-1.10), totals.csv, diagnostics.json, config.
+"""Writing run outputs atomically: posterior.nc (CF-1.10), totals.csv and the covariance of the
+totals, observations.csv, diagnostics.json, the configuration and figures.
 
 Every file is written to a temporary file in the output folder and moved into place with
 ``os.replace``, so a killed run never leaves a half-written output. Inputs are never modified.
+The writers take the run's :class:`~cityflux.case.Case`: synthetic and real runs write the
+same files (synthetic ones add the truth).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import pandas as pd
 import xarray as xr
 import yaml
 
+from cityflux._files import atomic_write, sha256_file
 from cityflux._version import __version__
 from cityflux.config import config_hash
 from cityflux.pipeline import RunResult
@@ -27,33 +27,14 @@ from inversion import FLUX_UNITS
 
 __all__ = ["atomic_write", "posterior_dataset", "sha256_file", "write_outputs"]
 
-OUTPUT_FILES = ("posterior.nc", "totals.csv", "diagnostics.json", "config.resolved.yaml")
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary path next to ``path``, then ``os.replace`` it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 (hex) of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+OUTPUT_FILES = (
+    "posterior.nc",
+    "totals.csv",
+    "totals_covariance.csv",
+    "observations.csv",
+    "diagnostics.json",
+    "config.resolved.yaml",
+)
 
 
 def _sha256_array(*arrays: np.ndarray) -> str:
@@ -65,7 +46,7 @@ def _sha256_array(*arrays: np.ndarray) -> str:
 
 def posterior_dataset(result: RunResult, input_checksums: dict[str, str]) -> xr.Dataset:
     """CF-1.10 Dataset of the prior, posterior (mean and std) and truth fluxes."""
-    city, post = result.city, result.posterior
+    city, post = result.case, result.posterior
     base = city.state.unflatten(post.mean, name="flux_posterior")
     ds = xr.Dataset(coords=base.coords)
     ds["time_bnds"] = base["time_bnds"]
@@ -83,7 +64,7 @@ def posterior_dataset(result: RunResult, input_checksums: dict[str, str]) -> xr.
         )
     if city.x_truth is not None:
         specs["flux_truth"] = (city.x_truth, "true CO2 flux of the synthetic city")
-    bg_dim = getattr(city, "background_dim", "kind")
+    bg_dim = city.offset_by
     for name, (vec, long_name) in specs.items():
         part = city.state.unflatten(vec, name=name)
         ds[name] = part[name]
@@ -151,15 +132,11 @@ def write_outputs(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    city = result.city
-    if city.x_truth is not None:
-        checksums = {
-            "synthetic_observations_sha256": _sha256_array(city.y),
-            "synthetic_prior_sha256": _sha256_array(city.x_prior),
-            "synthetic_truth_sha256": _sha256_array(city.x_truth),
-        }
-    else:
-        checksums = dict(getattr(city, "input_checksums", {}))
+    case = result.case
+    checksums = dict(case.input_checksums)
+    if case.x_truth is not None:
+        checksums["synthetic_observations_sha256"] = _sha256_array(case.y)
+        checksums["synthetic_truth_sha256"] = _sha256_array(case.x_truth)
     paths: dict[str, Path] = {}
     ds = posterior_dataset(result, checksums)
     enc = {v: {"zlib": True, "complevel": 4} for v in ds.data_vars if ds[v].ndim >= 2}
@@ -172,10 +149,15 @@ def write_outputs(
     paths["totals.csv"] = atomic_write(
         out / "totals.csv", lambda p: result.totals.to_csv(p, index=False, float_format="%.10g")
     )
-    for name, table in result.extra_tables.items():
-        paths[name] = atomic_write(
-            out / name, lambda p, t=table: t.to_csv(p, index=False, float_format="%.9g")
-        )
+    cov = pd.DataFrame(result.totals_covariance, columns=[str(i) for i in result.totals["row"]])
+    cov.insert(0, "row", result.totals["row"].to_numpy())
+    paths["totals_covariance.csv"] = atomic_write(
+        out / "totals_covariance.csv", lambda p: cov.to_csv(p, index=False, float_format="%.10g")
+    )
+    table = case.observation_table(result.posterior.mean)
+    paths["observations.csv"] = atomic_write(
+        out / "observations.csv", lambda p: table.to_csv(p, index=False, float_format="%.9g")
+    )
     diag = dict(result.diagnostics)
     diag.update(
         {

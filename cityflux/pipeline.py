@@ -1,7 +1,10 @@
-"""End-to-end runs: build (or read) the problem, solve it, compute totals and diagnostics.
+"""The one pipeline: inputs -> case -> solve -> totals and diagnostics, for real and synthetic runs.
 
-The pipeline reports progress through an optional callback ``progress(step: str)`` so that the
-CLI can show it (rich) while library code only logs.
+:func:`run` reads (real data) or generates (``synthetic:``) the inputs, builds the case with
+:func:`cityflux.case.build_case`, draws the synthetic truth and observations where there is
+one, solves, and computes the totals with their covariance, the city total per observation
+kind and the diagnostics. Progress is reported through an optional callback
+``progress(step: str)`` so that the CLI can show it while library code only logs.
 """
 
 from __future__ import annotations
@@ -11,21 +14,34 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import combinations
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from cityflux import stages
+from cityflux.case import Case, build_case, read_inputs
 from cityflux.config import CityfluxConfig
-from cityflux.osse import SyntheticCity, build_synthetic_city
-from inversion.posterior import Posterior
-from inversion.solve import solve
+from inversion import Posterior, solve
 
-__all__ = ["KindResult", "RunResult", "run", "run_synthetic"]
+__all__ = [
+    "KindResult",
+    "RunResult",
+    "all_kind_subsets",
+    "headline_row",
+    "kind_comparison",
+    "prepare_case",
+    "run",
+    "solve_case",
+]
 
 logger = logging.getLogger(__name__)
 
-#: Coverage factor of the expanded uncertainty (GUM, about 95 %).
-K_EXPANDED = 2.0
+Progress = Callable[[str], None]
+
+
+def _quiet(step: str) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -46,117 +62,206 @@ class KindResult:
 
 @dataclass(eq=False)
 class RunResult:
-    """Everything a run produces (written by :func:`cityflux.outputs.write_outputs`)."""
+    """Everything a run produces (written by :func:`cityflux.outputs.write_outputs`).
+
+    Attributes
+    ----------
+    config : CityfluxConfig
+    case : Case
+    posterior : inversion.Posterior
+    totals : pandas.DataFrame
+        One row per aggregate (region, sector, period) [t CO2].
+    totals_covariance : numpy.ndarray
+        (k, k) posterior covariance of the rows of ``totals`` [t CO2²].
+    by_kind : list of KindResult
+        The headline total from each observation kind alone and from all combined.
+    diagnostics : dict
+    timings : dict of str to float
+        Wall time per stage [s].
+    """
 
     config: CityfluxConfig
-    city: SyntheticCity  # or cityflux.realdata.RealCase (x_truth None)
+    case: Case
     posterior: Posterior
     totals: pd.DataFrame
+    totals_covariance: np.ndarray
     by_kind: list[KindResult]
     diagnostics: dict
     timings: dict[str, float] = field(default_factory=dict)
-    extra_tables: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     @property
     def is_synthetic(self) -> bool:
         """True for a synthetic-city run (a truth is known)."""
-        return self.city.x_truth is not None
+        return self.case.x_truth is not None
 
 
-def _noop(step: str) -> None:
-    return None
+def prepare_case(
+    cfg: CityfluxConfig, progress: Progress = _quiet, timings: dict[str, float] | None = None
+) -> tuple[Case, Any]:
+    """Inputs (read or generated) and the case built from them by the one set of stages.
 
-
-def run(cfg: CityfluxConfig, progress: Callable[[str], None] | None = None) -> RunResult:
-    """Run the inversion a configuration describes.
-
-    Configurations with a ``synthetic`` section run the synthetic city
-    (:func:`run_synthetic`); the others read real observations, transport, inventories and
-    regions (:func:`cityflux.realdata.run_real`).
+    Returns
+    -------
+    case : Case
+        For a synthetic configuration, without data yet (see :func:`cityflux.synthetic.observe`).
+    world : cityflux.synthetic.SyntheticWorld or None
+        The synthetic city's own knowledge (None for real data).
     """
-    if cfg.synthetic is None:
-        from cityflux.realdata import run_real
+    timings = {} if timings is None else timings
+    t0 = time.perf_counter()
+    world = None
+    if cfg.synthetic is not None:
+        from cityflux import synthetic
 
-        return run_real(cfg, progress)
-    return run_synthetic(cfg, progress)
+        progress("generating the synthetic city (prior inventory, met, networks)")
+        inputs, world = synthetic.generate_inputs(cfg)
+    else:
+        inputs = read_inputs(cfg, progress)
+    timings["inputs"] = time.perf_counter() - t0
+    case = build_case(cfg, inputs, progress, timings)
+    return case, world
 
 
-def run_synthetic(cfg: CityfluxConfig, progress: Callable[[str], None] | None = None) -> RunResult:
-    """Build the synthetic city of ``cfg``, solve it with all observations and per kind.
+def solve_case(case: Case, cfg: CityfluxConfig) -> Posterior:
+    """Solve the case with the solver settings of ``cfg.inversion``."""
+    return solve(
+        case.problem(),
+        method=cfg.inversion.method,
+        memory_budget=cfg.inversion.memory_budget_gib * 2**30,
+        cg=cfg.inversion.cg.options(),
+    )
+
+
+def run(cfg: CityfluxConfig, progress: Progress | None = None) -> RunResult:
+    """Run the inversion a configuration describes (real data or the synthetic city).
+
+    Parameters
+    ----------
+    cfg : CityfluxConfig
+    progress : callable, optional
+        Called with a short description of each stage.
 
     Returns
     -------
     RunResult
-        Posterior, totals table (t CO2, standard and k=2 expanded uncertainty), per-kind city
-        totals (each kind alone and combined) and diagnostics.
+        Posterior, totals [t CO2] with standard and k = 2 expanded uncertainty and their
+        covariance, the headline total per observation kind, and diagnostics.
     """
-    step = progress or _noop
+    step = progress or _quiet
     timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    step("building the synthetic city (emissions, met, networks, transport)")
-    city = build_synthetic_city(cfg)
-    timings["build"] = time.perf_counter() - t0
+    case, world = prepare_case(cfg, step, timings)
+    if world is not None:
+        from cityflux import synthetic
+
+        t0 = time.perf_counter()
+        step("drawing the synthetic truth and observations")
+        case = synthetic.observe(case, cfg, world)
+        timings["truth"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    step(f"solving the inversion (n_state={city.state.size}, n_obs={city.y.size})")
-    budget = cfg.inversion.memory_budget_gib * 2**30
-    post = solve(
-        city.problem(),
-        method=cfg.inversion.method,
-        memory_budget=budget,
-        cg=cfg.inversion.cg.options(),
-    )
+    step(f"solving the inversion (n_state={case.state.size}, n_obs={case.y.size})")
+    post = solve_case(case, cfg)
     timings["solve"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    step("posterior uncertainty: std map and totals")
+    step("posterior uncertainty: std map, totals and their covariance")
     _ = post.std
-    W = city.weights
-    mean, std = post.aggregate(W)
-    prior = np.asarray(W @ city.x_prior).ravel()
-    prior_std = np.sqrt(np.einsum("ij,ji->i", W.toarray(), city.B @ W.T.toarray()))
-    truth = np.asarray(W @ city.x_truth).ravel()
-    totals = pd.DataFrame(
-        {
-            "region": [r for r, _ in city.weight_labels],
-            "period": [p for _, p in city.weight_labels],
-            "prior": prior,
-            "prior_std": prior_std,
-            "posterior": mean,
-            "posterior_std": std,
-            "posterior_expanded_uncertainty_k2": K_EXPANDED * std,
-            "truth": truth,
-        }
+    totals, cov = stages.totals_table(
+        post, case.B, case.x_prior, case.weights, case.labels, case.x_truth
     )
     timings["posterior"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    step("city total per observation kind")
-    by_kind = kind_comparison(city, cfg.inversion.method, budget)
+    by_kind: list[KindResult] = []
+    if len(case.kinds) > 1:
+        step("headline total per observation kind")
+        by_kind = kind_comparison(case, cfg, post)
     timings["by_kind"] = time.perf_counter() - t0
+    diag = diagnostics(case, cfg, post, totals, by_kind, timings)
+    return RunResult(cfg, case, post, totals, cov, by_kind, diag, timings)
 
-    kinds = city.obs["kind"].values.astype(str)
-    diagnostics = {
+
+def headline_row(labels: pd.DataFrame) -> int:
+    """Row of the headline total: the first region's whole-period total, else the domain's."""
+    regions = [r for r in dict.fromkeys(labels["region"]) if r != "domain"]
+    name = regions[0] if regions else "domain"
+    sel = (labels["region"] == name) & (labels["sector"] == "all")
+    sel &= labels["period"] == labels["period"].iloc[0]
+    return int(np.flatnonzero(sel.to_numpy())[0])
+
+
+def kind_comparison(case: Case, cfg: CityfluxConfig, post: Posterior) -> list[KindResult]:
+    """Headline total from each observation kind alone, then from all kinds combined.
+
+    Each kind reuses the rows of ``H`` and rebuilds ``R`` for its observations; the combined
+    result is the run's own posterior.
+    """
+    w = case.weights[[headline_row(case.labels)]].toarray()[0]
+    prior_std = float(np.sqrt(w @ (case.B @ w)))
+    method = "obs-space" if cfg.inversion.method == "auto" else cfg.inversion.method
+    out = []
+    for kind in case.kinds:
+        p = solve(
+            case.problem((kind,)),
+            method=method,
+            memory_budget=cfg.inversion.memory_budget_gib * 2**30,
+            cg=cfg.inversion.cg.options(),
+        )
+        m, s = p.aggregate(w)
+        out.append(KindResult((kind,), int(case.kind_mask((kind,)).sum()), m, s, prior_std))
+    m, s = post.aggregate(w)
+    out.append(KindResult(tuple(case.kinds), int(case.y.size), m, s, prior_std))
+    return out
+
+
+def all_kind_subsets(kinds: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """Every non-empty subset of ``kinds`` (for nesting checks)."""
+    return [c for r in range(1, len(kinds) + 1) for c in combinations(kinds, r)]
+
+
+def _total_dict(row: pd.Series) -> dict[str, Any]:
+    out = {"region": str(row["region"]), "sector": str(row["sector"]), "period": row["period"]}
+    for c in ("prior", "prior_std", "posterior", "posterior_std", "truth"):
+        if c in row:
+            out[c] = float(row[c])
+    return out
+
+
+def diagnostics(
+    case: Case,
+    cfg: CityfluxConfig,
+    post: Posterior,
+    totals: pd.DataFrame,
+    by_kind: list[KindResult],
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    """The diagnostics of a run (written as diagnostics.json), the same for every run."""
+    kinds = case.obs["kind"].values.astype(str)
+    nf = case.state.n_flux
+    prior_enh = case.H[:, :nf] @ case.x_prior[:nf]
+    resid = case.y - case.H @ post.mean
+    info = getattr(post, "info", {})
+    diag: dict[str, Any] = {
         "chi2": post.chi2,
         "dofs": post.dofs,
         # cg without the complete spectrum: Σθ/(1+θ) over the Ritz pairs, a lower bound
-        "dofs_is_estimate": bool(getattr(post, "info", {}).get("dofs_is_estimate", False)),
-        "n_state": int(city.state.size),
-        "n_obs": int(city.y.size),
-        "n_obs_by_kind": city.n_obs_by_kind,
-        "qc_dropped": city.qc,
+        "dofs_is_estimate": bool(info.get("dofs_is_estimate", False)),
+        "n_state": int(case.state.size),
+        "n_obs": int(case.y.size),
+        "n_obs_by_kind": case.n_obs_by_kind,
         "solver_method": post.method,
         "std_method": post.std_method,
-        "background_posterior_ppm": dict(
-            zip(city.kinds, post.mean[city.state.slice("background")].tolist(), strict=True)
-        ),
-        "city_total_t": {
-            "truth": float(truth[0]),
-            "prior": float(prior[0]),
-            "prior_std": float(prior_std[0]),
-            "posterior": float(mean[0]),
-            "posterior_std": float(std[0]),
+        **case.reports,
+        "prior_flux_enhancement_ppm": {
+            "mean": float(prior_enh.mean()),
+            "min": float(prior_enh.min()),
+            "max": float(prior_enh.max()),
         },
+        "residual_rms_ppm": {
+            k: float(np.sqrt(np.mean(resid[kinds == k] ** 2))) for k in case.kinds
+        },
+        "city_total_t": _total_dict(totals.iloc[headline_row(case.labels)]),
+        "domain_total_t": _total_dict(totals.iloc[0]),
         "by_kind": [
             {
                 "kinds": list(r.kinds),
@@ -167,37 +272,16 @@ def run_synthetic(cfg: CityfluxConfig, progress: Callable[[str], None] | None = 
             }
             for r in by_kind
         ],
-        "residual_rms_ppm": {
-            k: float(np.sqrt(np.mean((city.y - city.H @ post.mean)[kinds == k] ** 2)))
-            for k in city.kinds
-        },
         "timings_s": timings,
     }
-    return RunResult(cfg, city, post, totals, by_kind, diagnostics, timings)
-
-
-def kind_comparison(
-    city: SyntheticCity, method: str = "obs-space", memory_budget: float = 4 * 2**30
-) -> list[KindResult]:
-    """City total from each observation kind alone, then from all kinds combined.
-
-    Each subset reuses the rows of ``H`` and the blocks of ``R`` of its observations.
-    """
-    w = city.weights[[0]].toarray()[0]
-    prior_std = float(np.sqrt(w @ (city.B @ w)))
-    subsets = [(k,) for k in city.kinds] + [tuple(city.kinds)]
-    out = []
-    for kinds in dict.fromkeys(subsets):
-        post = solve(
-            city.problem(list(kinds)),
-            method="obs-space" if method == "auto" else method,
-            memory_budget=memory_budget,
+    if stages.OFFSET_BLOCK in case.state.blocks:
+        blk = case.state.blocks[stages.OFFSET_BLOCK]
+        diag["background_offsets_posterior_ppm"] = dict(
+            zip(blk.labels, post.mean[blk.slice].tolist(), strict=True)
         )
-        m, s = post.aggregate(w)
-        out.append(KindResult(kinds, int(city.kind_mask(kinds).sum()), m, s, prior_std))
-    return out
-
-
-def all_kind_subsets(kinds: tuple[str, ...]) -> list[tuple[str, ...]]:
-    """Every non-empty subset of ``kinds`` (for nesting checks)."""
-    return [c for r in range(1, len(kinds) + 1) for c in combinations(kinds, r)]
+    if cfg.synthetic is not None:
+        diag["synthetic_truth"] = {
+            "as_assumed": cfg.synthetic.truth.as_assumed,
+            **cfg.synthetic.truth.model_dump(mode="json"),
+        }
+    return diag

@@ -6,7 +6,10 @@ needs: observations (:func:`read_observations`, :func:`remove_background`,
 (:func:`region_fractions`, :func:`aggregation_rows`, :func:`totals_table`)."""
 
 from cityflux.stages._obs import (
+    append_qc,
+    apply_error_settings,
     error_budget,
+    input_checksums,
     observation_covariance,
     qc_summary,
     read_observations,
@@ -26,9 +29,12 @@ from cityflux.stages._transport import (
 __all__ = [
     "OFFSET_BLOCK",
     "aggregation_rows",
+    "append_qc",
+    "apply_error_settings",
     "build_grid",
     "error_budget",
     "footprint_operator",
+    "input_checksums",
     "load_met",
     "observation_covariance",
     "offset_labels",

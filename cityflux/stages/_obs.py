@@ -14,7 +14,8 @@ import xarray as xr
 
 import observations
 from cityflux._config_real import BackgroundConfig, ObservationErrorsConfig
-from cityflux.config import ObservationSource, PeriodConfig
+from cityflux._files import sha256_file
+from cityflux.config import CityfluxConfig, ObservationSource, PeriodConfig
 from inversion import Grid
 from inversion.covariance import (
     BlockDiagonalCovariance,
@@ -25,7 +26,10 @@ from inversion.covariance import (
 )
 
 __all__ = [
+    "append_qc",
+    "apply_error_settings",
     "error_budget",
+    "input_checksums",
     "observation_covariance",
     "qc_summary",
     "read_observations",
@@ -37,7 +41,8 @@ logger = logging.getLogger(__name__)
 _SELECTION = "cityflux selection (period, domain)"
 
 
-def _append_qc(ds: xr.Dataset, source: observations.SourceQC) -> xr.Dataset:
+def append_qc(ds: xr.Dataset, source: observations.SourceQC) -> xr.Dataset:
+    """``ds`` with ``source`` appended to its QC report (``attrs["qc_report"]``)."""
     report = observations.qc_report(ds) if "qc_report" in ds.attrs else observations.QCReport()
     report.sources.append(source)
     ds.attrs["qc_report"] = report.to_json()
@@ -73,7 +78,7 @@ def _crop(ds: xr.Dataset, period: PeriodConfig, grid: Grid, name: str) -> xr.Dat
     attrs = dict(ds.attrs)
     out = ds.isel(obs=keep)
     out.attrs = attrs
-    return _append_qc(out, src)
+    return append_qc(out, src)
 
 
 def _add_transport(ds: xr.Dataset, error_ppm: float) -> xr.Dataset:
@@ -100,21 +105,25 @@ def read_observations(
     xarray.Dataset
         Combined ObservationSet with the merged QC report in ``attrs["qc_report"]``.
     """
-    comps = {k: v for k, v in (("transport", errors.transport),
-                               ("representation", errors.representation)) if v is not None}  # fmt: skip
     sets = []
     for src in sources:
         for path in src.files():
             ds = observations.read(path, format=src.format, **src.options)
             if src.crop:
                 ds = _crop(ds, period, grid, path.name)
-            if comps:
-                ds = observations.set_errors(ds, **comps)
+            ds = apply_error_settings(ds, errors)
             if src.error_ppm is not None:
                 ds = _add_transport(ds, src.error_ppm)
             logger.info("%s: %d observations", path, ds.sizes["obs"])
             sets.append(ds)
     return observations.combine(sets)
+
+
+def apply_error_settings(ds: xr.Dataset, errors: ObservationErrorsConfig) -> xr.Dataset:
+    """``ds`` with the transport / representation errors [ppm] of ``errors`` (when set)."""
+    comps = {k: v for k, v in (("transport", errors.transport),
+                               ("representation", errors.representation)) if v is not None}  # fmt: skip
+    return observations.set_errors(ds, **comps) if comps else ds
 
 
 def remove_background(ds: xr.Dataset, cfg: BackgroundConfig) -> xr.Dataset:
@@ -144,7 +153,7 @@ def remove_background(ds: xr.Dataset, cfg: BackgroundConfig) -> xr.Dataset:
     )  # fmt: skip
     out.attrs.update(background_method=f"constant {cfg.value_ppm} ppm", quantity="enhancement")
     src = observations.SourceQC(source="background_constant", read=n, kept=n)
-    return _append_qc(observations.validate_observation_set(out), src)
+    return append_qc(observations.validate_observation_set(out), src)
 
 
 def qc_summary(ds: xr.Dataset) -> dict:
@@ -217,3 +226,19 @@ def observation_covariance(ds: xr.Dataset, cfg: ObservationErrorsConfig):
         blocks.append(DenseCovariance(mat, name=f"R block of group {int(groups.group[b[0]])}"))
         order.append(b)
     return BlockDiagonalCovariance(blocks, index=np.concatenate(order))
+
+
+def input_checksums(cfg: CityfluxConfig) -> dict[str, str]:
+    """SHA-256 of every input file a real-data configuration names (path -> hex digest)."""
+    paths = [p for s in cfg.observations for p in s.files()]
+    paths += [i.path for i in cfg.prior.inventories]
+    paths += cfg.transport.footprint_files() if cfg.transport.model == "footprints" else []
+    for extra in (
+        cfg.transport.met.path if cfg.transport.met else None,
+        cfg.regions.path if cfg.regions else None,
+        cfg.prior.point_sources.path if cfg.prior.point_sources else None,
+        cfg.prior.temporal.profile_path(),
+    ):
+        if extra is not None:
+            paths.append(extra)
+    return {str(p): sha256_file(p) for p in paths if p.is_file()}

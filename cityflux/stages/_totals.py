@@ -3,6 +3,8 @@ totals table (prior, posterior, 1-sigma and k=2 expanded uncertainty)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -10,7 +12,7 @@ import xarray as xr
 
 import priors
 from cityflux._config_real import RegionsConfig
-from inversion import StateVector
+from inversion import Grid, StateVector
 
 __all__ = ["aggregation_rows", "region_fractions", "totals_table"]
 
@@ -18,11 +20,9 @@ __all__ = ["aggregation_rows", "region_fractions", "totals_table"]
 K_EXPANDED = 2.0
 
 
-def region_fractions(cfg: RegionsConfig | None, state: StateVector) -> xr.DataArray | None:
-    """(region, y, x) cell fractions of the region polygons (``priors.region_weights``)."""
-    if cfg is None:
-        return None
-    return priors.region_weights(cfg.path, state.grid, name_column=cfg.name_column)
+def region_fractions(cfg: RegionsConfig, grid: Grid) -> xr.DataArray:
+    """(region, y, x) cell fractions [1] of the region polygons (``priors.region_weights``)."""
+    return priors.region_weights(cfg.path, grid, name_column=cfg.name_column)
 
 
 def _period_label(state: StateVector) -> str:
@@ -32,12 +32,12 @@ def _period_label(state: StateVector) -> str:
 
 
 def aggregation_rows(
-    state: StateVector, regions: xr.DataArray | None, cfg: RegionsConfig | None
+    state: StateVector, regions: xr.DataArray | None, by_sector: bool, by_day: bool
 ) -> tuple[sp.csr_array, pd.DataFrame]:
     """Weights (k, n_state) [t CO2 per state unit] and labels (region, sector, period).
 
     Rows: the domain total, the domain per sector (several sectors), then per region (all
-    sectors), per region and sector (``by_sector``) and per region and day (``by_day``).
+    sectors), per region and sector (``by_sector``) and per region and UTC day (``by_day``).
     """
     grid = state.grid
     ones = xr.DataArray(
@@ -49,9 +49,9 @@ def aggregation_rows(
         specs.append((ones, True, False))
     if regions is not None:
         specs.append((regions, False, False))
-        if cfg.by_sector and len(state.sectors) > 1:
+        if by_sector and len(state.sectors) > 1:
             specs.append((regions, True, False))
-        if cfg.by_day:
+        if by_day:
             specs.append((regions, False, True))
     mats, labels = [], []
     whole = _period_label(state)
@@ -65,17 +65,31 @@ def aggregation_rows(
 
 
 def totals_table(
-    post, B, x_prior: np.ndarray, W: sp.csr_array, labels: pd.DataFrame
-) -> pd.DataFrame:
-    """Prior and posterior totals [t CO2] with 1-sigma and k=2 expanded uncertainties."""
+    post: Any, B: Any, x_prior: np.ndarray, W: sp.csr_array, labels: pd.DataFrame,
+    x_truth: np.ndarray | None = None,
+) -> tuple[pd.DataFrame, np.ndarray]:  # fmt: skip
+    """Prior and posterior totals [t CO2] with their covariance.
+
+    Returns
+    -------
+    totals : pandas.DataFrame
+        ``row`` (index into the covariance), ``region``, ``sector``, ``period``, ``prior``,
+        ``prior_std``, ``posterior``, ``posterior_std``, ``posterior_expanded_uncertainty_k2``
+        (k = 2) [t CO2] and ``truth`` when known.
+    covariance : numpy.ndarray
+        (k, k) posterior covariance of the totals [t CO2²] (``Posterior.aggregate_cov``).
+    """
     prior = np.asarray(W @ x_prior).ravel()
     Wd = W.toarray()
     prior_std = np.sqrt(np.einsum("ij,ji->i", Wd, B @ Wd.T))
-    mean, std = post.aggregate(W)
+    mean, cov = post.aggregate_cov(W)
     out = labels.copy()
+    out.insert(0, "row", np.arange(len(out)))
     out["prior"] = prior
     out["prior_std"] = prior_std
     out["posterior"] = np.asarray(mean, float)
-    out["posterior_std"] = np.asarray(std, float)
+    out["posterior_std"] = np.sqrt(np.diag(cov))
     out["posterior_expanded_uncertainty_k2"] = K_EXPANDED * out["posterior_std"]
-    return out
+    if x_truth is not None:
+        out["truth"] = np.asarray(W @ x_truth).ravel()
+    return out, cov

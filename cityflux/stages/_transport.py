@@ -54,21 +54,34 @@ def load_met(cfg: MetConfig, period: PeriodConfig) -> transport_models.PlumeMet:
 
 
 def plume_flux_operator(
-    obs: xr.Dataset, state: StateVector, cfg: TransportConfig, period: PeriodConfig
+    obs: xr.Dataset, state: StateVector, cfg: TransportConfig, met: transport_models.PlumeMet
 ) -> tuple[sp.csr_array, dict]:
-    """Plume H (n_obs, state.size) [ppm per (µmol m-2 s-1)], zero in the extra blocks."""
-    met = load_met(cfg.met, period)
+    """Plume H (n_obs, state.size) [ppm per (µmol m-2 s-1)], zero in the extra blocks.
+
+    Rows with no sensitivity to any cell (a receptor upwind of the whole domain, or above the
+    mixing layer) are counted in the report and logged as a warning.
+    """
     h = transport_models.plume_operator(
         obs, state.grid, state.time, met, sectors=len(state.sectors), dispersion=cfg.dispersion,
         options=transport_models.PlumeOptions(cell_model=cfg.cell_model, subcell=cfg.subcell),
     )  # fmt: skip
     pad = sp.csr_array((h.shape[0], state.size - h.shape[1]))
+    zero = int((np.diff(h.indptr) == 0).sum())
+    if zero:
+        logger.warning(
+            "plume transport: %d of %d observations have zero sensitivity to every cell "
+            "(upwind of the domain or above the mixing layer); they constrain only the "
+            "background offsets",
+            zero,
+            h.shape[0],
+        )
     report = {
         "model": "plume",
         "dispersion": cfg.dispersion,
         "cell_model": cfg.cell_model,
         "met_hours": met.n_hours,
         "nnz": int(h.nnz),
+        "zero_rows": zero,
     }
     return sp.csr_array(sp.hstack([h, pad], format="csr")), report
 

@@ -23,6 +23,8 @@ def test_all_outputs_written(demo_out):
     for name in (
         "posterior.nc",
         "totals.csv",
+        "totals_covariance.csv",
+        "observations.csv",
         "diagnostics.json",
         "config.yaml",
         "config.resolved.yaml",
@@ -76,7 +78,36 @@ def test_diagnostics(demo_out):
     assert sum(d["n_obs_by_kind"].values()) == d["n_obs"]
     assert 0.7 < d["chi2"] < 1.3  # innovation chi2/n of a consistent OSSE is ~1
     assert d["solver_method"] == "obs-space" and d["std_method"].startswith("exact")
-    assert d["qc_dropped"]["column_cloudy"] > 0
-    assert {"build", "solve"} <= set(d["timings_s"])
+    cloudy = [s["dropped"].get("cloudy sounding", 0) for s in d["qc"]["sources"]]
+    assert sum(cloudy) > 0 and d["qc"]["n_kept"] == d["n_obs"]
+    assert {"inputs", "transport", "solve", "posterior"} <= set(d["timings_s"])
+    assert d["synthetic_truth"]["as_assumed"] is True
+    assert set(d["background_offsets_posterior_ppm"]) == set(d["n_obs_by_kind"])
     combined = d["by_kind"][-1]
     assert all(combined["posterior_std_t"] <= r["posterior_std_t"] for r in d["by_kind"])
+
+
+def test_totals_covariance_matches_the_totals(demo_out):
+    t = pd.read_csv(demo_out / "totals.csv")
+    cov = pd.read_csv(demo_out / "totals_covariance.csv", index_col="row")
+    assert list(cov.index) == list(t["row"]) == list(range(len(t)))
+    c = cov.to_numpy()
+    np.testing.assert_allclose(c, c.T, rtol=1e-9)
+    np.testing.assert_allclose(np.sqrt(np.diag(c)), t["posterior_std"], rtol=1e-8)
+    # the daily city totals add up to the weekly one: so must their (co)variances
+    days = t.index[(t.region == "city") & (t.period.str.len() == 10)].to_numpy()
+    week = int(t.index[(t.region == "city") & (t.sector == "all")][0])
+    assert days.size == 7
+    np.testing.assert_allclose(c[np.ix_(days, days)].sum(), c[week, week], rtol=1e-7)
+    corr = c[days[0], days[1]] / np.sqrt(c[days[0], days[0]] * c[days[1], days[1]])
+    assert 0.05 < corr < 0.95  # neighbouring days correlate through B's time correlation
+
+
+def test_observation_table_matches_the_posterior(demo_out):
+    o = pd.read_csv(demo_out / "observations.csv")
+    d = json.loads((demo_out / "diagnostics.json").read_text())
+    assert len(o) == d["n_obs"]
+    for kind, rms in d["residual_rms_ppm"].items():
+        sel = o["kind"] == kind
+        res = o.loc[sel, "observed_ppm"] - o.loc[sel, "posterior_modelled_ppm"]
+        assert np.sqrt(np.mean(res**2)) == pytest.approx(rms, rel=1e-6)

@@ -1,94 +1,169 @@
-"""Statistics of the synthetic city: honest draws, interval coverage, error reduction."""
+"""The synthetic city and the OSSE harness: the same path as a real run, honest statistics
+when the truth follows the assumptions, and visible damage when it does not."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import xarray as xr
 
-from cityflux.osse import KINDS
-from cityflux.pipeline import all_kind_subsets
-from inversion.solve import solve
+from cityflux import synthetic
+from cityflux.osse import run_osse
+from cityflux.pipeline import all_kind_subsets, headline_row, prepare_case, solve_case
+from inversion import solve
+from priors import PriorUncertainty
 
-N_SEEDS = 400
-
-
-def _city_weight(city):
-    return city.weights[[0]].toarray()[0]
-
-
-def test_city_total_matches_configured_emissions(small_city):
-    # 25 kt/day over 7 days, city mask total, within rounding.
-    w = _city_weight(small_city)
-    np.testing.assert_allclose(w @ small_city.x_truth, 25e3 * 7, rtol=1e-9)
-    # Daily rows sum to the whole-period row.
-    labels = small_city.weight_labels
-    days = [i for i, (r, p) in enumerate(labels) if r == "city" and len(p) == 10]
-    assert len(days) == 7
-    t = small_city.totals(small_city.x_truth)
-    np.testing.assert_allclose(t[days].sum(), t[0], rtol=1e-12)
+# 1,000 draws: the binomial sd of a 95 % coverage is 0.0069, so the band 0.92-0.98 lies 4.4 sd
+# from 0.95 on both sides (false-failure rate about 1e-5 for a random seed; the seed is fixed).
+N_DRAWS = 1000
 
 
-def test_prior_and_noise_draws_follow_B_and_R(small_city):
-    city = small_city
-    rng = np.random.default_rng(1)
-    X, Y = city.draw(2000, rng)
-    w = _city_weight(city)
-    err = (X - city.x_truth) @ w
-    sd_expected = np.sqrt(w @ (city.B @ w))
-    # Sample std of 2000 Gaussian draws: relative standard error 1/sqrt(2*2000) = 1.6 %.
-    assert abs(err.std() / sd_expected - 1) < 0.06
-    noise = Y - city.H @ city.x_truth
-    sd_obs = np.sqrt(city.R.diag())
-    ratio = noise.std(axis=0) / sd_obs
+def _w(case, row=None):
+    return case.weights[[headline_row(case.labels) if row is None else row]].toarray()[0]
+
+
+def test_prior_inventory_total_and_daily_rows(small_case):
+    # 10 kt/day over 5 days inside the city mask, the prior being the synthetic inventory.
+    w = _w(small_case)
+    np.testing.assert_allclose(w @ small_case.x_prior, 10e3 * 5, rtol=1e-9)
+    lab = small_case.labels
+    days = np.flatnonzero((lab["region"] == "city") & (lab["period"].str.len() == 10))
+    assert days.size == 5
+    t = small_case.weights @ small_case.x_prior
+    np.testing.assert_allclose(t[days].sum(), t[headline_row(lab)], rtol=1e-12)
+
+
+def test_B_is_built_from_the_prior_and_never_from_the_truth(make_small_config, make_small_case):
+    a, _ = make_small_case(make_small_config())
+    b, _ = make_small_case(make_small_config("synthetic.truth.prior_error_scale=3"))
+    assert not np.allclose(a.x_truth, b.x_truth)  # the truths differ ...
+    np.testing.assert_array_equal(a.B.diag(), b.B.diag())  # ... B does not
+    # D = max(0.5 |prior|, floor): the stage's uncertainty model applied to the prior flux
+    prior = a.state.unflatten(a.x_prior, name="p")["p"]
+    expect = PriorUncertainty(fraction=0.5, floor=0.05).std(prior).values.ravel()
+    np.testing.assert_allclose(np.sqrt(a.B.diag()[: a.state.n_flux]), expect, rtol=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.0])
+def test_truth_draws_follow_the_true_covariances(make_small_config, make_small_case, scale):
+    cfg = make_small_config(
+        f"synthetic.truth.prior_error_scale={scale}", f"synthetic.truth.mismatch_scale={scale}"
+    )
+    case, world = make_small_case(cfg)
+    model = synthetic.truth_model(case, cfg, world)
+    X, Y = model.draw(case, 3000, np.random.default_rng(1))
+    w = _w(case)
+    err = (X - case.x_prior) @ w
+    # sd of 3000 Gaussian draws: relative standard error 1/sqrt(6000) = 1.3 %
+    assert abs(err.std() / (scale * np.sqrt(w @ (case.B @ w))) - 1) < 0.05
+    noise = Y - (case.H @ X.T).T
+    ratio = noise.std(axis=0) / (scale * np.sqrt(case.R.diag()))
     assert abs(ratio.mean() - 1) < 0.02
 
 
 @pytest.fixture(scope="module")
-def ensemble(small_city):
-    """Posterior city totals of N_SEEDS realisations (one factorisation, vectorised)."""
-    city = small_city
-    post = solve(city.problem(), method="obs-space")
-    X, Y = city.draw(N_SEEDS, np.random.default_rng(2024))
-    # Different prior means per realisation: shift y so means_for() sees the same innovation.
-    Y_shift = Y - (city.H @ (X - city.x_prior).T).T
-    means = post.means_for(Y_shift) + (X - city.x_prior)
-    w = _city_weight(city)
-    _, std = post.aggregate(w)
-    truth = w @ city.x_truth
-    return {"post": means @ w, "prior": X @ w, "std": std, "truth": truth}
+def osse_as_assumed(make_small_config):
+    return run_osse(make_small_config(), N_DRAWS, seed=11)
 
 
-def test_95_interval_coverage(ensemble):
-    inside = np.abs(ensemble["post"] - ensemble["truth"]) <= 1.96 * ensemble["std"]
-    coverage = inside.mean()
-    assert 0.90 <= coverage <= 0.99, coverage
+def test_osse_coverage_and_chi2_when_the_truth_follows_the_assumptions(osse_as_assumed):
+    res = osse_as_assumed
+    s = res.summary()
+    assert 0.92 <= s["coverage_95"] <= 0.98, s
+    assert 0.64 <= s["coverage_68"] <= 0.72, s  # binomial sd 0.015
+    assert 0.9 <= s["mean_chi2"] <= 1.1, s
+    # every daily row too (5 rows x 1,000 draws)
+    days = res.table[res.table["period"].str.len() == 10]["row"].unique()
+    assert days.size == 5
+    cov = np.mean([res.coverage(0.95, row=int(r)) for r in days])
+    assert 0.92 <= cov <= 0.98
 
 
-def test_mae_drops_by_half(ensemble):
-    mae_prior = np.mean(np.abs(ensemble["prior"] - ensemble["truth"]))
-    mae_post = np.mean(np.abs(ensemble["post"] - ensemble["truth"]))
-    assert mae_post <= 0.5 * mae_prior, (mae_post, mae_prior)
+def test_osse_table_has_one_row_per_draw_and_total(osse_as_assumed):
+    t = osse_as_assumed.table
+    k = t["row"].nunique()
+    assert len(t) == N_DRAWS * k
+    assert list(t.columns) == [
+        "draw", "row", "region", "sector", "period", "truth", "prior", "posterior",
+        "posterior_std", "chi2",
+    ]  # fmt: skip
+    city = t[(t["region"] == "city") & (t["sector"] == "all")]
+    whole = city["period"].str.contains("/")
+    assert city[whole]["period"].iloc[0] == "2024-06-03T00:00Z/2024-06-08T00:00Z"
 
 
-def test_adding_a_kind_never_increases_total_std(small_city):
-    city = small_city
-    w = _city_weight(city)
-    std = {}
-    for kinds in all_kind_subsets(city.kinds):
-        std[kinds] = solve(city.problem(list(kinds)), method="obs-space").aggregate(w)[1]
-    prior_std = np.sqrt(w @ (city.B @ w))
+def test_osse_draw_equals_a_direct_solve(make_small_config):
+    """The harness reuses one factorisation; each draw equals solving its own data."""
+    cfg = make_small_config()
+    case, world = prepare_case(cfg)
+    model = synthetic.truth_model(case, cfg, world)
+    X, Y = model.draw(case, 2, np.random.default_rng(5))
+    post = solve_case(case.with_data(Y[0], X[0]), cfg)
+    direct = solve(case.with_data(Y[1], X[1]).problem(), method="dense")
+    np.testing.assert_allclose(post.means_for(Y[1]), direct.mean, rtol=1e-9, atol=1e-12)
+    assert post.chi2_for(Y[1]) == pytest.approx(direct.chi2, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("override", "max_cov95", "chi2_range"),
+    [
+        ("synthetic.truth.prior_error_scale=2", 0.85, (1.05, 1.5)),
+        ("synthetic.truth.mismatch_scale=2", 0.9, (3.0, 5.0)),
+        ("synthetic.truth.site_bias_ppm={T01: 1.0}", 0.9, (0.9, 1.2)),
+        ("synthetic.truth.transport={wind_direction_std_deg: 20}", 0.99, (1.3, 3.0)),
+    ],
+)
+def test_osse_shows_what_misspecification_does(make_small_config, override, max_cov95, chi2_range):
+    s = run_osse(make_small_config(override), 400, seed=2).summary()
+    assert s["coverage_95"] < max_cov95, s
+    assert chi2_range[0] < s["mean_chi2"] < chi2_range[1], s
+
+
+def test_transport_perturbation_changes_the_truths_operator(make_small_config):
+    cfg = make_small_config("synthetic.truth.transport={wind_direction_std_deg: 20}")
+    case, world = prepare_case(cfg)
+    model = synthetic.truth_model(case, cfg, world)
+    assert len(model.H) == synthetic._truth.N_TRANSPORT_MEMBERS
+    diff = abs(model.H[0] - case.H).sum() / abs(case.H).sum()
+    assert 0.05 < diff < 2.0
+    assert abs(model.H[0] - model.H[1]).sum() > 0
+
+
+def test_unknown_bias_site_names_the_key(make_small_config, make_small_case):
+    cfg = make_small_config("synthetic.truth.site_bias_ppm={NOPE: 1.0}")
+    with pytest.raises(ValueError, match=r"site_bias_ppm.*'NOPE'"):
+        make_small_case(cfg)
+
+
+def test_adding_a_kind_never_increases_total_std(small_case):
+    case = small_case
+    w = _w(case)
+    std = {
+        kinds: solve(case.problem(kinds), method="obs-space").aggregate(w)[1]
+        for kinds in all_kind_subsets(case.kinds)
+    }
+    prior_std = np.sqrt(w @ (case.B @ w))
     for kinds, s in std.items():
-        assert s <= prior_std * (1 + 1e-9)
-        for extra in set(city.kinds) - set(kinds):
-            bigger = tuple(k for k in city.kinds if k in set(kinds) | {extra})
-            assert std[bigger] <= s * (1 + 1e-9), (kinds, extra)
-    assert set(city.kinds) == set(KINDS)
+        assert s < prior_std
+        for other, s2 in std.items():
+            if set(kinds) < set(other):
+                assert s2 <= s * (1 + 1e-9), (kinds, other)
 
 
-def test_kind_subset_uses_rows_of_H(small_city):
-    p = small_city.problem(["tower"])
-    mask = small_city.kind_mask(["tower"])
-    assert p.n_obs == mask.sum()
-    np.testing.assert_array_equal(p.y, small_city.y[mask])
-    with pytest.raises(ValueError, match="unknown observation kinds"):
-        small_city.kind_mask(["radar"])
+def test_kind_subset_uses_rows_of_H(small_case):
+    case = small_case
+    p = case.problem(("tower",))
+    idx = np.flatnonzero(case.kind_mask(("tower",)))
+    assert (abs(p.H - case.H[idx]) > 0).nnz == 0
+    np.testing.assert_array_equal(p.y, case.y[idx])
+    with pytest.raises(ValueError, match="unknown kinds"):
+        case.kind_mask(("radar",))
+
+
+def test_synthetic_observations_are_an_observation_set(small_case):
+    obs = small_case.obs
+    assert isinstance(obs, xr.Dataset) and "obs" in obs.dims
+    assert set(small_case.kinds) == {"tower", "column", "lidar_path"}
+    for comp in ("err_instrument", "err_transport"):
+        assert (obs[comp] > 0).all()
+    np.testing.assert_array_equal(obs["value"].values, small_case.y)

@@ -21,7 +21,7 @@ def test_cg_city_totals_equal_obs_space(make_small_config):
     ref = run(_with_method(make_small_config, "obs-space"))
     cg = run(_with_method(make_small_config, "cg", tol=1e-10))
     assert cg.posterior.std_method.startswith("low-rank")
-    W = ref.city.weights
+    W = ref.case.weights
     m_ref, s_ref = ref.posterior.aggregate(W)
     m_cg, s_cg = cg.posterior.aggregate(W)
     # exact aggregates by CG solves: equal to the Cholesky answer to 1e-6 relative
@@ -48,7 +48,7 @@ def test_cg_lowrank_plus_sampled_std_and_its_standard_error_reach_the_output(mak
     z = (post.std - ref.posterior.std) / np.maximum(se, 1e-30)
     assert np.all(np.abs(z) < 5), np.abs(z).max()
     ds = posterior_dataset(res, {})
-    expected = res.city.state.unflatten(se, name="se")["se"]
+    expected = res.case.state.unflatten(se, name="se")["se"]
     np.testing.assert_array_equal(ds["flux_posterior_std_se"].values, expected.values)
     assert ds["flux_posterior_std_se"].attrs["units"] == ds["flux_posterior_std"].attrs["units"]
 

@@ -2,7 +2,8 @@
 
 Everything is seeded through the ``numpy.random.Generator`` passed in; positions are made in
 the grid's projected coordinates [m] and converted to lon/lat. Observation values are left at
-zero here: the OSSE fills them from ``H x_truth`` plus noise drawn from ``R``.
+zero here: :func:`cityflux.synthetic.observe` fills them from the truth through the case's
+operators, with errors drawn from the TRUE observation covariance.
 """
 
 from __future__ import annotations
@@ -13,16 +14,10 @@ import scipy.signal
 import xarray as xr
 
 from inversion import Grid, TimeAxis
-from inversion.covariance import BlockDiagonalCovariance, DenseCovariance, DiagonalCovariance
-from observations._schema import make_observation_set
+from observations import make_observation_set
+from transport_models import PlumeMet
 
-__all__ = [
-    "make_columns",
-    "make_lidar",
-    "make_met",
-    "make_towers",
-    "observation_covariance",
-]
+__all__ = ["make_columns", "make_lidar", "make_met", "make_towers", "perturb_met"]
 
 #: Surface pressure of the synthetic columns [hPa].
 SURFACE_PRESSURE_HPA = 1000.0
@@ -34,20 +29,23 @@ def _local_to_utc(days: np.ndarray, hours_local: np.ndarray, lon: float) -> np.n
     return (np.asarray(days, "datetime64[ns]") + offset).astype("datetime64[ns]")
 
 
-def make_met(time: TimeAxis, lon: float, rng: np.random.Generator) -> xr.Dataset:
-    """Hourly synthetic meteorology over the state period.
+def make_met(time: TimeAxis, lon: float, rng: np.random.Generator) -> PlumeMet:
+    """Hourly synthetic meteorology over the state period (domain-uniform).
+
+    Wind: AR(1) anomalies (lag-1 correlation 0.9) around a prevailing south-westerly of
+    3.5 m s-1 with a diurnal speed cycle; mixing height 250–1500 m following the sun; Pasquill
+    class from speed and day/night.
 
     Returns
     -------
-    xarray.Dataset
-        dim ``time`` (hour starts, UTC): ``wind_speed`` [m s-1], ``wind_direction`` [degrees,
-        direction the wind blows from], ``blh`` [m], ``stability`` (Pasquill class "A"-"F").
+    transport_models.PlumeMet
+        One record per hour of the period (speed [m s-1], direction [degrees, from], mixing
+        height [m], stability class).
     """
     t = np.arange(time.edges[0], time.edges[-1], np.timedelta64(1, "h"))
     n = t.size
     local = pd.DatetimeIndex(t) + pd.to_timedelta(lon / 15.0, unit="h")
     hour = local.hour.to_numpy() + 0.5
-    # AR(1) anomalies (lag-1 correlation 0.9) around a prevailing south-westerly.
     phi = 0.9
     eps = rng.standard_normal((2, n))
     a = scipy.signal.lfilter([np.sqrt(1 - phi**2)], [1.0, -phi], eps, axis=1)
@@ -62,14 +60,31 @@ def make_met(time: TimeAxis, lon: float, rng: np.random.Generator) -> xr.Dataset
         np.where(speed < 3.0, "B", np.where(speed < 5.0, "C", "D")),
         np.where(speed < 3.0, "F", np.where(speed < 5.0, "E", "D")),
     )
-    return xr.Dataset(
-        {
-            "wind_speed": ("time", speed, {"units": "m s-1"}),
-            "wind_direction": ("time", direction, {"units": "degrees", "comment": "from"}),
-            "blh": ("time", blh, {"units": "m"}),
-            "stability": ("time", stability.astype(str)),
-        },
-        coords={"time": t},
+    return PlumeMet(
+        times=t,
+        wind_speed=speed,
+        wind_direction=direction,
+        boundary_layer_height=blh,
+        stability=stability.astype(str),
+    )
+
+
+def perturb_met(
+    met: PlumeMet, rng: np.random.Generator, *, direction_std_deg: float, speed_rel_std: float
+) -> PlumeMet:
+    """The met with hourly independent errors: direction + N(0, std²) [degrees], speed × (1 +
+    N(0, std²)) clipped at 0.2 × the speed [m s-1] (the truth's transport in an OSSE)."""
+    n = met.n_hours
+    d_dir = rng.normal(0.0, direction_std_deg, n) if direction_std_deg > 0 else np.zeros(n)
+    f_spd = 1.0 + rng.normal(0.0, speed_rel_std, n) if speed_rel_std > 0 else np.ones(n)
+    return PlumeMet(
+        times=met.times,
+        wind_speed=met.wind_speed * np.maximum(f_spd, 0.2),
+        wind_direction=np.mod(met.wind_direction + d_dir, 360.0),
+        boundary_layer_height=met.boundary_layer_height,
+        stability=met.stability,
+        pressure=met.pressure,
+        temperature=met.temperature,
     )
 
 
@@ -246,42 +261,3 @@ def make_lidar(
             "alt1": alt1[chord],
         },
     )
-
-
-def observation_covariance(
-    obs: xr.Dataset,
-    grid: Grid,
-    *,
-    tower_corr_hours: float,
-    column_corr_km: float,
-) -> BlockDiagonalCovariance | DiagonalCovariance:
-    """Observation error covariance R [ppm²] of an ObservationSet.
-
-    ``err_instrument`` is independent; ``err_transport`` is correlated within each ``group``
-    of one kind: exponentially in time (towers, e-folding ``tower_corr_hours`` [h]), in
-    distance (soundings of one overpass, ``column_corr_km`` [km]) or fully (chords of one
-    lidar scan). One dense block per group, scattered into place.
-    """
-    u2 = obs["err_instrument"].values ** 2
-    c = obs["err_transport"].values
-    if not np.any(c > 0):
-        return DiagonalCovariance(u2 + obs["err_calibration"].values ** 2, name="R")
-    kind = obs["kind"].values.astype(str)
-    key = pd.factorize(pd.Series(kind) + ":" + obs["group"].values.astype(str))[0]
-    order = np.argsort(key, kind="stable")
-    bounds = np.flatnonzero(np.diff(key[order])) + 1
-    thours = (obs["time"].values - obs["time"].values.min()) / np.timedelta64(1, "h")
-    x, y = grid.to_xy(obs["lon"].values, obs["lat"].values)
-    blocks = []
-    for idx in np.split(order, bounds):  # one block per correlation group
-        k = kind[idx[0]]
-        if k == "tower":
-            corr = np.exp(-np.abs(thours[idx][:, None] - thours[idx][None, :]) / tower_corr_hours)
-        elif k == "column":
-            d = np.hypot(x[idx][:, None] - x[idx][None, :], y[idx][:, None] - y[idx][None, :])
-            corr = np.exp(-d / (1000.0 * column_corr_km))
-        else:
-            corr = np.ones((idx.size, idx.size))
-        block = c[idx][:, None] * corr * c[idx][None, :] + np.diag(u2[idx])
-        blocks.append(DenseCovariance(block, name="R block"))
-    return BlockDiagonalCovariance(blocks, index=order)

@@ -1,0 +1,153 @@
+"""Truths and observations of the synthetic city, drawn from the TRUE covariances.
+
+The truth is the prior plus a draw from the true prior covariance; the observations are the
+truth seen through the true transport plus a draw from the true observation covariance and
+any site biases. The true operators are built by the same stages as the case's, with the
+departures of ``synthetic.truth`` (:class:`cityflux.config.TruthConfig`); with the defaults they
+ARE the case's operators.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import xarray as xr
+
+from cityflux import stages
+from cityflux.case import Case
+from cityflux.config import CityfluxConfig
+
+from ._generate import SyntheticWorld
+from ._network import perturb_met
+
+__all__ = ["TruthModel", "observe", "truth_model"]
+
+logger = logging.getLogger(__name__)
+
+#: Perturbed transports drawn for ``synthetic.truth.transport`` (draws cycle through them).
+N_TRANSPORT_MEMBERS = 16
+
+
+@dataclass(frozen=True, eq=False)
+class TruthModel:
+    """The true prior covariance, transports, observation-error scale and biases.
+
+    Attributes
+    ----------
+    B : covariance operator
+        True prior covariance (n_state²).
+    H : list of scipy.sparse.csr_array
+        True observation operators (n_obs, n_state); draw ``d`` uses ``H[d % len(H)]``.
+    R : covariance operator
+        The case's observation covariance; the true one is ``mismatch_scale²`` times it.
+    mismatch_scale : float
+    bias : numpy.ndarray
+        (n_obs,) constant bias of each observation [ppm].
+    """
+
+    B: Any
+    H: list[sp.csr_array]
+    R: Any
+    mismatch_scale: float
+    bias: np.ndarray
+
+    def draw(
+        self, case: Case, n: int, rng: np.random.Generator, first: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` truths and observation vectors.
+
+        Parameters
+        ----------
+        case : Case
+        n : int
+            Number of draws.
+        rng : numpy.random.Generator
+        first : int
+            Index of the first draw (selects the transport member of each draw).
+
+        Returns
+        -------
+        x_truth : numpy.ndarray
+            (n, n_state) truths [state units].
+        y : numpy.ndarray
+            (n, n_obs) observed enhancements [ppm].
+        """
+        W = rng.standard_normal((self.B.sqrt_dim, n))
+        X = case.x_prior[:, None] + self.B.sqrt_matvec(W)
+        Z = rng.standard_normal((self.R.sqrt_dim, n))
+        E = self.mismatch_scale * self.R.sqrt_matvec(Z)
+        Y = np.empty((case.y.size, n))
+        member = (first + np.arange(n)) % len(self.H)
+        for m in np.unique(member):
+            sel = member == m
+            Y[:, sel] = self.H[m] @ X[:, sel]
+        Y += E + self.bias[:, None]
+        return X.T, Y.T
+
+
+def truth_model(case: Case, cfg: CityfluxConfig, world: SyntheticWorld) -> TruthModel:
+    """The true operators of the synthetic case (``cfg.synthetic.truth``).
+
+    Raises
+    ------
+    ValueError
+        If ``synthetic.truth.site_bias_ppm`` names a site that has no observation, or a
+        transport perturbation is asked for with footprint transport.
+    """
+    truth = cfg.synthetic.truth
+    B = case.B
+    if truth.prior_error_scale != 1.0 or truth.length_scale != 1.0:
+        nf = case.state.n_flux
+        std = np.sqrt(case.B.diag()[:nf]).reshape(case.state.flux_shape) * truth.prior_error_scale
+        std_da = xr.DataArray(std, dims=("sector", "time", "y", "x"))
+        inv = cfg.inversion.model_copy(
+            update={"spatial_length_km": cfg.inversion.spatial_length_km * truth.length_scale}
+        )
+        B = stages.prior_covariance(std_da, case.state, inv, cfg.background.offsets.std_ppm)
+    H = [case.H]
+    if truth.transport.active:
+        if cfg.transport.model != "plume":
+            raise ValueError(
+                "synthetic.truth.transport: perturbing the truth's transport needs the plume "
+                f"model (transport.model is {cfg.transport.model!r})"
+            )
+        rng = np.random.default_rng([world.seed, 2])
+        groups = stages.offset_labels(case.obs, cfg.background.offsets)
+        H = []
+        for _ in range(N_TRANSPORT_MEMBERS):
+            met = perturb_met(
+                world.met, rng, direction_std_deg=truth.transport.wind_direction_std_deg,
+                speed_rel_std=truth.transport.wind_speed_rel_std,
+            )  # fmt: skip
+            h, _ = stages.plume_flux_operator(case.obs, case.state, cfg.transport, met)
+            H.append(stages.with_offsets(h, case.state, groups))
+    sites = case.obs["site"].values.astype(str)
+    bias = np.zeros(sites.size)
+    for site, ppm in truth.site_bias_ppm.items():
+        sel = sites == site
+        if not sel.any():
+            raise ValueError(
+                f"synthetic.truth.site_bias_ppm: site {site!r} has no observation; sites are "
+                f"{sorted(set(sites))}"
+            )
+        bias[sel] += ppm
+    return TruthModel(B=B, H=H, R=case.R, mismatch_scale=truth.mismatch_scale, bias=bias)
+
+
+def observe(case: Case, cfg: CityfluxConfig, world: SyntheticWorld) -> Case:
+    """The case with one truth and its observations (seeded by ``synthetic.seed``).
+
+    Returns
+    -------
+    Case
+        ``x_truth`` set, ``y`` and ``obs["value"]`` the observed enhancements [ppm].
+    """
+    model = truth_model(case, cfg, world)
+    x, y = model.draw(case, 1, np.random.default_rng([world.seed, 1]))
+    if not cfg.synthetic.truth.as_assumed:
+        logger.info("synthetic truth departs from the assumptions: %s", cfg.synthetic.truth)
+    return case.with_data(y[0], x[0])
