@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time as _time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +22,7 @@ import xarray as xr
 
 import observations
 from cityflux import stages
+from cityflux._timing import Timings
 from cityflux.config import CityfluxConfig, ObservationErrorsConfig
 from inversion import Grid, LinearProblem, StateVector, TimeAxis
 
@@ -254,7 +254,7 @@ def build_case(
     cfg: CityfluxConfig,
     inputs: CaseInputs,
     progress: Progress = _quiet,
-    timings: dict[str, float] | None = None,
+    timings: Timings | None = None,
 ) -> Case:
     """Build the inversion case from its inputs with the one set of stages.
 
@@ -267,45 +267,43 @@ def build_case(
         From :func:`read_inputs` or :func:`cityflux.synthetic.generate_inputs`.
     progress : callable, optional
         Called with a short description of each stage.
-    timings : dict, optional
-        Filled with the wall time of each stage [s].
+    timings : Timings, optional
+        Filled with the wall and CPU time of each stage [s].
 
     Returns
     -------
     Case
     """
-    timings = {} if timings is None else timings
+    timings = Timings() if timings is None else timings
     grid, tax = inputs.grid, inputs.time
 
-    t0 = _time.perf_counter()
-    obs = stages.remove_background(inputs.obs, cfg.background)
-    groups = stages.offset_labels(obs, cfg.background.offsets)
-    extra = {} if groups is None else {stages.OFFSET_BLOCK: sorted(set(groups))}
-    flux = inputs.prior_flux
-    state = StateVector(
-        grid, tax, [str(s) for s in flux["sector"].values], extra=extra,
-        extra_units={stages.OFFSET_BLOCK: "ppm"},
-    )  # fmt: skip
-    std = stages.prior_std(flux, cfg.prior, cfg.inversion)
-    B = stages.prior_covariance(std, state, cfg.inversion, cfg.background.offsets.std_ppm)
-    x_prior = state.flatten(flux)
-    timings["prior"] = timings.get("prior", 0.0) + _time.perf_counter() - t0
+    with timings.stage("observations"):
+        obs = stages.remove_background(inputs.obs, cfg.background)
+    with timings.stage("prior"):
+        groups = stages.offset_labels(obs, cfg.background.offsets)
+        extra = {} if groups is None else {stages.OFFSET_BLOCK: sorted(set(groups))}
+        flux = inputs.prior_flux
+        state = StateVector(
+            grid, tax, [str(s) for s in flux["sector"].values], extra=extra,
+            extra_units={stages.OFFSET_BLOCK: "ppm"},
+        )  # fmt: skip
+        std = stages.prior_std(flux, cfg.prior, cfg.inversion)
+        B = stages.prior_covariance(std, state, cfg.inversion, cfg.background.offsets.std_ppm)
+        x_prior = state.flatten(flux)
 
-    t0 = _time.perf_counter()
     progress(f"transport ({cfg.transport.model}): H for {obs.sizes['obs']} observations")
-    if cfg.transport.model == "plume":
-        H, transport_report = stages.plume_flux_operator(obs, state, cfg.transport, inputs.met)
-    else:
-        H, transport_report = stages.footprint_operator(obs, state, cfg.transport)
-    H = stages.with_offsets(H, state, groups)
-    timings["transport"] = _time.perf_counter() - t0
+    with timings.stage("transport"):
+        if cfg.transport.model == "plume":
+            H, transport_report = stages.plume_flux_operator(obs, state, cfg.transport, inputs.met)
+        else:
+            H, transport_report = stages.footprint_operator(obs, state, cfg.transport)
+        H = stages.with_offsets(H, state, groups)
 
-    t0 = _time.perf_counter()
-    R = stages.observation_covariance(obs, cfg.observation_errors)
-    W, labels = stages.aggregation_rows(state, inputs.regions, inputs.by_sector, inputs.by_day)
-    regions = inputs.regions
-    mask = np.ones(grid.shape, bool) if regions is None else regions.values.sum(0) > 0
-    timings["observations"] = timings.get("observations", 0.0) + _time.perf_counter() - t0
+    with timings.stage("observations"):
+        R = stages.observation_covariance(obs, cfg.observation_errors)
+        W, labels = stages.aggregation_rows(state, inputs.regions, inputs.by_sector, inputs.by_day)
+        regions = inputs.regions
+        mask = np.ones(grid.shape, bool) if regions is None else regions.values.sum(0) > 0
     reports = {
         "qc": stages.qc_summary(obs),
         "error_budget": stages.error_budget(obs),

@@ -197,7 +197,7 @@ def _osse(console: Console, cfg: CityfluxConfig, args: argparse.Namespace) -> in
         f"coverage of the 68 % interval {s['coverage_68']:.3f}, of the 95 % interval "
         f"{s['coverage_95']:.3f}; mean chi2/n {s['mean_chi2']:.3f}"
     )
-    console.print(f"wrote {path} ({len(res.table)} rows) in {sum(res.timings.values()):.1f} s")
+    console.print(f"wrote {path} ({len(res.table)} rows) in {sum(res.timings.wall.values()):.1f} s")
     return 0
 
 

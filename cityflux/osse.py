@@ -17,7 +17,6 @@ Example
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -26,6 +25,7 @@ import pandas as pd
 from scipy import stats
 
 from cityflux import stages
+from cityflux._timing import Timings
 from cityflux.config import CityfluxConfig
 from cityflux.pipeline import headline_row, prepare_case, solve_case
 
@@ -57,8 +57,8 @@ class OsseResult:
         Row of totals.csv of the headline (city) total.
     n_state, n_obs : int
     n_obs_by_kind : dict of str to int
-    timings : dict of str to float
-        Wall time [s] of the set-up, the solve and the draws.
+    timings : Timings
+        Wall and CPU time [s] of the set-up, the solve and the draws.
     """
 
     table: pd.DataFrame
@@ -66,7 +66,7 @@ class OsseResult:
     n_state: int
     n_obs: int
     n_obs_by_kind: dict[str, int]
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: Timings = field(default_factory=Timings)
 
     @property
     def n_draws(self) -> int:
@@ -134,21 +134,30 @@ def run_osse(
         raise ValueError("osse: the configuration has no 'synthetic' section; add one")
     if draws < 1:
         raise ValueError(f"osse: --draws must be >= 1, found {draws}")
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    case, world = prepare_case(cfg)
-    model = synthetic.truth_model(case, cfg, world)
+    timings = Timings()
+    with timings.stage("setup"):
+        case, world = prepare_case(cfg)
+        model = synthetic.truth_model(case, cfg, world)
+        x0, y0 = model.draw(case, 1, np.random.default_rng([seed, 4]))
+        case = case.with_data(y0[0], x0[0])
     rng = np.random.default_rng([seed, 3])
-    x0, y0 = model.draw(case, 1, np.random.default_rng([seed, 4]))
-    case = case.with_data(y0[0], x0[0])
-    timings["setup"] = time.perf_counter() - t0
+    with timings.stage("solve"):
+        post = solve_case(case, cfg)
+        totals, _ = stages.totals_table(post, case.B, case.x_prior, case.weights, case.labels)
+    with timings.stage("draws"):
+        table = _draws(case, model, post, totals, draws, rng, progress)
+    logger.info("osse: %d draws in %.2f s", draws, timings.wall["draws"])
+    return OsseResult(
+        table=table,
+        headline=headline_row(case.labels),
+        n_state=int(case.state.size),
+        n_obs=int(case.y.size),
+        n_obs_by_kind=case.n_obs_by_kind,
+        timings=timings,
+    )
 
-    t0 = time.perf_counter()
-    post = solve_case(case, cfg)
-    totals, _ = stages.totals_table(post, case.B, case.x_prior, case.weights, case.labels)
-    timings["solve"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
+def _draws(case, model, post, totals, draws, rng, progress) -> pd.DataFrame:
     W = case.weights
     k = W.shape[0]
     prior = totals["prior"].to_numpy()
@@ -177,14 +186,4 @@ def run_osse(
         table.insert(2 + j, name, labels[table["row"].to_numpy(), j])
     table["prior"] = prior[table["row"].to_numpy()]
     table["posterior_std"] = std[table["row"].to_numpy()]
-    table = table[list(COLUMNS)]
-    timings["draws"] = time.perf_counter() - t0
-    logger.info("osse: %d draws in %.2f s", draws, timings["draws"])
-    return OsseResult(
-        table=table,
-        headline=headline_row(case.labels),
-        n_state=int(case.state.size),
-        n_obs=int(case.y.size),
-        n_obs_by_kind=case.n_obs_by_kind,
-        timings=timings,
-    )
+    return table[list(COLUMNS)]

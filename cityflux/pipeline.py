@@ -10,7 +10,6 @@ kind and the diagnostics. Progress is reported through an optional callback
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -20,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from cityflux import stages
+from cityflux._timing import Timings
 from cityflux.case import Case, build_case, read_inputs
 from cityflux.config import CityfluxConfig
 from inversion import Posterior, solve
@@ -76,8 +76,8 @@ class RunResult:
     by_kind : list of KindResult
         The headline total from each observation kind alone and from all combined.
     diagnostics : dict
-    timings : dict of str to float
-        Wall time per stage [s].
+    timings : Timings
+        Wall and CPU time per stage [s].
     """
 
     config: CityfluxConfig
@@ -87,7 +87,7 @@ class RunResult:
     totals_covariance: np.ndarray
     by_kind: list[KindResult]
     diagnostics: dict
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: Timings = field(default_factory=Timings)
 
     @property
     def is_synthetic(self) -> bool:
@@ -96,7 +96,7 @@ class RunResult:
 
 
 def prepare_case(
-    cfg: CityfluxConfig, progress: Progress = _quiet, timings: dict[str, float] | None = None
+    cfg: CityfluxConfig, progress: Progress = _quiet, timings: Timings | None = None
 ) -> tuple[Case, Any]:
     """Inputs (read or generated) and the case built from them by the one set of stages.
 
@@ -107,17 +107,16 @@ def prepare_case(
     world : cityflux.synthetic.SyntheticWorld or None
         The synthetic city's own knowledge (None for real data).
     """
-    timings = {} if timings is None else timings
-    t0 = time.perf_counter()
+    timings = Timings() if timings is None else timings
     world = None
-    if cfg.synthetic is not None:
-        from cityflux import synthetic
+    with timings.stage("inputs"):
+        if cfg.synthetic is not None:
+            from cityflux import synthetic
 
-        progress("generating the synthetic city (prior inventory, met, networks)")
-        inputs, world = synthetic.generate_inputs(cfg)
-    else:
-        inputs = read_inputs(cfg, progress)
-    timings["inputs"] = time.perf_counter() - t0
+            progress("generating the synthetic city (prior inventory, met, networks)")
+            inputs, world = synthetic.generate_inputs(cfg)
+        else:
+            inputs = read_inputs(cfg, progress)
     case = build_case(cfg, inputs, progress, timings)
     return case, world
 
@@ -148,35 +147,31 @@ def run(cfg: CityfluxConfig, progress: Progress | None = None) -> RunResult:
         covariance, the headline total per observation kind, and diagnostics.
     """
     step = progress or _quiet
-    timings: dict[str, float] = {}
+    timings = Timings()
     case, world = prepare_case(cfg, step, timings)
     if world is not None:
         from cityflux import synthetic
 
-        t0 = time.perf_counter()
         step("drawing the synthetic truth and observations")
-        case = synthetic.observe(case, cfg, world)
-        timings["truth"] = time.perf_counter() - t0
+        with timings.stage("truth"):
+            case = synthetic.observe(case, cfg, world)
 
-    t0 = time.perf_counter()
     step(f"solving the inversion (n_state={case.state.size}, n_obs={case.y.size})")
-    post = solve_case(case, cfg)
-    timings["solve"] = time.perf_counter() - t0
+    with timings.stage("solve"):
+        post = solve_case(case, cfg)
 
-    t0 = time.perf_counter()
     step("posterior uncertainty: std map, totals and their covariance")
-    _ = post.std
-    totals, cov = stages.totals_table(
-        post, case.B, case.x_prior, case.weights, case.labels, case.x_truth
-    )
-    timings["posterior"] = time.perf_counter() - t0
+    with timings.stage("posterior"):
+        _ = post.std
+        totals, cov = stages.totals_table(
+            post, case.B, case.x_prior, case.weights, case.labels, case.x_truth
+        )
 
-    t0 = time.perf_counter()
     by_kind: list[KindResult] = []
     if len(case.kinds) > 1:
         step("headline total per observation kind")
-        by_kind = kind_comparison(case, cfg, post)
-    timings["by_kind"] = time.perf_counter() - t0
+        with timings.stage("by_kind"):
+            by_kind = kind_comparison(case, cfg, post)
     diag = diagnostics(case, cfg, post, totals, by_kind, timings)
     return RunResult(cfg, case, post, totals, cov, by_kind, diag, timings)
 
@@ -193,22 +188,25 @@ def headline_row(labels: pd.DataFrame) -> int:
 def kind_comparison(case: Case, cfg: CityfluxConfig, post: Posterior) -> list[KindResult]:
     """Headline total from each observation kind alone, then from all kinds combined.
 
-    Each kind reuses the rows of ``H`` and rebuilds ``R`` for its observations; the combined
-    result is the run's own posterior.
+    Each kind's posterior is that of its rows of ``H`` and its block of ``R``: from the run's
+    own factorisation where the solver keeps one (``Posterior.aggregate_subset``), else by
+    solving the restricted problem. The combined result is the run's own posterior.
     """
     w = case.weights[[headline_row(case.labels)]].toarray()[0]
     prior_std = float(np.sqrt(w @ (case.B @ w)))
-    method = "obs-space" if cfg.inversion.method == "auto" else cfg.inversion.method
     out = []
     for kind in case.kinds:
-        p = solve(
-            case.problem((kind,)),
-            method=method,
-            memory_budget=cfg.inversion.memory_budget_gib * 2**30,
-            cg=cfg.inversion.cg.options(),
-        )
-        m, s = p.aggregate(w)
-        out.append(KindResult((kind,), int(case.kind_mask((kind,)).sum()), m, s, prior_std))
+        idx = np.flatnonzero(case.kind_mask((kind,)))
+        try:
+            m, s = post.aggregate_subset(w, idx)
+        except NotImplementedError:
+            m, s = solve(
+                case.problem((kind,)),
+                method=cfg.inversion.method,
+                memory_budget=cfg.inversion.memory_budget_gib * 2**30,
+                cg=cfg.inversion.cg.options(),
+            ).aggregate(w)
+        out.append(KindResult((kind,), int(idx.size), m, s, prior_std))
     m, s = post.aggregate(w)
     out.append(KindResult(tuple(case.kinds), int(case.y.size), m, s, prior_std))
     return out
@@ -233,7 +231,7 @@ def diagnostics(
     post: Posterior,
     totals: pd.DataFrame,
     by_kind: list[KindResult],
-    timings: dict[str, float],
+    timings: Timings,
 ) -> dict[str, Any]:
     """The diagnostics of a run (written as diagnostics.json), the same for every run."""
     kinds = case.obs["kind"].values.astype(str)
@@ -272,7 +270,8 @@ def diagnostics(
             }
             for r in by_kind
         ],
-        "timings_s": timings,
+        "timings_s": timings.wall,
+        "cpu_s": timings.cpu,
     }
     if stages.OFFSET_BLOCK in case.state.blocks:
         blk = case.state.blocks[stages.OFFSET_BLOCK]

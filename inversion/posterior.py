@@ -22,6 +22,7 @@ from inversion.errors import MemoryBudgetError, NotPositiveDefiniteError, ShapeM
 from inversion.problem import (
     LinearProblem,
     _check_output,
+    cho_factor_checked,
     covariance_dense,
     gain_columns,
     iter_gain_chunks,
@@ -334,6 +335,67 @@ class Posterior:
         _check_output(cov, "aggregate covariance")
         self._checked_variance(np.diag(cov).copy(), np.diag(prior_cov), "aggregate variance")
         return mean, cov
+
+    def aggregate_subset(self, weights: Any, obs_index: np.ndarray) -> tuple[Any, Any]:
+        """Posterior mean and std of aggregates from a SUBSET of the observations.
+
+        The posterior that the observations ``obs_index`` alone give (same ``B``, ``H`` rows and
+        the principal submatrix of ``R``), from this posterior's factorisation of ``S``: with
+        ``S = L Lᵀ``, ``S_kk = L_k L_kᵀ`` (``L_k`` the rows of ``L``), so no new ``B Hᵀ``.
+        Useful for comparing observation kinds or sites.
+
+        Parameters
+        ----------
+        weights : numpy.ndarray or scipy.sparse array
+            (n_state,) or (k, n_state) aggregate weights.
+        obs_index : numpy.ndarray of int
+            Indices of the observations kept (n_kept,).
+
+        Returns
+        -------
+        mean, std : float or numpy.ndarray
+            As :meth:`aggregate` [aggregate units].
+
+        Raises
+        ------
+        NotImplementedError
+            For posteriors without a factorisation of ``S`` (``cg``): solve the restricted
+            problem instead.
+        """
+        factor = getattr(self, "_S", None)
+        if factor is None:
+            raise NotImplementedError(
+                f"aggregate_subset needs the factorisation of S ({self.method!r} has none); "
+                "solve the problem restricted to the observations instead"
+            )
+        idx = np.asarray(obs_index, dtype=np.int64)
+        if idx.ndim != 1 or (idx.size and (idx.min() < 0 or idx.max() >= self.n_obs)):
+            raise ShapeMismatchError(
+                f"obs_index must be 1-D indices in [0, {self.n_obs}); found {idx[:5]}..."
+            )
+        W, single = self._as_weights(weights)
+        c, lower = factor
+        L = np.tril(c) if lower else np.triu(c).T
+        Lk = L[idx]
+        S_kk = Lk @ Lk.T
+        Wd = np.ascontiguousarray((W.toarray() if scipy.sparse.issparse(W) else W).T)
+        BWt = self.problem.B_matmat(Wd)
+        V = self.problem.H_matmat(BWt)[idx]
+        d = self._d[idx]
+        fk = cho_factor_checked(S_kk, lower=True)
+        mean = (
+            np.asarray(W @ self.problem.x_prior).ravel()
+            + scipy.linalg.cho_solve(fk, d, check_finite=False) @ V
+        )
+        prior_var = np.einsum("ij,ji->i", Wd.T, BWt)
+        half = scipy.linalg.solve_triangular(fk[0], V, lower=True, check_finite=False)
+        var = prior_var - np.einsum("ij,ij->j", half, half)
+        var = self._checked_variance(var, prior_var, "aggregate variance (subset)")
+        std = np.sqrt(var)
+        _check_output(mean, "aggregate mean (subset)")
+        if single:
+            return float(mean[0]), float(std[0])
+        return mean, std
 
     def _as_weights(self, weights: Any) -> tuple[Any, bool]:
         if scipy.sparse.issparse(weights):

@@ -167,3 +167,17 @@ def test_synthetic_observations_are_an_observation_set(small_case):
     for comp in ("err_instrument", "err_transport"):
         assert (obs[comp] > 0).all()
     np.testing.assert_array_equal(obs["value"].values, small_case.y)
+
+
+def test_kind_comparison_equals_solving_each_kind(small_case, make_small_config):
+    from cityflux.pipeline import kind_comparison
+
+    cfg = make_small_config()
+    post = solve(small_case.problem(), method="obs-space")
+    res = kind_comparison(small_case, cfg, post)
+    w = _w(small_case)
+    assert [r.kinds for r in res] == [(k,) for k in small_case.kinds] + [small_case.kinds]
+    for r in res[:-1]:
+        ref = solve(small_case.problem(r.kinds), method="dense").aggregate(w)
+        assert r.posterior == pytest.approx(ref[0], rel=1e-9)
+        assert r.posterior_std == pytest.approx(ref[1], rel=1e-9)

@@ -168,3 +168,32 @@ def test_streamed_obs_space_std_and_averaging_kernel(h_kind):
     A = Bd - K @ Hd @ Bd
     assert_allclose(post.std, np.sqrt(np.diag(A)), rtol=1e-9)
     assert_allclose(post.averaging_kernel_diag, np.diag(K @ Hd), rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["obs-space", "dense"])
+def test_aggregate_subset_equals_solving_the_subset(osse, method):
+    """Aggregates from a subset of the observations, from the full factorisation of S, equal
+    the dense solve of the problem restricted to those rows of H and that block of R."""
+    p = osse["problem"]
+    post = solve(p, method, chunk_size=64)
+    rng = np.random.default_rng(3)
+    W = rng.uniform(0.0, 1.0, (3, p.n_state))
+    idx = np.sort(rng.choice(p.n_obs, 120, replace=False))
+    sub = LinearProblem(
+        H=osse["Hd"][idx],
+        x_prior=p.x_prior,
+        y=p.y[idx],
+        B=osse["Bd"],
+        R=osse["R"][np.ix_(idx, idx)],
+    )
+    ref_mean, ref_std = solve(sub, "dense").aggregate(W)
+    mean, std = post.aggregate_subset(W, idx)
+    assert_allclose(mean, ref_mean, rtol=1e-10)
+    assert_allclose(std, ref_std, rtol=1e-10)
+    m1, s1 = post.aggregate_subset(W[0], idx)
+    assert m1 == pytest.approx(ref_mean[0], rel=1e-10) and s1 == pytest.approx(
+        ref_std[0], rel=1e-10
+    )
+    # all observations: the posterior's own aggregates
+    full = post.aggregate_subset(W, np.arange(p.n_obs))
+    assert_allclose(full[1], post.aggregate(W)[1], rtol=1e-10)
