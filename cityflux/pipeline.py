@@ -172,7 +172,10 @@ def run(cfg: CityfluxConfig, progress: Progress | None = None) -> RunResult:
         step("headline total per observation kind")
         with timings.stage("by_kind"):
             by_kind = kind_comparison(case, cfg, post)
+    with timings.stage("consistency"):
+        consistency = consistency_diagnostics(case, post)
     diag = diagnostics(case, cfg, post, totals, by_kind, timings)
+    diag["consistency"] = consistency
     return RunResult(cfg, case, post, totals, cov, by_kind, diag, timings)
 
 
@@ -210,6 +213,22 @@ def kind_comparison(case: Case, cfg: CityfluxConfig, post: Posterior) -> list[Ki
     m, s = post.aggregate(w)
     out.append(KindResult(tuple(case.kinds), int(case.y.size), m, s, prior_std))
     return out
+
+
+#: Largest number of observations for which the per-site diagnostics are computed (they cost
+#: one solve with S per observation).
+MAX_CONSISTENCY_OBS = 20_000
+
+
+def consistency_diagnostics(case: Case, post: Posterior) -> dict[str, Any]:
+    """Per-site and per-kind consistency (``cityflux.diagnostics``), or why it was skipped."""
+    from cityflux.diagnostics import site_and_kind_diagnostics
+
+    if case.y.size > MAX_CONSISTENCY_OBS:
+        return {"skipped": f"n_obs = {case.y.size} > {MAX_CONSISTENCY_OBS}"}
+    if post.method == "cg":
+        return {"skipped": "cg posterior (no factorisation of S); use method obs-space"}
+    return site_and_kind_diagnostics(case, post)
 
 
 def all_kind_subsets(kinds: tuple[str, ...]) -> list[tuple[str, ...]]:

@@ -494,6 +494,25 @@ class CGPosterior(Posterior):
         chi2 = (np.einsum("ij,ij->j", D, G) - np.einsum("ij,ij->j", rhs, X)) / self.n_obs
         return float(chi2[0]) if single else chi2
 
+    def solve_innovation_covariance(self, V: np.ndarray) -> np.ndarray:
+        """``S⁻¹ V`` by Woodbury in the whitened space (batched CG solves):
+        ``S⁻¹ = R⁻¹ − R⁻¹ H L (I + Lᵀ Hᵀ R⁻¹ H L)⁻¹ Lᵀ Hᵀ R⁻¹``."""
+        V = np.asarray(V, dtype=np.float64)
+        single = V.ndim == 1
+        V2 = V[:, None] if single else V
+        s = self._sys
+        G = s.Rinv(V2)
+        X = self.solve_whitened(s.Lt(s.Ht(G)), "S⁻¹ V")
+        out = G - s.Rinv(s.H(s.L(X)))
+        _check_output(out, "S⁻¹ V")
+        return out[:, 0] if single else out
+
+    def innovation_covariance_diag(self) -> np.ndarray:
+        """Not available for ``cg`` without forming ``H B Hᵀ``."""
+        raise NotImplementedError(
+            "innovation_covariance_diag needs the factorisation of S; use method='obs-space'"
+        )
+
     # ------------------------------------------------------------------ sampling
     def samples(self, n: int, seed: int | None = 0) -> np.ndarray:
         """``n`` posterior samples (n, n_state) by randomize-then-optimize (batched solves).

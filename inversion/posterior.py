@@ -336,6 +336,38 @@ class Posterior:
         self._checked_variance(np.diag(cov).copy(), np.diag(prior_cov), "aggregate variance")
         return mean, cov
 
+    # ------------------------------------------------------------------ innovations
+    @property
+    def innovation(self) -> np.ndarray:
+        """Innovation ``d = y − H x_a`` (n_obs,) [observation units]."""
+        return self.problem.innovation() if getattr(self, "_d", None) is None else self._d
+
+    def solve_innovation_covariance(self, V: np.ndarray) -> np.ndarray:
+        """``S⁻¹ V`` with ``S = H B Hᵀ + R`` the innovation covariance, from the factorisation.
+
+        Parameters
+        ----------
+        V : numpy.ndarray
+            (n_obs,) or (n_obs, m) [observation units].
+
+        Returns
+        -------
+        numpy.ndarray
+            Same shape [1 / observation units].
+        """
+        V = np.asarray(V, dtype=np.float64)
+        if V.shape[0] != self.n_obs:
+            raise ShapeMismatchError(f"V must have n_obs={self.n_obs} rows; found {V.shape}")
+        out = scipy.linalg.cho_solve(self._S, V, check_finite=False)
+        _check_output(out, "S⁻¹ V")
+        return out
+
+    def innovation_covariance_diag(self) -> np.ndarray:
+        """Diagonal of ``S = H B Hᵀ + R`` (n_obs,) [observation units²], from its factor."""
+        c, lower = self._S
+        L = np.tril(c) if lower else np.triu(c).T
+        return np.einsum("ij,ij->i", L, L)
+
     def aggregate_subset(self, weights: Any, obs_index: np.ndarray) -> tuple[Any, Any]:
         """Posterior mean and std of aggregates from a SUBSET of the observations.
 

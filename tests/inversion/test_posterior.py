@@ -197,3 +197,28 @@ def test_aggregate_subset_equals_solving_the_subset(osse, method):
     # all observations: the posterior's own aggregates
     full = post.aggregate_subset(W, np.arange(p.n_obs))
     assert_allclose(full[1], post.aggregate(W)[1], rtol=1e-10)
+
+
+@pytest.mark.parametrize("method", ["obs-space", "dense", "cg"])
+def test_innovation_covariance_solve_and_diagonal(osse, method):
+    """S⁻¹ V and diag(S) from each solver equal the explicit S = H B Hᵀ + R."""
+    from inversion.cg import CGOptions
+    from inversion.covariance import DenseCovariance
+
+    p = osse["problem"]
+    if method == "cg":  # the whitened solver needs operators with square roots
+        p = LinearProblem(
+            H=p.H, x_prior=p.x_prior, y=p.y, B=DenseCovariance(osse["Bd"]),
+            R=DenseCovariance(osse["R"]),
+        )  # fmt: skip
+    post = solve(p, method, chunk_size=64, cg=CGOptions(tol=1e-12))
+    S = osse["Hd"] @ osse["Bd"] @ osse["Hd"].T + osse["R"]
+    V = np.random.default_rng(4).standard_normal((p.n_obs, 3))
+    tol = 1e-7 if method == "cg" else 1e-10
+    assert_allclose(post.solve_innovation_covariance(V), np.linalg.solve(S, V), rtol=tol, atol=tol)
+    assert_allclose(post.innovation, p.y - osse["Hd"] @ p.x_prior, rtol=1e-12)
+    if method == "cg":
+        with pytest.raises(NotImplementedError):
+            post.innovation_covariance_diag()
+    else:
+        assert_allclose(post.innovation_covariance_diag(), np.diag(S), rtol=1e-10)
