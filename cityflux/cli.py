@@ -197,6 +197,16 @@ def _osse(console: Console, cfg: CityfluxConfig, args: argparse.Namespace) -> in
         f"coverage of the 68 % interval {s['coverage_68']:.3f}, of the 95 % interval "
         f"{s['coverage_95']:.3f}; mean chi2/n {s['mean_chi2']:.3f}"
     )
+    if res.sites is not None:
+        atomic_write(
+            args.out / "osse_sites.csv",
+            lambda p: res.sites.to_csv(p, index=False, float_format="%.8g"),
+        )
+        rates = res.flag_rates()
+        console.print(
+            "sites flagged as inconsistent (share of draws): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in rates.sort_values(ascending=False).items())
+        )
     console.print(f"wrote {path} ({len(res.table)} rows) in {sum(res.timings.wall.values()):.1f} s")
     return 0
 

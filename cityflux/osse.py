@@ -27,6 +27,7 @@ from scipy import stats
 from cityflux import stages
 from cityflux._timing import Timings
 from cityflux.config import CityfluxConfig
+from cityflux.diagnostics import group_statistics
 from cityflux.pipeline import headline_row, prepare_case, solve_case
 
 __all__ = ["OsseResult", "run_osse"]
@@ -57,6 +58,10 @@ class OsseResult:
         Row of totals.csv of the headline (city) total.
     n_state, n_obs : int
     n_obs_by_kind : dict of str to int
+    sites : pandas.DataFrame or None
+        One row per draw and per site: leave-one-site-out ``chi2_per_n``, ``offset_ppm``,
+        ``offset_sd_ppm`` and ``flagged`` (:mod:`cityflux.diagnostics`); None where the
+        posterior has no factorisation of S (cg).
     timings : Timings
         Wall and CPU time [s] of the set-up, the solve and the draws.
     """
@@ -66,7 +71,14 @@ class OsseResult:
     n_state: int
     n_obs: int
     n_obs_by_kind: dict[str, int]
+    sites: pd.DataFrame | None = None
     timings: Timings = field(default_factory=Timings)
+
+    def flag_rates(self) -> pd.Series:
+        """Share of draws in which each site is flagged as inconsistent [1]."""
+        if self.sites is None:
+            return pd.Series(dtype=float)
+        return self.sites.groupby("site")["flagged"].mean()
 
     @property
     def n_draws(self) -> int:
@@ -145,7 +157,7 @@ def run_osse(
         post = solve_case(case, cfg)
         totals, _ = stages.totals_table(post, case.B, case.x_prior, case.weights, case.labels)
     with timings.stage("draws"):
-        table = _draws(case, model, post, totals, draws, rng, progress)
+        table, sites = _draws(case, model, post, totals, draws, rng, progress)
     logger.info("osse: %d draws in %.2f s", draws, timings.wall["draws"])
     return OsseResult(
         table=table,
@@ -153,19 +165,38 @@ def run_osse(
         n_state=int(case.state.size),
         n_obs=int(case.y.size),
         n_obs_by_kind=case.n_obs_by_kind,
+        sites=sites,
         timings=timings,
     )
 
 
-def _draws(case, model, post, totals, draws, rng, progress) -> pd.DataFrame:
+def _site_table(post, case, Y: np.ndarray, first: int) -> pd.DataFrame | None:
+    if post.method == "cg":
+        return None
+    st = group_statistics(post, case.obs["site"].values, (Y - case.H @ case.x_prior).T)
+    g, m = st.chi2.shape
+    return pd.DataFrame(
+        {
+            "draw": np.tile(np.arange(first, first + m), g),
+            "site": np.repeat(st.labels, m),
+            "chi2_per_n": (st.chi2 / st.n[:, None]).ravel(),
+            "offset_ppm": st.bias.ravel(),
+            "offset_sd_ppm": np.repeat(st.bias_sd, m),
+            "flagged": st.flagged().ravel(),
+        }
+    )
+
+
+def _draws(case, model, post, totals, draws, rng, progress):
     W = case.weights
     k = W.shape[0]
     prior = totals["prior"].to_numpy()
     std = totals["posterior_std"].to_numpy()
-    parts = []
+    parts, site_parts = [], []
     for start in range(0, draws, BATCH):
         n = min(BATCH, draws - start)
         X, Y = model.draw(case, n, rng, first=start)
+        site_parts.append(_site_table(post, case, Y, start))
         means = post.means_for(Y)
         chi2 = np.atleast_1d(post.chi2_for(Y))
         part = pd.DataFrame(
@@ -186,4 +217,5 @@ def _draws(case, model, post, totals, draws, rng, progress) -> pd.DataFrame:
         table.insert(2 + j, name, labels[table["row"].to_numpy(), j])
     table["prior"] = prior[table["row"].to_numpy()]
     table["posterior_std"] = std[table["row"].to_numpy()]
-    return table[list(COLUMNS)]
+    sites = None if site_parts[0] is None else pd.concat(site_parts, ignore_index=True)
+    return table[list(COLUMNS)], sites

@@ -181,3 +181,13 @@ def test_kind_comparison_equals_solving_each_kind(small_case, make_small_config)
         ref = solve(small_case.problem(r.kinds), method="dense").aggregate(w)
         assert r.posterior == pytest.approx(ref[0], rel=1e-9)
         assert r.posterior_std == pytest.approx(ref[1], rel=1e-9)
+
+
+def test_osse_site_table_singles_out_the_biased_tower(make_small_config):
+    res = run_osse(make_small_config("synthetic.truth.site_bias_ppm={T01: 1.0}"), 300, seed=4)
+    rates = res.flag_rates()
+    assert rates.idxmax() == "T01"
+    t01 = res.sites[res.sites["site"] == "T01"]
+    se = t01["offset_sd_ppm"].iloc[0] / np.sqrt(len(t01))
+    assert abs(t01["offset_ppm"].mean() - 1.0) < 3 * se
+    assert len(res.sites) == 300 * res.sites["site"].nunique()
