@@ -15,7 +15,7 @@ from scipy import integrate
 from inversion import Grid, TimeAxis
 from transport_models import zero_rows
 from transport_models.plume import PlumeMet, PlumeOptions, footprint, plume_operator
-from transport_models.plume._kernels import vertical_layer_numpy, vertical_numpy
+from transport_models.plume._kernels import SWITCH_RATIO, vertical_layer_numpy, vertical_numpy
 
 R_DRY, G0, R_GAS = 287.05, 9.80665, 8.314462618
 
@@ -47,6 +47,14 @@ def test_layer_mean_equals_quadrature(za, zb, h, sz, zi):
     from transport_models.plume._kernels import _vertical_layer
 
     assert _vertical_layer(za, zb, h, sz, zi, hs) == pytest.approx(got, rel=1e-12, abs=1e-18)
+
+
+def test_layer_mean_is_continuous_at_the_branch_switch():
+    zi, hs = 800.0, 8000.0
+    for za, zb in [(0.0, 100.0), (200.0, 900.0), (50.0, np.inf)]:
+        lo = vertical_layer_numpy(za, zb, 10.0, SWITCH_RATIO * zi * (1 - 1e-12), zi, hs)
+        hi = vertical_layer_numpy(za, zb, 10.0, SWITCH_RATIO * zi * (1 + 1e-12), zi, hs)
+        np.testing.assert_allclose(lo, hi, rtol=1e-10)
 
 
 def test_thin_layer_tends_to_point_value():

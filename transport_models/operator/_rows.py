@@ -46,6 +46,12 @@ log = logging.getLogger(__name__)
 PRESSURE_WEIGHT_ATOL = 1e-4
 
 
+def warn(msg: str, stacklevel: int = 2) -> None:
+    """Log ``msg`` and raise it as a ``UserWarning`` (the caller decides what the user sees)."""
+    log.warning(msg)
+    warnings.warn(msg, UserWarning, stacklevel=stacklevel + 1)
+
+
 def _as_2d(name: str, a: np.ndarray, shape: tuple[int, ...] | None = None) -> np.ndarray:
     a = np.asarray(a, dtype=float)
     if a.ndim != 2 or (shape is not None and a.shape != shape):
@@ -398,9 +404,9 @@ def column_prior_term(
         raise KeyError(f"obs: column observations need variables {list(need)}; missing {missing}")
     ak, pw, xa = (np.asarray(obs[v].values[rows], float).reshape(rows.size, -1) for v in need)
     valid = np.isfinite(pw) & np.isfinite(ak) & np.isfinite(xa)
-    w = column_weights(ak, pw, valid)
-    term = np.where(valid, np.where(valid, pw, 0.0) * (1.0 - np.where(valid, ak, 0.0)), 0.0)
-    out[rows] = (term * np.where(valid, xa, 0.0)).sum(axis=1)
+    w = column_weights(ak, pw, valid)  # h_k a_k, checked; 0 on padded levels
+    h = np.where(valid, pw, 0.0)
+    out[rows] = (np.where(valid, (h - w) * xa, 0.0)).sum(axis=1)
     if background is not None:
         b = np.asarray(background, dtype=float)
         if b.ndim == 0:
@@ -420,7 +426,9 @@ def column_prior_term(
     return out
 
 
-def zero_rows(h: sp.sparray | np.ndarray, *, labels: np.ndarray | None = None) -> np.ndarray:
+def zero_rows(
+    h: sp.sparray | np.ndarray, *, labels: np.ndarray | None = None, warn_user: bool = True
+) -> np.ndarray:
     """Indices of the rows of ``h`` with no non-zero entry, with a warning when there are any.
 
     A row of zeros is an observation that sees none of the state (receptor above the mixing
@@ -433,6 +441,9 @@ def zero_rows(h: sp.sparray | np.ndarray, *, labels: np.ndarray | None = None) -
         (n_obs, n_state) operator.
     labels : numpy.ndarray of str, optional
         (n_obs,) labels (e.g. site names) quoted in the warning.
+    warn_user : bool
+        Log and warn when there are zero rows (False: only count, e.g. for diagnostics after
+        the plume operator has warned).
 
     Returns
     -------
@@ -446,13 +457,12 @@ def zero_rows(h: sp.sparray | np.ndarray, *, labels: np.ndarray | None = None) -
     else:
         nz = np.count_nonzero(np.asarray(h), axis=1)
     rows = np.flatnonzero(np.asarray(nz) == 0)
-    if rows.size:
+    if rows.size and warn_user:
         names = "" if labels is None else f" ({', '.join(map(str, np.asarray(labels)[rows[:5]]))})"
         msg = (
             f"{rows.size} of {h.shape[0]} observation row(s) have zero sensitivity to every "
             f"state element{names}: check the receptor heights against the mixing height, the "
             "wind direction and the time axis"
         )
-        log.warning(msg)
-        warnings.warn(msg, UserWarning, stacklevel=2)
+        warn(msg)
     return rows

@@ -37,7 +37,6 @@ given, 0 m is assumed with a warning. A sample below the ground is an error.
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +45,7 @@ import pandas as pd
 import pyproj
 import xarray as xr
 
-from ._rows import PRESSURE_WEIGHT_ATOL, column_weights, length_weights
+from ._rows import PRESSURE_WEIGHT_ATOL, column_weights, length_weights, warn
 
 __all__ = [
     "GRAVITY",
@@ -191,7 +190,9 @@ class ReceptorSamples:
                 "sample": self.sub,
                 "site": self.site[self.obs],
                 "weight": self.weight,
-                "id": [f"o{o}_s{s}" for o, s in zip(self.obs, self.sub, strict=True)],
+                "id": np.char.add(
+                    np.char.add("o", self.obs.astype(str)), np.char.add("_s", self.sub.astype(str))
+                ),
             }
         )
 
@@ -239,8 +240,7 @@ def _heights_agl(obs: xr.Dataset, var: str, rows: np.ndarray, opts: SamplingOpti
             f"altitude is known for {obs_labels(obs, rows[assumed])}; assumed 0 m asl (give "
             "the obs variable 'surface_altitude' [m asl] or the surface_altitude option)"
         )
-        log.warning(msg)
-        warnings.warn(msg, UserWarning, stacklevel=4)
+        warn(msg, stacklevel=4)
     z = np.where(asl, vals - np.where(np.isfinite(surf), surf, 0.0), vals)
     bad = np.flatnonzero(~np.isfinite(z) | (z < 0))
     if bad.size:
@@ -306,7 +306,10 @@ def _columns(
             f"pressure_weight and averaging_kernel: {obs_labels(obs, rows[empty])}"
         )
     site = obs["site"].values[rows] if "site" in obs else np.full(rows.size, "?")
-    names = np.array([f"obs {int(r)} (site {str(s)!r})" for r, s in zip(rows, site, strict=True)])
+    names = np.char.add(
+        np.char.add("obs ", rows.astype(str)),
+        np.char.add(" (site '", np.char.add(site.astype(str), "')")),
+    )
     w = column_weights(ak, pw, valid, atol=opts.pressure_weight_atol, names=names)
     nlev = p.shape[1]
     prev, nxt = _neighbour(valid, -1), _neighbour(valid, +1)
