@@ -26,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+import numba
 import numpy as np
 import xarray as xr
 
@@ -46,6 +47,17 @@ def levels(n: int) -> tuple[np.ndarray, np.ndarray]:
     p[-1] = 0.01 * P_S / (n - 1)  # the top level just above 0 hPa
     edges = np.concatenate([[P_S], 0.5 * (p[1:] + p[:-1]), [0.0]])
     return p, (edges[:-1] - edges[1:]) / P_S
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def sounding(grid: Grid, n: int, ak: str) -> xr.Dataset:
@@ -74,8 +86,8 @@ def main() -> None:
     ap.add_argument("--zi", type=float, default=1000.0, help="mixing height [m]")
     ap.add_argument("--ak", choices=("one", "sloped"), default="one", help="averaging kernel")
     args = ap.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, cores {os.cpu_count()}, "
-          f"load average at start {os.getloadavg()}")  # fmt: skip
+    print(f"machine: {cpu_model()}, cores {os.cpu_count()}, numba threads "
+          f"{numba.get_num_threads()}, load average at start {os.getloadavg()}")  # fmt: skip
     grid = Grid.local(-111.9, 40.75, nx=NX, ny=NY, resolution_m=RES)
     axis = TimeAxis.regular("2024-07-01", "2024-07-02", "1D")
     dist = np.arange(1, 26)
