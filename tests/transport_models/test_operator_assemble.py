@@ -12,7 +12,7 @@ import xarray as xr
 
 from inversion import Grid, StateVector, TimeAxis
 from transport_models.footprints import FootprintError, read_footprint, write_footprint
-from transport_models.operator import assemble_h, assemble_receptors, match_receptors
+from transport_models.operator import assemble_h, assemble_receptors, match_observations
 
 FIX = Path(__file__).parents[2] / ".." / "shared" / "fixtures"
 STILT = FIX / "stilt" / "pystilt_r_foot_201512100000_-112_40.5_5.nc"
@@ -30,7 +30,9 @@ def test_uniform_flux_equals_footprint_sum(fp):
         Grid.from_bounds("EPSG:4326", (-113, 39.5, -111, 41.5), 0.05),  # nests the 0.01° grid
     ):
         state = StateVector(grid, TimeAxis.regular("2015-12-09T12", "2015-12-10", "12h"))
-        h, rep = assemble_h([STILT], state, threshold=0.0)
+        op = assemble_h([STILT], state, threshold=0.0)
+        h, rep = op.H, op.assembly
+        assert op.complete.all() and op.combination is None
         flux = np.ones(state.size)  # 1 µmol m-2 s-1 everywhere
         np.testing.assert_allclose(h @ flux, total, rtol=1e-10)
         assert rep.dropped_threshold == 0 and rep.outside_domain < 1e-12 * total
@@ -117,7 +119,7 @@ def test_cache_reused_and_invalidated(tmp_path, fp, monkeypatch):
     assert not assemble_receptors(files, state, cache_dir=cache, threshold=1e-3).report.from_cache
 
 
-def test_match_obs_and_unmatched_receptor(tmp_path, fp):
+def test_match_towers_in_any_order_and_unmatched_receptor(tmp_path, fp):
     files = _many(tmp_path, fp, 3)
     state = StateVector(
         Grid.from_dataarray(read_footprint(files[0])),
@@ -127,23 +129,31 @@ def test_match_obs_and_unmatched_receptor(tmp_path, fp):
     obs = xr.Dataset(
         {
             "time": ("obs", t0 + np.array([2, 0, 1]) * np.timedelta64(1, "m")),
+            "kind": ("obs", ["tower"] * 3),
             "lat": ("obs", [40.5, 40.5, 40.5]),
             "lon": ("obs", [-112.0, -112.0, -112.0]),
+            "alt": ("obs", [5.0, 5.0, 5.0], {"reference": "agl"}),
         }
     )
-    h, _ = assemble_h(files, state, obs, threshold=0.0, time_tolerance="10s")
-    hr, _ = assemble_h(files, state, threshold=0.0)
-    np.testing.assert_allclose(h.toarray(), hr.toarray()[[2, 0, 1]])
-    with pytest.raises(FootprintError, match="match no observation"):
-        assemble_h(files, state, obs.isel(obs=[0, 1]), time_tolerance="10s")
-    op = assemble_receptors(files, state)
-    with pytest.raises(FootprintError, match="fp_002"):
-        match_receptors(op.receptors, obs.assign(lat=obs.lat + 0.5))
+    op = assemble_h(files, state, obs, threshold=0.0, time_tolerance="10s")
+    hr = assemble_h(files, state, threshold=0.0).H
+    np.testing.assert_allclose(op.H.toarray(), hr.toarray()[[2, 0, 1]])
+    # a receptor without observation (shorter period, removed site) is counted, not fatal
+    two = assemble_h(files, state, obs.isel(obs=[0, 1]), time_tolerance="10s", threshold=0.0)
+    assert two.report["receptors"]["unmatched"] == 1 and two.complete.all()
+    assert "fp_001" in two.report["receptors"]["unmatched_examples"][0]
+    np.testing.assert_allclose(two.H.toarray(), hr.toarray()[[2, 0]])
+    rec = assemble_receptors(files, state).receptors
+    m = match_observations(rec, obs.assign(lat=obs.lat + 0.5))
+    assert m.n_unmatched_receptors == 3 and not m.complete.any()
+    # an observation without footprint is reported for the caller to drop
     extra = xr.concat(
         [obs, obs.isel(obs=[0]).assign(time=obs.time[:1] + np.timedelta64(1, "h"))], "obs"
     )
-    with pytest.raises(FootprintError, match="matches 0 receptors"):
-        assemble_h(files, state, extra, time_tolerance="10s")
+    op = assemble_h(files, state, extra, time_tolerance="10s", threshold=0.0)
+    np.testing.assert_array_equal(op.complete, [True, True, True, False])
+    assert op.H.shape[0] == 3
+    assert op.report["observations"]["tower"]["reasons"]["no footprint receptor"] == 1
 
 
 def test_domain_not_covered(fp):
@@ -151,7 +161,7 @@ def test_domain_not_covered(fp):
     state = StateVector(big, TimeAxis.regular("2015-12-09", "2015-12-10", "1D"))
     with pytest.raises(FootprintError, match="uncovered"):
         assemble_h([STILT], state)
-    _, rep = assemble_h([STILT], state, max_uncovered_area_fraction=0.5, threshold=0.0)
+    rep = assemble_h([STILT], state, max_uncovered_area_fraction=0.5, threshold=0.0).assembly
     np.testing.assert_allclose(rep.max_uncovered_area_fraction, 1 / 3, rtol=1e-6)
     small = Grid.from_bounds("EPSG:4326", (-112.2, 40.3, -111.8, 40.7), 0.01)
     with pytest.raises(FootprintError, match="outside the inversion"):

@@ -96,6 +96,12 @@ def test_row_operator_errors():
         ipda_operator(idx, np.array([[np.nan, 1.0]]), np.ones((1, 2)), 2)
     with pytest.raises(ValueError, match="no samples"):
         lidar_chord_operator(np.array([0]), np.array([0]), np.array([1.0]), 2, 1)
+    with pytest.raises(ValueError, match="non-negative lengths"):
+        lidar_chord_operator(np.array([0, 0]), np.array([0, 1]), np.array([1.0, -0.5]), 1, 2)
+    with pytest.raises(ValueError, match="negative entries"):
+        ipda_operator(idx, np.array([[-0.5, 1.0]]), np.ones((1, 2)), 2)
+    with pytest.raises(ValueError, match="negative level weight"):
+        column_operator(idx, np.ones((1, 2)), np.array([[1.2, -0.2]]), 2)
 
 
 def test_background_blocks():

@@ -22,6 +22,17 @@ with the crosswind density ``C`` [m-1] and the vertical density ``G`` [m-1]:
   switch is continuous to rounding. Receptors above zi get ``G = 0`` (the plume is capped).
 
 Upwind points (``X <= 0``) contribute exactly 0.
+
+Column levels are layers, not points: a level representing the heights ``[za, zb]`` above
+ground (from its pressure interval) gets the pressure-weighted mean of ``G`` over the layer,
+
+    Ḡ = ∫_za^min(zb,zi) G(z) e^{-z/H} dz / ∫_za^zb e^{-z/H} dz            [m-1]
+
+(isothermal atmosphere of scale height ``H``: ``dp ∝ e^{-z/H} dz``), in closed form: each
+image term is a Gaussian times an exponential (an erf difference after completing the square),
+each Fourier term a cosine times an exponential. ``zb`` may be infinite (top level); the part
+of the layer above ``zi`` contributes 0 but stays in the denominator, so the level weights
+still sum over the full column.
 """
 
 from __future__ import annotations
@@ -40,6 +51,7 @@ __all__ = [
     "plume_rows_numpy",
     "vertical_fourier",
     "vertical_image",
+    "vertical_layer_numpy",
     "vertical_numpy",
 ]
 
@@ -90,6 +102,69 @@ def _vertical(z, h, sz, zi):
 
 
 @numba.njit(cache=True, inline="always")
+def _erf_diff(x1, x0):
+    # erf(x1) - erf(x0) for x1 >= x0 without cancellation in the tails
+    if x0 >= 0.0:
+        return math.erfc(x0) - math.erfc(x1)
+    if x1 <= 0.0:
+        return math.erfc(-x1) - math.erfc(-x0)
+    return math.erf(x1) - math.erf(x0)
+
+
+@numba.njit(cache=True, inline="always")
+def _image_layer(c, a, b, shift, q, e0, hs):
+    # ∫_a^b exp(-(z-c)²/2σ²) e^{-(z-a)/H} dz / (√(2π) σ), with shift = σ²/H, q = 1/(√2 σ),
+    # e0 = σ²/(2H²): completing the square moves the centre to c - σ²/H
+    cp = c - shift
+    return 0.5 * math.exp((a - c) / hs + e0) * _erf_diff((b - cp) * q, (a - cp) * q)
+
+
+@numba.njit(cache=True, inline="always")
+def _cos_exp(kappa, phi, a, b, hs):
+    # ∫_a^b e^{-(z-a)/H} cos(κ z + φ) dz
+    inv = 1.0 / hs
+    fb = math.exp(-(b - a) * inv) * (
+        kappa * math.sin(kappa * b + phi) - inv * math.cos(kappa * b + phi)
+    )
+    fa = kappa * math.sin(kappa * a + phi) - inv * math.cos(kappa * a + phi)
+    return (fb - fa) / (kappa * kappa + inv * inv)
+
+
+@numba.njit(cache=True)
+def _vertical_layer(za, zb, h, sz, zi, hs):
+    if za >= zi:
+        return 0.0
+    den = -hs * math.expm1(-(zb - za) / hs)
+    b = min(zb, zi)
+    r = sz / zi
+    if r <= SWITCH_RATIO:
+        shift = sz * sz / hs
+        q = 1.0 / (_SQRT2 * sz)
+        e0 = 0.5 * (sz / hs) ** 2
+        g = _image_layer(h, za, b, shift, q, e0, hs) + _image_layer(-h, za, b, shift, q, e0, hs)
+        for n in range(1, N_TERMS + 1):
+            s = 2.0 * n * zi
+            t = (
+                _image_layer(h + s, za, b, shift, q, e0, hs)
+                + _image_layer(-h + s, za, b, shift, q, e0, hs)
+                + _image_layer(h - s, za, b, shift, q, e0, hs)
+                + _image_layer(-h - s, za, b, shift, q, e0, hs)
+            )
+            g += t
+            if t <= 1e-18 * g:
+                break
+        return g / den
+    g = -hs * math.expm1(-(b - za) / hs)
+    for k in range(1, N_TERMS + 1):
+        e = math.exp(-0.5 * (math.pi * k * r) ** 2)
+        kap = math.pi * k / zi
+        g += e * (_cos_exp(kap, -kap * h, za, b, hs) + _cos_exp(kap, kap * h, za, b, hs))
+        if e <= 1e-18:
+            break
+    return g / (zi * den)
+
+
+@numba.njit(cache=True, inline="always")
 def _Phi(t):
     return 0.5 * math.erfc(-t / _SQRT2)
 
@@ -116,14 +191,18 @@ def _crosswind(Y, s, wa, wb):
 
 @numba.njit(parallel=True, cache=True)
 def plume_rows_numba(
-    px, py, pz, pw, ptr, ux, uy, speed, zi, cls, scale, sx, sy, sarea, sa, sb, nsub, cy, cz, h
-):
+    px, py, pz, pza, pzb, phs, pw, ptr, ux, uy, speed, zi, cls, scale, sx, sy, sarea, sa, sb,
+    nsub, cy, cz, h,
+):  # fmt: skip
     """Footprint rows for receptors × cells (numba, parallel over rows).
 
     Parameters
     ----------
     px, py, pz, pw : (n_point,) float64
         Receptor sample points: frame coordinates [m], height above ground [m], weight [1].
+    pza, pzb, phs : (n_point,) float64
+        Layer samples (column levels): bottom and top height above ground [m] (``pzb`` may be
+        inf) and scale height [m]; a point sample has ``pzb > pza`` False (e.g. NaN).
     ptr : (n_row + 1,) int64
         Points of row ``i`` are ``ptr[i]:ptr[i+1]`` (row = weighted sum of its points).
     ux, uy, speed, zi, scale : (n_row,) float64
@@ -160,8 +239,12 @@ def plume_rows_numba(
             xr = px[p]
             yr = py[p]
             zr = pz[p]
+            za = pza[p]
+            zb = pzb[p]
+            hsp = phs[p]
+            layer = zb > za
             wp = pw[p] * f
-            if zr > z_i or wp == 0.0:
+            if wp == 0.0 or (layer and za >= z_i) or (not layer and zr > z_i):
                 continue
             for s in range(nsrc):
                 dx = xr - sx[s]
@@ -170,7 +253,11 @@ def plume_rows_numba(
                 if X <= 0.0:
                     continue
                 Y = -dx * ey + dy * ex
-                g = _vertical(zr, h, _sigma(X, az, bz, qz), z_i)
+                sz = _sigma(X, az, bz, qz)
+                if layer:
+                    g = _vertical_layer(za, zb, h, sz, z_i, hsp)
+                else:
+                    g = _vertical(zr, h, sz, z_i)
                 if g == 0.0:
                     continue
                 c = _crosswind(Y, _sigma(X, ay, by, qy), sa[s] * abs(ey), sb[s] * abs(ex))
@@ -206,6 +293,47 @@ def vertical_numpy(z, h, sz, zi):
     return np.where(z > zi, 0.0, g)
 
 
+def _erf_diff_np(x1, x0):
+    pos, neg = x0 >= 0, x1 <= 0
+    mid = special.erf(x1) - special.erf(x0)
+    hi = special.erfc(np.where(pos, x0, 0)) - special.erfc(np.where(pos, x1, 0))
+    lo = special.erfc(-np.where(neg, x1, 0)) - special.erfc(-np.where(neg, x0, 0))
+    return np.where(pos, hi, np.where(neg, lo, mid))
+
+
+def vertical_layer_numpy(za, zb, h, sz, zi, hs, n_terms: int = N_TERMS):
+    """Pressure-weighted layer mean of the vertical density Ḡ [m-1] (numpy; see the module).
+
+    ``za < zb`` are heights above ground [m] (``zb`` may be inf), ``hs`` the scale height [m].
+    """
+    za, zb, h, sz, zi, hs = np.broadcast_arrays(
+        *(np.asarray(v, dtype=float) for v in (za, zb, h, sz, zi, hs))
+    )
+    b = np.minimum(zb, zi)
+    den = -hs * np.expm1(-(zb - za) / hs)
+    n = np.arange(-n_terms, n_terms + 1).reshape((-1,) + (1,) * za.ndim)
+    shift, q, e0 = sz**2 / hs, 1.0 / (_SQRT2 * sz), 0.5 * (sz / hs) ** 2
+    img = 0.0
+    for sign in (1.0, -1.0):
+        c = sign * h + 2.0 * n * zi
+        cp = c - shift
+        diff = _erf_diff_np((b - cp) * q, (za - cp) * q)
+        img = img + (0.5 * np.exp((za - c) / hs + e0) * diff).sum(axis=0)
+    k = np.arange(1, n_terms + 1).reshape((-1,) + (1,) * za.ndim)
+    e = np.exp(-0.5 * (np.pi * k * sz / zi) ** 2)
+    kap = np.pi * k / zi
+
+    def cos_exp(phi):
+        inv = 1.0 / hs
+        fb = np.exp(-(b - za) * inv) * (kap * np.sin(kap * b + phi) - inv * np.cos(kap * b + phi))
+        fa = kap * np.sin(kap * za + phi) - inv * np.cos(kap * za + phi)
+        return (fb - fa) / (kap**2 + inv**2)
+
+    four = -hs * np.expm1(-(b - za) / hs) + (e * (cos_exp(-kap * h) + cos_exp(kap * h))).sum(0)
+    g = np.where(sz / zi <= SWITCH_RATIO, img, four / zi) / den
+    return np.where(za >= zi, 0.0, g)
+
+
 def _Phi_np(t):
     return 0.5 * special.erfc(-t / _SQRT2)
 
@@ -230,8 +358,9 @@ def crosswind_numpy(Y, s, wa, wb):
 
 
 def plume_rows_numpy(
-    px, py, pz, pw, ptr, ux, uy, speed, zi, cls, scale, sx, sy, sarea, sa, sb, nsub, cy, cz, h
-):
+    px, py, pz, pza, pzb, phs, pw, ptr, ux, uy, speed, zi, cls, scale, sx, sy, sarea, sa, sb,
+    nsub, cy, cz, h,
+):  # fmt: skip
     """Pure-numpy twin of :func:`plume_rows_numba` (same arguments and result).
 
     Vectorised over (points × sub-sources); memory grows as their product, so callers chunk.
@@ -249,7 +378,17 @@ def plume_rows_numpy(
     sig_y = cy[k, 0] * Xs * (1.0 + cy[k, 1] * Xs) ** cy[k, 2]
     sig_z = cz[k, 0] * Xs * (1.0 + cz[k, 1] * Xs) ** cz[k, 2]
     zr = pz[:, None]
-    g = vertical_numpy(zr, h, sig_z, zi[row][:, None])
+    zir = zi[row][:, None]
+    layer = (pzb > pza)[:, None]
+    # point samples: dummy layer arguments (masked below)
+    za = np.where(layer, pza[:, None], 0.0)
+    zb = np.where(layer, pzb[:, None], 1.0)
+    hs = np.where(layer, phs[:, None], 8000.0)
+    g = np.where(
+        layer,
+        vertical_layer_numpy(za, zb, h, sig_z, zir, hs),
+        vertical_numpy(np.where(layer, 0.0, zr), h, sig_z, zir),
+    )
     c = crosswind_numpy(Y, sig_y, sa[None, :] * np.abs(ey), sb[None, :] * np.abs(ex))
     w = (pw * scale[row] / speed[row])[:, None]
     val = np.where(down, w * sarea[None, :] * c * g, 0.0)

@@ -13,6 +13,8 @@ import xarray as xr
 
 from inversion.grid import Grid
 from inversion.state import StateVector, TimeAxis
+from transport_models.operator._rows import zero_rows
+from transport_models.operator._sampling import SamplingOptions
 
 from . import _kernels
 from ._dispersion import dispersion_coefficients
@@ -46,8 +48,11 @@ class PlumeOptions:
         cell); 1 = one source per cell.
     release_height : float
         Source height h [m above ground], 0 for surface emitters; must be below every zi.
-    surface_altitude : float
-        Flat-terrain ground altitude [m asl] subtracted from heights referenced "asl".
+    surface_altitude : float, optional
+        Flat-terrain ground altitude [m asl] subtracted from heights referenced "asl" (lidar
+        end points), where the ObservationSet has no per-observation ``surface_altitude``
+        variable [m asl]. None: 0 m asl, with a warning when an asl height needs it. A
+        receptor below the ground is an error.
     chord_step : float
         Lidar chord sample spacing as a fraction of the grid cell size.
     min_chord_points : int
@@ -57,7 +62,7 @@ class PlumeOptions:
     cell_model: str = "point"
     subcell: int = 1
     release_height: float = 0.0
-    surface_altitude: float = 0.0
+    surface_altitude: float | None = None
     chord_step: float = 0.25
     min_chord_points: int = 5
 
@@ -104,16 +109,12 @@ def _rows(
             f"is not above the release height {h} m"
         )
     frame = MetricFrame(grid)
-    rec = build_receptors(
-        obs,
-        grid,
-        frame,
-        time,
-        met,
+    sampling = SamplingOptions(
         surface_altitude=options.surface_altitude,
-        chord_step=options.chord_step,
+        chord_spacing=options.chord_step * frame.spacing,
         min_chord_points=options.min_chord_points,
     )
+    rec = build_receptors(obs, grid, frame, time, met, sampling)
     src = frame.sources(options.subcell, options.cell_model == "area")
     nsub = int(options.subcell) ** 2
     bearing = np.radians(met.wind_direction + 180.0 + frame.north_bearing)
@@ -145,6 +146,9 @@ def _rows(
                 rec.x[p0:p1],
                 rec.y[p0:p1],
                 rec.z[p0:p1],
+                rec.za[p0:p1],
+                rec.zb[p0:p1],
+                rec.hs[p0:p1],
                 rec.w[p0:p1],
                 rec.ptr[a : b + 1] - p0,
                 ux_h[hr],
@@ -171,6 +175,11 @@ def _rows(
             yield slice(a, b), block
 
     return rec, blocks()
+
+
+def _row_labels(obs: xr.Dataset) -> np.ndarray:
+    site = obs["site"].values.astype(str) if "site" in obs else np.full(obs.sizes["obs"], "?")
+    return np.char.add(np.char.add(site, " @ "), np.datetime_as_string(obs["time"].values, "m"))
 
 
 def plume_operator(
@@ -200,12 +209,21 @@ def plume_operator(
     (steady state within the hour, meteorology of the hour containing t); all other time bins
     of its row are 0. The same footprint appears for every sector (surface emitters).
 
+    Receptors: the samples of :func:`transport_models.sample_receptors` (towers one point,
+    lidar chords and range segments points along the beam, heights above sea level converted
+    to above ground with the surface altitude); a column row integrates the plume over each
+    level's pressure interval, from the sounding's surface pressure to the top of the
+    atmosphere, weighted by ``pressure_weight · averaging_kernel``. Rows with zero
+    sensitivity to every cell (receptor above the mixing layer, upwind of the city) are
+    counted and warned about (:func:`transport_models.zero_rows` gives them).
+
     Parameters
     ----------
     obs : xarray.Dataset
         ObservationSet (dim ``"obs"``): ``time``, ``kind``, ``site``, ``lat``, ``lon``, ``alt``
         [m], plus ``pressure`` [hPa], ``pressure_weight``, ``averaging_kernel`` (obs, level)
-        for columns and ``lat0, lon0, alt0, lat1, lon1, alt1`` for lidar chords/segments.
+        and optionally ``surface_pressure`` [hPa] for columns, ``lat0, lon0, alt0, lat1, lon1,
+        alt1`` for lidar chords/segments, optionally ``surface_altitude`` [m asl].
     grid : inversion.Grid
         Inversion grid. Geographic grids are handled in a local azimuthal-equidistant frame
         centred on the grid.
@@ -271,6 +289,7 @@ def plume_operator(
         shape=(rec.n_obs, n_sector * nt * ncell),
     )
     H.sort_indices()
+    zero_rows(H, labels=_row_labels(obs))
     logger.info(
         "plume operator: %d obs x %d flux columns, %d non-zeros (%d receptor points)",
         H.shape[0],
@@ -307,6 +326,7 @@ def footprint(
     out = np.zeros((rec.n_obs, grid.size))
     for sl, block in blocks:
         out[sl] = block
+    zero_rows(out, labels=_row_labels(obs))
     coords = dict(grid.coords())
     coords["state_bin"] = ("obs", rec.state_bin)
     for name in ("time", "site", "kind"):

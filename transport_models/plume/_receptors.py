@@ -1,23 +1,11 @@
-"""Receptors of the plume model from an ObservationSet (xarray.Dataset with dim "obs").
+"""Receptors of the plume model: the receptor samples of an ObservationSet in the metric frame.
 
-Every observation becomes a weighted set of receptor points (frame x, y [m], height z [m above
-ground], weight); its footprint is the weighted sum of the point footprints.
-
-* ``tower``: one point at (lon, lat) and the inlet height ``alt``.
-* ``column``: one point per valid level at (lon, lat) (a vertical column, no slant), weight
-  ``pressure_weight · averaging_kernel``; level heights from pressure by the isothermal
-  barometric relation ``z_k = H ln(p_s / p_k)`` with scale height ``H = R_d T / g``
-  (T = surface temperature of the met hour, R_d = 287.05 J kg-1 K-1, g = 9.80665 m s-2) and
-  ``p_s`` the largest pressure of the sounding's levels (its surface level). Levels padded with
-  NaN are skipped; levels above the mixing layer get 0 from the plume's lid.
-* ``lidar_path`` and ``lidar_profile`` (one observation per range segment): a straight chord
-  between (lon0, lat0, alt0) and (lon1, lat1, alt1), sampled by the midpoint rule at ``n``
-  equally spaced points of weight 1/n, ``n = max(min_points, ceil(L / (step · spacing)))`` where
-  L is the 3-D chord length [m] and ``spacing`` the grid cell size [m].
-
-Heights referenced above sea level (``reference = "asl"`` on the variable, or a per-observation
-``alt_reference``, or on ``alt``) are converted to above ground by subtracting a flat-terrain
-``surface_altitude`` [m asl].
+The samples come from :func:`transport_models.sample_receptors`, the one sampling design shared
+with footprint matching (towers one point, columns their levels, lidar chords and range
+segments points along the beam; heights above ground from the surface altitude). Here they are
+placed in the plume's metric frame; column levels become layers ``[za, zb]`` above ground
+(``z = H ln(p_s / p)`` of their pressure interval, ``H = R_d T / g`` with the met hour's surface
+temperature) over which the kernel integrates the plume (:mod:`._kernels`).
 """
 
 from __future__ import annotations
@@ -29,16 +17,12 @@ import xarray as xr
 
 from inversion.grid import Grid
 from inversion.state import TimeAxis
+from transport_models.operator._sampling import SamplingOptions, obs_labels, sample_receptors
 
 from ._frame import MetricFrame
 from ._met import PlumeMet
 
 __all__ = ["ReceptorPoints", "build_receptors"]
-
-R_DRY = 287.05  # J kg-1 K-1
-GRAVITY = 9.80665  # m s-2
-KINDS = ("tower", "column", "lidar_path", "lidar_profile")
-_CHORD_KINDS = ("lidar_path", "lidar_profile")
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,6 +32,9 @@ class ReceptorPoints:
     x: np.ndarray  # (n_point,) [m]
     y: np.ndarray  # (n_point,) [m]
     z: np.ndarray  # (n_point,) [m above ground]
+    za: np.ndarray  # (n_point,) layer bottom [m above ground]; NaN for points
+    zb: np.ndarray  # (n_point,) layer top [m above ground], may be inf; NaN for points
+    hs: np.ndarray  # (n_point,) scale height of layers [m]; NaN for points
     w: np.ndarray  # (n_point,) [1]
     ptr: np.ndarray  # (n_obs + 1,)
     state_bin: np.ndarray  # (n_obs,) index into the TimeAxis
@@ -59,73 +46,22 @@ class ReceptorPoints:
         return int(self.ptr.size - 1)
 
 
-def _labels(obs: xr.Dataset, rows: np.ndarray, limit: int = 3) -> str:
-    site = obs["site"].values if "site" in obs else np.full(obs.sizes["obs"], "?")
-    kind = obs["kind"].values
-    items = [f"obs {int(i)} (site {str(site[i])!r}, kind {str(kind[i])!r})" for i in rows[:limit]]
-    more = f" and {rows.size - limit} more" if rows.size > limit else ""
-    return ", ".join(items) + more
-
-
-def _need(obs: xr.Dataset, names: tuple[str, ...], kind: str) -> None:
-    missing = [v for v in names if v not in obs]
-    if missing:
-        raise KeyError(
-            f"obs: observations of kind {kind!r} need variables {list(names)}; missing {missing}"
-        )
-
-
-def _agl(obs: xr.Dataset, var: str, rows: np.ndarray, surface_altitude: float) -> np.ndarray:
-    """Heights of ``obs[var][rows]`` above ground [m]."""
-    vals = np.asarray(obs[var].values[rows], dtype=float)
-    ref = obs[var].attrs.get("reference")
-    if ref is None and "alt_reference" in obs:
-        refs = obs["alt_reference"].values[rows].astype(str)
-    else:
-        refs = np.full(rows.size, ref or obs["alt"].attrs.get("reference", "agl"))
-    return np.where(np.char.lower(refs.astype(str)) == "asl", vals - surface_altitude, vals)
-
-
-def _check_inside(obs: xr.Dataset, grid: Grid, rows, lon, lat, what: str) -> None:
-    iy, _ = grid.index_lonlat(lon, lat)
-    bad = np.flatnonzero((iy < 0) | ~np.isfinite(lon) | ~np.isfinite(lat))
-    if bad.size:
-        raise ValueError(
-            f"obs: {bad.size} receptor(s) lie outside the grid ({what}): "
-            f"{_labels(obs, rows[bad])}; grid bounds {grid.bounds} in {grid.crs.name!r}. "
-            "Drop them or enlarge the grid"
-        )
-
-
-def _check_heights(obs: xr.Dataset, rows, z, what: str) -> None:
-    bad = np.flatnonzero(~np.isfinite(z) | (z < 0))
-    if bad.size:
-        raise ValueError(
-            f"obs: {bad.size} receptor(s) have a height ({what}) below ground or not finite: "
-            f"{_labels(obs, rows[bad])}; found {z[bad][:3]} m above ground (check the "
-            "alt reference and surface_altitude)"
-        )
-
-
 def build_receptors(
     obs: xr.Dataset,
     grid: Grid,
     frame: MetricFrame,
     time: TimeAxis,
     met: PlumeMet,
-    *,
-    surface_altitude: float = 0.0,
-    chord_step: float = 0.25,
-    min_chord_points: int = 5,
+    options: SamplingOptions,
 ) -> ReceptorPoints:
-    """Turn an ObservationSet into weighted receptor points (see the module docstring).
+    """Receptor samples of ``obs`` in the plume frame, with their state bin and met hour.
 
     Raises
     ------
     ValueError
-        Empty set, unknown kind, time outside the state axis or the met hours, receptor outside
-        the grid, height below ground, zero-length chord, column without a valid level; the
-        message names the receptors (obs index, site, kind).
+        Empty set, time outside the state axis or the met hours, sample outside the grid, and
+        everything :func:`transport_models.sample_receptors` refuses; the message names the
+        observations (index, site, kind).
     KeyError
         A variable needed by a kind is missing.
     """
@@ -133,21 +69,15 @@ def build_receptors(
         raise ValueError(
             "obs: the receptor set is empty (no 'obs' entries); nothing to compute a footprint for"
         )
-    _need(obs, ("time", "kind", "lat", "lon", "alt"), "any")
-    n = obs.sizes["obs"]
-    kind = obs["kind"].values.astype(str)
-    bad = np.flatnonzero(~np.isin(kind, KINDS))
-    if bad.size:
-        raise ValueError(
-            f"obs: unknown kind {kind[bad[0]]!r} for {_labels(obs, bad)}; expected one of {KINDS}"
-        )
+    if "time" not in obs:
+        raise KeyError("obs: variable 'time' is missing")
     times = obs["time"].values
     state_bin = time.index(times)
     bad = np.flatnonzero(state_bin < 0)
     if bad.size:
         raise ValueError(
             f"obs: {bad.size} observation time(s) outside the state time axis "
-            f"[{time.edges[0]}, {time.edges[-1]}): {_labels(obs, bad)} at {times[bad][:3]}; "
+            f"[{time.edges[0]}, {time.edges[-1]}): {obs_labels(obs, bad)} at {times[bad][:3]}; "
             "select the observations of the inversion period first"
         )
     hour = met.hour_index(times)
@@ -155,88 +85,36 @@ def build_receptors(
     if bad.size:
         raise ValueError(
             f"met: no hourly record covers the hour of {bad.size} observation(s): "
-            f"{_labels(obs, bad)} at {times[bad][:3]}; met hours span "
+            f"{obs_labels(obs, bad)} at {times[bad][:3]}; met hours span "
             f"[{met.times[0]}, {met.times[-1]} + 1 h); supply met for these hours"
         )
-
-    parts: list[tuple[np.ndarray, ...]] = []  # (obs index, x, y, z, w)
-
-    rows = np.flatnonzero(kind == "tower")
-    if rows.size:
-        lon, lat = obs["lon"].values[rows], obs["lat"].values[rows]
-        _check_inside(obs, grid, rows, lon, lat, "tower lon/lat")
-        z = _agl(obs, "alt", rows, surface_altitude)
-        _check_heights(obs, rows, z, "alt")
-        x, y = frame.from_lonlat(lon, lat)
-        parts.append((rows, x, y, z, np.ones(rows.size)))
-
-    rows = np.flatnonzero(kind == "column")
-    if rows.size:
-        _need(obs, ("pressure", "pressure_weight", "averaging_kernel"), "column")
-        lon, lat = obs["lon"].values[rows], obs["lat"].values[rows]
-        _check_inside(obs, grid, rows, lon, lat, "column lon/lat")
-        p = np.asarray(obs["pressure"].values[rows], dtype=float).reshape(rows.size, -1)
-        pw = np.asarray(obs["pressure_weight"].values[rows], dtype=float).reshape(p.shape)
-        ak = np.asarray(obs["averaging_kernel"].values[rows], dtype=float).reshape(p.shape)
-        valid = np.isfinite(p) & (p > 0) & np.isfinite(pw) & np.isfinite(ak)
-        empty = np.flatnonzero(~valid.any(axis=1))
-        if empty.size:
-            raise ValueError(
-                f"obs: {empty.size} column(s) have no level with finite positive pressure, "
-                f"pressure_weight and averaging_kernel: {_labels(obs, rows[empty])}"
-            )
-        p_s = np.max(np.where(valid, p, -np.inf), axis=1, keepdims=True)
-        scale_h = (R_DRY * met.temperature[hour[rows]] / GRAVITY)[:, None]
-        zk = scale_h * np.log(p_s / np.where(valid, p, p_s))
-        x, y = frame.from_lonlat(lon, lat)
-        r, _ = np.nonzero(valid)
-        parts.append((rows[r], x[r], y[r], zk[valid], (pw * ak)[valid]))
-
-    rows = np.flatnonzero(np.isin(kind, _CHORD_KINDS))
-    if rows.size:
-        names = ("lat0", "lon0", "alt0", "lat1", "lon1", "alt1")
-        _need(obs, names, "lidar_path/lidar_profile")
-        ends = []
-        for e in "01":
-            lon, lat = obs[f"lon{e}"].values[rows], obs[f"lat{e}"].values[rows]
-            _check_inside(obs, grid, rows, lon, lat, f"chord end point lon{e}/lat{e}")
-            z = _agl(obs, f"alt{e}", rows, surface_altitude)
-            _check_heights(obs, rows, z, f"alt{e}")
-            ends.append((*frame.from_lonlat(lon, lat), z))
-        (x0, y0, z0), (x1, y1, z1) = ends
-        length = np.sqrt((x1 - x0) ** 2 + (y1 - y0) ** 2 + (z1 - z0) ** 2)
-        bad = np.flatnonzero(~(length > 1e-3))
-        if bad.size:
-            raise ValueError(
-                f"obs: {bad.size} lidar chord(s) have zero length (identical end points): "
-                f"{_labels(obs, rows[bad])}; a path needs two distinct end points"
-            )
-        npts = np.maximum(
-            int(min_chord_points), np.ceil(length / (chord_step * frame.spacing)).astype(int)
+    s = sample_receptors(obs, options, temperature=met.temperature[hour])
+    iy, _ = grid.index_lonlat(s.lon, s.lat)
+    bad = np.unique(s.obs[(iy < 0) | ~np.isfinite(s.lon) | ~np.isfinite(s.lat)])
+    if bad.size:
+        raise ValueError(
+            f"obs: {bad.size} observation(s) have receptor samples outside the grid: "
+            f"{obs_labels(obs, bad)}; grid bounds {grid.bounds} in {grid.crs.name!r}. "
+            "Drop them or enlarge the grid"
         )
-        r = np.repeat(np.arange(rows.size), npts)
-        start = np.cumsum(npts) - npts
-        frac = (np.arange(r.size) - start[r] + 0.5) / npts[r]
-        parts.append(
-            (
-                rows[r],
-                x0[r] + frac * (x1 - x0)[r],
-                y0[r] + frac * (y1 - y0)[r],
-                z0[r] + frac * (z1 - z0)[r],
-                1.0 / npts[r],
-            )
-        )
+    x, y = frame.from_lonlat(s.lon, s.lat)
+    layer = np.isfinite(s.p_bottom)
+    with np.errstate(divide="ignore"):
+        za = np.where(layer, s.scale_height * np.log(s.p_surface / s.p_bottom), np.nan)
+        zb = np.where(layer, s.scale_height * np.log(s.p_surface / s.p_top), np.nan)
 
-    idx, x, y, z, w = (np.concatenate(c) for c in zip(*parts, strict=True))
-    order = np.argsort(idx, kind="stable")
-    counts = np.bincount(idx, minlength=n)
-    ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    def c(a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(a, dtype=float)
+
     return ReceptorPoints(
-        x=np.ascontiguousarray(x[order], dtype=float),
-        y=np.ascontiguousarray(y[order], dtype=float),
-        z=np.ascontiguousarray(z[order], dtype=float),
-        w=np.ascontiguousarray(w[order], dtype=float),
-        ptr=ptr,
+        x=c(x),
+        y=c(y),
+        z=c(s.height),
+        za=c(np.maximum(za, 0.0) if layer.any() else za),
+        zb=c(zb),
+        hs=c(np.where(layer, s.scale_height, np.nan)),
+        w=c(s.weight),
+        ptr=s.ptr,
         state_bin=state_bin.astype(np.int64),
         hour=hour.astype(np.int64),
     )
