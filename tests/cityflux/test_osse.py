@@ -110,7 +110,11 @@ def test_osse_draw_equals_a_direct_solve(make_small_config):
         ("synthetic.truth.prior_error_scale=2", 0.85, (1.05, 1.5)),
         ("synthetic.truth.mismatch_scale=2", 0.9, (3.0, 5.0)),
         ("synthetic.truth.site_bias_ppm={T01: 1.0}", 0.9, (0.9, 1.2)),
-        ("synthetic.truth.transport={wind_direction_std_deg: 20}", 0.99, (1.3, 3.0)),
+        (
+            "synthetic.truth.transport={wind_direction_std_deg: 45, wind_speed_rel_std: 0.4}",
+            0.85,
+            (1.8, 4.0),
+        ),
     ],
 )
 def test_osse_shows_what_misspecification_does(make_small_config, override, max_cov95, chi2_range):
