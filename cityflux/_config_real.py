@@ -6,6 +6,7 @@ temporal profiles and point sources of the prior. See :mod:`cityflux.config` for
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,11 +17,13 @@ from cityflux._config_base import Section, resolve_path
 
 __all__ = [
     "BackgroundConfig",
+    "BoundaryConfig",
     "MetConfig",
     "ObservationErrorsConfig",
     "OffsetConfig",
     "PointSourcesConfig",
     "RegionsConfig",
+    "SamplingConfig",
     "TemporalConfig",
 ]
 
@@ -192,3 +195,49 @@ class PointSourcesConfig(Section):
     @classmethod
     def _resolve(cls, value: Any, info: ValidationInfo) -> Path:
         return resolve_path(value, info)
+
+
+class SamplingConfig(Section):
+    """How observations are sampled by receptors (``transport_models.SamplingOptions``).
+
+    The same settings write the receptor table (``cityflux receptors``) and match footprints to
+    observations, so they must not change in between. ``chord_spacing_m`` [m]: largest spacing
+    of the samples along a lidar chord or range segment, at least ``min_chord_points`` per
+    chord; ``temperature_k`` [K]: temperature of the scale height that places column levels.
+    """
+
+    chord_spacing_m: float = Field(default=250.0, gt=0.0, description="[m]")
+    min_chord_points: int = Field(default=5, ge=1)
+    temperature_k: float = Field(default=288.15, gt=150.0, lt=350.0, description="[K]")
+
+
+class BoundaryConfig(Section):
+    """Lateral boundary inflow solved for in the state (footprint transport only).
+
+    The footprint files' particle-location sensitivities (NAME ``particle_locations_{n,e,s,w}``)
+    give, per receptor, the fraction of particles leaving through each side of the domain in
+    each height band and time window; the state gets one curtain mole fraction per (side,
+    band, window) [ppm, relative to the background removed from the observations], prior mean
+    0 and prior std ``std_ppm``. ``bands_m``: increasing band edges [m] (one band when empty);
+    ``window``: time window of the curtains (pandas offset).
+    """
+
+    bands_m: tuple[float, ...] = ()
+    window: str = "1D"
+    std_ppm: float = Field(default=1.0, gt=0.0, description="[ppm]")
+
+    @field_validator("bands_m")
+    @classmethod
+    def _increasing(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if value and (len(value) < 2 or any(b <= a for a, b in itertools.pairwise(value))):
+            raise ValueError(f"bands_m must be at least two increasing edges [m], found {value}")
+        return value
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        try:
+            pd.Timedelta(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"could not parse {value!r} as a window; use e.g. '1D'") from None
+        return value

@@ -279,25 +279,33 @@ def build_case(
 
     with timings.stage("observations"):
         obs = stages.remove_background(inputs.obs, cfg.background)
-    with timings.stage("prior"):
-        groups = stages.offset_labels(obs, cfg.background.offsets)
-        extra = {} if groups is None else {stages.OFFSET_BLOCK: sorted(set(groups))}
-        flux = inputs.prior_flux
-        state = StateVector(
-            grid, tax, [str(s) for s in flux["sector"].values], extra=extra,
-            extra_units={stages.OFFSET_BLOCK: "ppm"},
-        )  # fmt: skip
-        std = stages.prior_std(flux, cfg.prior, cfg.inversion)
-        B = stages.prior_covariance(std, state, cfg.inversion, cfg.background.offsets.std_ppm)
-        x_prior = state.flatten(flux)
+    sectors = [str(s) for s in inputs.prior_flux["sector"].values]
 
     progress(f"transport ({cfg.transport.model}): H for {obs.sizes['obs']} observations")
     with timings.stage("transport"):
-        if cfg.transport.model == "plume":
-            H, transport_report = stages.plume_flux_operator(obs, state, cfg.transport, inputs.met)
-        else:
-            H, transport_report = stages.footprint_operator(obs, state, cfg.transport)
-        H = stages.with_offsets(H, state, groups)
+        tr = stages.transport_operator(
+            obs, StateVector(grid, tax, sectors), cfg.transport, inputs.met
+        )
+        obs = stages.drop_without_transport(obs, tr.keep, tr.report)
+
+    with timings.stage("prior"):
+        groups = stages.offset_labels(obs, cfg.background.offsets)
+        extra: dict[str, list[str]] = {}
+        if groups is not None:
+            extra[stages.OFFSET_BLOCK] = sorted(set(groups))
+        if tr.boundary_labels:
+            extra[stages.BOUNDARY_BLOCK] = list(tr.boundary_labels)
+        state = StateVector(
+            grid, tax, sectors, extra=extra,
+            extra_units={k: "ppm" for k in extra},
+        )  # fmt: skip
+        std = stages.prior_std(inputs.prior_flux, cfg.prior, cfg.inversion)
+        extra_std = {stages.OFFSET_BLOCK: cfg.background.offsets.std_ppm}
+        if cfg.transport.boundary is not None:
+            extra_std[stages.BOUNDARY_BLOCK] = cfg.transport.boundary.std_ppm
+        B = stages.prior_covariance(std, state, cfg.inversion, extra_std)
+        x_prior = state.flatten(inputs.prior_flux)
+        H = stages.full_operator(tr, state, groups)
 
     with timings.stage("observations"):
         R = stages.observation_covariance(obs, cfg.observation_errors)
@@ -308,7 +316,7 @@ def build_case(
         "qc": stages.qc_summary(obs),
         "error_budget": stages.error_budget(obs),
         "background_method": obs.attrs.get("background_method", cfg.background.method),
-        "transport": transport_report,
+        "transport": tr.report,
         "prior": inputs.prior_info,
     }
     return Case(

@@ -42,17 +42,20 @@ from cityflux._config_base import Section as _Section
 from cityflux._config_base import resolve_path as _resolve_path
 from cityflux._config_real import (
     BackgroundConfig,
+    BoundaryConfig,
     MetConfig,
     ObservationErrorsConfig,
     OffsetConfig,
     PointSourcesConfig,
     RegionsConfig,
+    SamplingConfig,
     TemporalConfig,
 )
 from cityflux._config_synthetic import SyntheticConfig, TransportPerturbationConfig, TruthConfig
 
 __all__ = [
     "BackgroundConfig",
+    "BoundaryConfig",
     "CityfluxConfig",
     "ConfigError",
     "DomainConfig",
@@ -66,6 +69,7 @@ __all__ = [
     "PointSourcesConfig",
     "PriorConfig",
     "RegionsConfig",
+    "SamplingConfig",
     "SyntheticConfig",
     "TemporalConfig",
     "TransportConfig",
@@ -251,8 +255,14 @@ class TransportConfig(_Section):
     Plume: ``met`` (see :class:`MetConfig`), ``dispersion``, ``cell_model`` and ``subcell``
     (``transport_models.PlumeOptions``). Footprints: ``footprints`` is a folder (files matching
     ``footprint_pattern``), a glob or a file; ``threshold`` [ppm per (µmol m-2 s-1)] drops small
-    entries (the dropped mass is reported); ``cache_dir`` caches the assembled H;
-    receptors match observations within ``time_tolerance`` and ``position_tolerance`` [deg].
+    entries (the dropped mass is reported); ``cache_dir`` caches the assembled H; footprint
+    receptors match the samples of the observations (``sampling``: a point for a tower, levels
+    for a column, points along a lidar chord) within ``time_tolerance``,
+    ``position_tolerance`` [deg] and ``height_tolerance`` [m]; observations without a complete
+    set of footprints are dropped and counted, receptors without an observation are counted;
+    ``boundary`` solves for the lateral inflow. Both: ``surface_altitude_m`` [m asl] is the
+    ground altitude for heights given above sea level (a per-observation ``surface_altitude``
+    in the data takes precedence).
     """
 
     model: Literal["plume", "footprints"] = "plume"
@@ -265,6 +275,14 @@ class TransportConfig(_Section):
     time_tolerance: str = "1min"
     position_tolerance: float = Field(default=1e-3, gt=0.0, description="[degrees]")
     max_uncovered_area_fraction: float = Field(default=0.01, ge=0.0, le=1.0)
+    height_tolerance: float = Field(
+        default=1.0, gt=0.0, description="receptor-sample height match [m]"
+    )
+    surface_altitude_m: float | None = Field(
+        default=None, ge=-500.0, le=9000.0, description="ground altitude [m asl]"
+    )
+    sampling: SamplingConfig = SamplingConfig()
+    boundary: BoundaryConfig | None = None
     met: MetConfig | None = None
     dispersion: Literal["briggs-urban", "briggs-rural"] = "briggs-urban"
     cell_model: Literal["point", "area"] = "area"
@@ -304,7 +322,22 @@ class TransportConfig(_Section):
     def _need_footprints(self) -> TransportConfig:
         if self.model == "footprints" and self.footprints is None:
             raise ValueError("model='footprints' needs a 'footprints' folder; set footprints: DIR")
+        if self.boundary is not None and self.model != "footprints":
+            raise ValueError(
+                "boundary inflow needs footprint files with particle locations "
+                "(model: footprints); remove 'boundary' for the plume model"
+            )
         return self
+
+    def sampling_options(self) -> Any:
+        """The ``transport_models.SamplingOptions`` of these settings."""
+        from transport_models import SamplingOptions
+
+        s = self.sampling
+        return SamplingOptions(
+            surface_altitude=self.surface_altitude_m, temperature=s.temperature_k,
+            chord_spacing=s.chord_spacing_m, min_chord_points=s.min_chord_points,
+        )  # fmt: skip
 
 
 class CGConfig(_Section):

@@ -1,7 +1,7 @@
-"""Stages of a real-data run, each a small function taking the part of the configuration it
+"""Stages of every run (real data and the synthetic city), each a small function taking the part of the configuration it
 needs: observations (:func:`read_observations`, :func:`remove_background`,
-:func:`observation_covariance`), transport (:func:`plume_flux_operator`,
-:func:`footprint_operator`, :func:`with_offsets`), prior (:func:`build_grid`,
+:func:`observation_covariance`), transport (:func:`transport_operator`,
+:func:`drop_without_transport`, :func:`full_operator`), prior (:func:`build_grid`,
 :func:`prior_flux`, :func:`prior_std`, :func:`prior_covariance`) and totals
 (:func:`region_fractions`, :func:`aggregation_rows`, :func:`totals_table`)."""
 
@@ -18,27 +18,31 @@ from cityflux.stages._obs import (
 from cityflux.stages._prior import build_grid, prior_covariance, prior_flux, prior_std
 from cityflux.stages._totals import aggregation_rows, region_fractions, totals_table
 from cityflux.stages._transport import (
+    BOUNDARY_BLOCK,
     OFFSET_BLOCK,
-    footprint_operator,
+    TransportResult,
+    drop_without_transport,
+    full_operator,
     load_met,
     offset_labels,
-    plume_flux_operator,
-    with_offsets,
+    transport_operator,
 )
 
 __all__ = [
+    "BOUNDARY_BLOCK",
     "OFFSET_BLOCK",
+    "TransportResult",
     "aggregation_rows",
     "append_qc",
     "apply_error_settings",
     "build_grid",
+    "drop_without_transport",
     "error_budget",
-    "footprint_operator",
+    "full_operator",
     "input_checksums",
     "load_met",
     "observation_covariance",
     "offset_labels",
-    "plume_flux_operator",
     "prior_covariance",
     "prior_flux",
     "prior_std",
@@ -47,5 +51,5 @@ __all__ = [
     "region_fractions",
     "remove_background",
     "totals_table",
-    "with_offsets",
+    "transport_operator",
 ]

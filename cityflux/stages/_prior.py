@@ -120,12 +120,19 @@ def prior_std(flux: xr.DataArray, cfg: PriorConfig, inv: InversionConfig) -> xr.
 
 
 def prior_covariance(
-    std: xr.DataArray, state: StateVector, inv: InversionConfig, offset_std_ppm: float
+    std: xr.DataArray, state: StateVector, inv: InversionConfig, extra_std: dict[str, float]
 ) -> BlockDiagonalCovariance:
-    """B: one Kronecker block D (C_t ⊗ C_s) D per sector, plus diagonal background offsets.
+    """B: one Kronecker block D (C_t ⊗ C_s) D per sector, plus a diagonal block per extra block.
 
     Projected grids use the FFT grid correlation (spacing from ``Grid.spacing_km``); lon/lat
-    grids a great-circle :class:`PointsCorrelation` of the cell centres.
+    grids a great-circle :class:`PointsCorrelation` of the cell centres. ``extra_std`` gives
+    the prior std of each extra block of the state (background offsets, boundary curtains)
+    [its units, ppm].
+
+    Raises
+    ------
+    KeyError
+        If an extra block of the state has no entry in ``extra_std``.
     """
     grid, time = state.grid, state.time
     s = std.transpose("sector", "time", "y", "x").values
@@ -144,7 +151,10 @@ def prior_covariance(
             for k in range(len(state.sectors))
         ]
     blocks = list(flux_blocks)
-    if "background" in state.blocks:
-        n = state.blocks["background"].size
-        blocks.append(DiagonalCovariance(np.full(n, offset_std_ppm**2), name="background"))
+    for name, block in state.blocks.items():
+        if name == "flux":
+            continue
+        if name not in extra_std:
+            raise KeyError(f"prior_covariance: no prior std for the state block {name!r}")
+        blocks.append(DiagonalCovariance(np.full(block.size, extra_std[name] ** 2), name=name))
     return BlockDiagonalCovariance(blocks)

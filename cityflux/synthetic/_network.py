@@ -203,6 +203,7 @@ def make_columns(
                 "pressure_weight": np.broadcast_to(pw, (nobs, n_levels)).copy(),
                 "pressure": np.broadcast_to(pressure, (nobs, n_levels)).copy(),
                 "co2_apriori": np.full((nobs, n_levels), 420.0),
+                "surface_pressure": np.full(nobs, SURFACE_PRESSURE_HPA),
             },
         ),
         n_cloudy,

@@ -107,7 +107,8 @@ def truth_model(case: Case, cfg: CityfluxConfig, world: SyntheticWorld) -> Truth
         inv = cfg.inversion.model_copy(
             update={"spatial_length_km": cfg.inversion.spatial_length_km * truth.length_scale}
         )
-        B = stages.prior_covariance(std_da, case.state, inv, cfg.background.offsets.std_ppm)
+        extra_std = {stages.OFFSET_BLOCK: cfg.background.offsets.std_ppm}
+        B = stages.prior_covariance(std_da, case.state, inv, extra_std)
     H = [case.H]
     if truth.transport.active:
         if cfg.transport.model != "plume":
@@ -123,8 +124,8 @@ def truth_model(case: Case, cfg: CityfluxConfig, world: SyntheticWorld) -> Truth
                 world.met, rng, direction_std_deg=truth.transport.wind_direction_std_deg,
                 speed_rel_std=truth.transport.wind_speed_rel_std,
             )  # fmt: skip
-            h, _ = stages.plume_flux_operator(case.obs, case.state, cfg.transport, met)
-            H.append(stages.with_offsets(h, case.state, groups))
+            tr = stages.transport_operator(case.obs, case.state, cfg.transport, met)
+            H.append(stages.full_operator(tr, case.state, groups))
     sites = case.obs["site"].values.astype(str)
     bias = np.zeros(sites.size)
     for site, ppm in truth.site_bias_ppm.items():
