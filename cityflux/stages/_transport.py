@@ -98,7 +98,7 @@ def load_met(cfg: MetConfig, period: PeriodConfig) -> transport_models.PlumeMet:
 def _zero_rows(h: sp.csr_array, obs: xr.Dataset, warn: bool) -> int:
     """Number of observations with zero sensitivity to every cell (warned by the library)."""
     labels = obs["site"].values.astype(str)
-    return int(len(transport_models.zero_rows(h, labels=labels, warn_user=warn)))
+    return len(transport_models.zero_rows(h, labels=labels, warn_user=warn))
 
 
 def transport_operator(
