@@ -41,6 +41,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ingest import FileProbe
+
 from ._common import (
     FootprintError,
     build_footprint,
@@ -95,6 +97,12 @@ def read_flexpart(
     """
     path = Path(path)
     var = f"spec{species:03d}_mr"
+    if FileProbe(path).container not in ("netcdf3", "hdf5"):
+        raise FootprintError(
+            f"{path}: not a NetCDF file ({FileProbe(path).describe()}); this reader reads the "
+            "FLEXPART NetCDF output (grid_time_*.nc): rerun FLEXPART with NetCDF output "
+            "(IOUT >= 9 in COMMAND) or convert the binary grid files first"
+        )
     with open_dataset(path) as ds:
         require(ds, [var, "height", "RELLNG1", "RELLAT1", "RELZZ1", "RELSTART"], path, "flexpart")
         if int(ds.attrs.get("ldirect", -1)) != -1:
