@@ -325,7 +325,7 @@ class Registry:
             probe = FileProbe(p)
             if not (self.allow_directories and probe.container == "zarr"):
                 raise ReaderError(
-                    f"{p}: is a directory, expected a {self.what} file; name the files inside it "
+                    f"{p}: is a directory; expected one {self.what} file: name the files inside it "
                     "(a glob such as 'dir/*.nc' where the config accepts one)"
                 )
         return p

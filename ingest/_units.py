@@ -191,7 +191,7 @@ class _Q:
 
 def _tokens(text: str, where: str) -> list[tuple[str, str, int | None]]:
     s = text.translate(_SUPERSCRIPTS).replace("µ", "u").replace("μ", "u")
-    s = re.sub(r"(?i)\bmicro\s*mol", "umol", s)
+    s = re.sub(r"(?i)\bmicro\s*mol(?:es|e|s)?\b", "umol", s)
     s = re.sub(r"(?i)\bper\b", "/", s)
     s = _GLUED.sub(lambda m: f"{m.group(1)} #{m.group(2)}", s)
     out: list[tuple[str, str, int | None]] = []

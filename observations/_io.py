@@ -199,7 +199,7 @@ def stamp_offset(comment: str, interval: np.timedelta64, time_stamp: str, *, whe
                 "the averaging interval; pass time_stamp='start'|'midpoint'|'end'"
             )
         time_stamp = found[0]
-    half = interval / 2
+    half = np.timedelta64(interval, "ns") / 2  # in ns: an interval of 1 h must halve to 30 min
     offsets = {"start": half, "midpoint": np.timedelta64(0, "ns"), "end": -half}
     if time_stamp not in offsets:
         raise ValueError(f"{where}: time_stamp={time_stamp!r}, expected start|midpoint|end|auto")

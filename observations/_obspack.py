@@ -88,6 +88,20 @@ def _check_time_components(nc, time: np.ndarray, path: Path) -> None:
         )
 
 
+def _check_fixed_platform(attrs: dict, path: Path) -> None:
+    """Refuse moving-platform products (aircraft, ship): their records are not one tower."""
+    project = str(attrs.get("dataset_project", "")).lower()
+    platform = str(attrs.get("dataset_platform", "fixed")).lower()
+    if platform not in ("fixed", "") or any(
+        w in project for w in ("aircraft", "shipboard", "aircore")
+    ):
+        raise ObservationFormatError(
+            f"{path}: a moving-platform ObsPack product (dataset_project={project!r}, "
+            f"dataset_platform={platform!r}); this reader reads fixed towers and surface sites "
+            "(records at one position and intake height); select the tower/surface datasets"
+        )
+
+
 def _time_offset(nc, attrs: dict, time_stamp: str, path: Path, notes: dict) -> np.timedelta64:
     """Shift from the file's stamps to the interval midpoint; records where it came from."""
     if time_stamp == "auto":
@@ -283,6 +297,7 @@ def read_obspack(
         time = decode_cf_time(read_float(tvar, path), getattr(tvar, "units", ""), where=str(path))
         _check_time_components(nc, time, path)
         attrs = {k: nc.getncattr(k) for k in nc.ncattrs()}
+        _check_fixed_platform(attrs, path)
         time = time + _time_offset(nc, attrs, time_stamp, path, notes)
         flag_ok = _flags(nc, attrs, valid_flags, assume_valid, path, notes)
         extra_bad: dict[str, np.ndarray] = {}

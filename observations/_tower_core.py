@@ -1,7 +1,9 @@
 """Tower in-situ processing shared by the tower readers: selection, hourly averaging, errors.
 
 Representative time: the midpoint of the averaging interval (readers shift interval-start stamps
-by half an interval).  Hourly averages use half-open UTC bins [h, h+1) and get the time h+30 min.
+by half an interval).  Hourly averages use half-open UTC bins [h, h+1) and get the mean of the
+averaged records' times (h+30 min for a full hour of evenly spaced records; a single record keeps
+its own time, so midpoint-stamped hourly files are not shifted).
 Local solar time is mean solar time, LST = UTC + lon/15 h (no equation-of-time correction).
 """
 
@@ -159,6 +161,7 @@ def _hourly(rec: TowerRecords, keep: np.ndarray, opts: TowerOptions) -> pd.DataF
             "unc2": np.where(np.isfinite(unc), unc, 0.0) ** 2,
             "std_file": std_file,
             "rep_single": rep_single,
+            "t_ns": rec.time[keep].astype("datetime64[ns]").astype("int64"),
         }
     )
     if opts.average is None:
@@ -180,14 +183,16 @@ def _hourly(rec: TowerRecords, keep: np.ndarray, opts: TowerOptions) -> pd.DataF
         unc2=("unc2", "sum"),
         std_file=("std_file", "first"),
         rep_single=("rep_single", "first"),
+        t_ns=("t_ns", "mean"),
     ).reset_index()
     multi = out["count"].to_numpy() > 1
     cnt = out["count"].to_numpy().astype("float64")
     out["std"] = np.where(multi, out["std_between"], out["std_file"])
     out["rep"] = np.where(multi, out["std_between"] / np.sqrt(cnt), out["rep_single"])
     out["unc"] = np.sqrt(out["unc2"]) / cnt
-    hours = out["hour"].to_numpy().astype("int64") * _HOUR.astype("int64")
-    out["time"] = (hours + _HOUR.astype("int64") // 2).astype("datetime64[ns]")
+    # representative time = mean of the averaged records' (midpoint) times: h + 30 min for a
+    # full hour of evenly spaced records, the record's own time for a single record
+    out["time"] = np.round(out["t_ns"].to_numpy()).astype("int64").astype("datetime64[ns]")
     return out
 
 

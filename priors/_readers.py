@@ -427,6 +427,7 @@ def read_edgar(
     path: str | Path,
     *,
     variable: str | None = None,
+    units: str | None = None,
     sector: str | None = None,
     year: int | None = None,
     bbox: tuple[float, float, float, float] | None = None,
@@ -443,6 +444,7 @@ def read_edgar(
     which tiles the globe exactly once. Totals from such a file are a coarse resample, not the
     EDGAR global total.
 
+    ``units=`` replaces the variable's ``units`` attribute (files without one, or with a wrong one).
     The year (``_2015_`` in the file name, or ``year=``) sets ``period_start``/``period_end``.
     Negative values are an error. The sector comes from the file name (``TOTALS`` → ``total``,
     ``ENE`` → ``energy``, …) unless ``sector=`` is given.
@@ -454,7 +456,7 @@ def read_edgar(
     return _read_netcdf_core(
         path,
         variable=variable,
-        units=None,
+        units=units,
         crs="EPSG:4326",
         sector=sector,
         bbox=bbox,
