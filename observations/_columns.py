@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ingest import FileProbe
+from ingest import FileProbe, pressure_factor
 
-from ._exceptions import ObservationFormatError, UnitsError
+from ._exceptions import ObservationFormatError
 from ._io import (
     decode_cf_time,
     get_var,
@@ -309,8 +309,9 @@ def read_oco_lite(
         ):
             prof[key] = _flip(read_float(get_var(nc, name, path), path))
         pv = get_var(nc, "pressure_levels", path)
-        if getattr(pv, "units", "hPa") not in ("hPa", "mbar", "millibar"):
-            raise ObservationFormatError(f"{path}: pressure_levels units {pv.units!r}, want hPa")
+        prof["pressure"] = prof["pressure"] * pressure_factor(
+            getattr(pv, "units", "hPa"), where=f"{path}: variable 'pressure_levels'"
+        )
         altv = get_var(nc, "Sounding/altitude", path, required=False)
         alt = np.zeros(n) if altv is None else np.nan_to_num(read_float(altv, path))
         modev = get_var(nc, "Sounding/operation_mode", path, required=False)
@@ -407,8 +408,7 @@ def read_generic_column(
     """Shared reader of the cityflux column and IPDA layouts (see FORMATS.md)."""
     with open_netcdf(path) as nc:
         xv = get_var(nc, "xco2", path)
-        if getattr(xv, "units", None) != "ppm":
-            raise UnitsError(f"{path}: 'xco2' units {getattr(xv, 'units', None)!r}, expected 'ppm'")
+        xfac = to_ppm_factor(getattr(xv, "units", None), where=f"{path}: variable 'xco2'")
         n = xv.shape[0]
         if n == 0:
             raise ObservationFormatError(f"{path}: no soundings (dimension 'sounding' is 0)")
@@ -429,8 +429,8 @@ def read_generic_column(
         rec = ColumnRecords(
             source=str(path),
             time=decode_cf_time(read_float(tv, path), tv.units, where=str(path)),
-            value=read_float(xv, path),
-            unc=read_float(get_var(nc, "xco2_uncertainty", path), path),
+            value=read_float(xv, path) * xfac,
+            unc=read_float(get_var(nc, "xco2_uncertainty", path), path) * xfac,
             flag=np.zeros(n) if flagv is None else read_float(flagv, path),
             lat=read_float(get_var(nc, "latitude", path), path),
             lon=read_float(get_var(nc, "longitude", path), path),

@@ -27,9 +27,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Files up to this size are read in full by :func:`inspect` [bytes].
-INSPECT_FULL_READ_BYTES = 512 * 2**20
-
 
 class ObservationReader(Protocol):
     """A reader: ``reader(path, **options) -> ObservationSet`` with ``attrs["qc_report"]``."""
@@ -138,9 +135,9 @@ def read(path: str | Path, format: str | None = None, **options: Any) -> xr.Data
 def inspect(path: str | Path, format: str | None = None, **options: Any) -> Inspection:
     """Open an observation file as :func:`read` would and summarise it (for ``cityflux validate``).
 
-    The file is read in full with the given options (files above 512 MiB: the same
-    detection, option and unit checks, then the read), so every error :func:`read` raises on
-    the file is raised here with the same class and message.
+    The file is read in full with the given options (observation files are small: an ObsPack
+    site record or a daily satellite file), so every error :func:`read` raises on the file is
+    raised here with the same class and message.
 
     Parameters
     ----------

@@ -343,3 +343,42 @@ def test_moving_platform_obspack_refused(fixtures_dir, tmp_path):
                 attrs={"/": {"dataset_project": "aircraft-pfp", "dataset_platform": "aircraft"}})  # fmt: skip
     with pytest.raises(ValueError, match=r"aircraft-pfp_1_ccgg_all\.nc: a moving-platform ObsPack"):
         obs.read(p, species=None)
+
+
+def test_obspack_start_stamps_without_frequency_refused(fixtures_dir, tmp_path):
+    p = rewrite(fixtures_dir / HTM, tmp_path / "nofreq.nc",
+                attrs={"/": {"dataset_data_frequency": None, "dataset_data_frequency_unit": None}})  # fmt: skip
+    with pytest.raises(
+        ValueError, match=r"nofreq\.nc: time stamps mark the start.*no dataset_data_frequency"
+    ):
+        obs.read(p)
+
+
+def test_icos_atc_not_hourly_refused(fixtures_dir, tmp_path):
+    text = (fixtures_dir / "insitu/icos_atc_nrt_GAT_realatc.CO2").read_text(encoding="utf-8")
+    p = tmp_path / "GAT_minute.CO2"
+    p.write_text(
+        text.replace("# TIME INTERVAL: hourly", "# TIME INTERVAL: minute"), encoding="utf-8"
+    )
+    with pytest.raises(ValueError, match=r"GAT_minute\.CO2: TIME INTERVAL 'minute' not supported"):
+        obs.read(p)
+
+
+# every real third-party file: read by default, or refused for the documented reason (FORMATS.md)
+REAL = {
+    HTM: None,
+    BAO: r"file holds 'ch4' but species='co2' was requested; pass species='ch4'",
+    "insitu/icos_atc_nrt_GAT_realatc.CO2": None,
+    "satellite/acos_LtCO2_090901_v205205_B9213A_200310212449s.nc4": None,
+    OGHG: r"holds \['xch4'\].*pass species='ch4'",
+}
+
+
+@pytest.mark.parametrize("name", list(REAL))
+def test_every_real_observation_file(fixtures_dir, name):
+    path = fixtures_dir / name
+    if REAL[name] is None:
+        assert obs.read(path).sizes["obs"] > 0
+    else:
+        with pytest.raises(ValueError, match=REAL[name]):
+            obs.read(path)

@@ -237,3 +237,45 @@ def test_inspect_footprint_summary(tmp_path):
     agg = inspect_footprint(p)
     assert agg.details["time_integrated"] == 1 and "backtime" in agg.assumptions["backtime_source"]
     assert agg.time_range[1] - agg.time_range[0] == 240 * H
+
+
+def test_projected_stilt_needs_crs(tmp_path):
+    with xr.open_dataset(STILT) as ds:
+        proj = ds.rename({"lon": "x", "lat": "y"}).load()
+    proj.attrs.pop("crs", None)
+    p = tmp_path / "201512100000_-112_40.5_5_foot.nc"
+    proj.to_netcdf(p)
+    with pytest.raises(
+        FootprintError, match=r"_foot\.nc: projected STILT footprint without a global 'crs'"
+    ):
+        read_footprint(p)
+
+
+@pytest.mark.parametrize(
+    ("name", "opts", "refusal"),
+    [
+        ("stilt/pystilt_r_foot_201512100000_-112_40.5_5.nc", {}, None),
+        ("flexpart/grid_time_20091130210000.nc", {}, None),
+        ("name/openghg_TAC-100magl_UKV_TEST_201607.nc", {"back_hours": 720}, None),
+        ("name/openghg_TAC-100magl_UKV_co2_TEST_201407.nc", {"back_hours": 720}, None),
+        (
+            "name/openghg_TAC-100magl_UKV_co2_TEST_201407.nc",
+            {"hitres": True, "back_hours": 720},
+            "NaN",
+        ),
+        (
+            "name/openghg_MHD-10magl_NAME_UKV_TEST_inert_PARIS-format_201301.nc",
+            {"back_hours": 720},
+            None,
+        ),
+    ],
+)
+def test_every_real_footprint_file(name, opts, refusal):
+    path = FIX / name
+    if refusal is None:
+        with np.errstate(all="ignore"):
+            fp = read_footprint(path, **opts)
+        assert np.isfinite(fp.values).all() and fp.sizes["time"] >= 1
+    else:
+        with pytest.raises(FootprintError, match=refusal):
+            read_footprint(path, **opts)
