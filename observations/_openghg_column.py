@@ -127,6 +127,11 @@ def read_openghg_column(
             raise ObservationFormatError(
                 f"{path}: no 'lat'/'lon' variables and no global 'latitude'/'longitude'"
             )
+    # site columns (OpenGHG's TCCON output) carry one pressure grid for all soundings: broadcast
+    nlev = max(a.shape[-1] for a in (pressure, pw, ak, prior))
+    pressure, pw, ak, prior = (
+        np.broadcast_to(a, (n, nlev)).copy() for a in (pressure, pw, ak, prior)
+    )
     top_first = np.nanmedian(pressure[:, 0]) < np.nanmedian(pressure[:, -1])
     if top_first:
         pressure, pw, ak, prior = (a[:, ::-1] for a in (pressure, pw, ak, prior))

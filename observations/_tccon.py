@@ -53,7 +53,9 @@ def _sniff_tccon(probe: FileProbe) -> bool:
     ggg2020 = probe.has("ak_altitude", "prior_altitude") and any(
         k.startswith("ak_x") for k in probe.variables
     )
-    ggg2014 = probe.has("ak_zenith") and any(k.endswith("_ppm") for k in probe.variables)
+    ggg2014 = ("ak_zenith" in probe.dims or probe.has("ak_zenith")) and any(
+        k.endswith("_ppm") for k in probe.variables
+    )
     return ggg2020 or ggg2014
 
 

@@ -382,3 +382,38 @@ def test_every_real_observation_file(fixtures_dir, name):
     else:
         with pytest.raises(ValueError, match=REAL[name]):
             obs.read(path)
+
+
+def test_openghg_tccon_site_column(tmp_path):
+    """OpenGHG's TCCON output: one pressure grid on 'lev', site position in global attributes."""
+    n, nl = 3, 5
+    p = tmp_path / "tccon_pa_20190701_co2-column.nc"
+    with netCDF4.Dataset(p, "w") as nc:
+        nc.createDimension("time", n)
+        nc.createDimension("lev", nl)
+        nc.setncatts({"site": "TPA", "latitude": "34.136", "longitude": "-118.127",
+                      "calibration_scale": "WMO CO2 X2019"})  # fmt: skip
+        t = nc.createVariable("time", "f8", ("time",))
+        t.units = "seconds since 2019-07-01 00:00:00"
+        t[:] = [3600.0, 7200.0, 10800.0]
+        for name, val, units in (("xco2", 4.1e-4, "1e-6"), ("xco2_uncertainty", 4e-7, "1e-6")):
+            v = nc.createVariable(name, "f8", ("time",))
+            v.units = units
+            v[:] = np.full(n, val * 1e6)
+        pl = nc.createVariable("pressure_levels", "f4", ("lev",))
+        pl.units = "hPa"
+        pl[:] = [1000.0, 800.0, 500.0, 200.0, 10.0]
+        nc.createVariable("pressure_weights", "f4", ("time", "lev"))[:] = np.full((n, nl), 0.2)
+        nc.createVariable("xco2_averaging_kernel", "f4", ("time", "lev"))[:] = np.ones((n, nl))
+        ap = nc.createVariable("co2_profile_apriori", "f4", ("time", "lev"))
+        ap.units = "1e-6"
+        ap[:] = np.full((n, nl), 409.0)
+    ds = obs.read(p)
+    assert obs.detect_format(p) == "openghg_column" and ds.sizes["obs"] == 3
+    np.testing.assert_allclose(ds["value"].values, 410.0)
+    np.testing.assert_allclose(
+        ds["pressure"].values, np.tile([1000.0, 800.0, 500.0, 200.0, 10.0], (3, 1))
+    )
+    assert set(ds["site"].values) == {"TPA"} and set(ds["scale"].values) == {"WMO CO2 X2019"}
+    np.testing.assert_allclose(ds["lat"].values, 34.136)
+    assert "latitude/longitude" in obs.qc_report(ds).sources[0].assumptions["position"]

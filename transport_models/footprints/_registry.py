@@ -113,7 +113,12 @@ def register_footprint_reader(
     if sniff is not None and len(inspect.signature(sniff).parameters) == 2:
 
         def wrapped(probe: FileProbe) -> bool:
-            return bool(sniff(probe.path, probe.dataset()))
+            ds = probe.dataset()
+            try:
+                return bool(sniff(probe.path, ds))
+            finally:
+                if ds is not None:
+                    ds.close()
 
     REGISTRY.register(name, reader, sniff=wrapped, priority=priority, overwrite=overwrite)
 
