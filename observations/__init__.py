@@ -5,7 +5,14 @@ with :func:`combine`, inspect the QC with :func:`qc_report`.  Conventions: ``_sc
 layouts of our own formats: ``FORMATS.md``.
 """
 
-from . import _columns, _lidar, _tower  # noqa: F401  (import registers the readers)
+from . import (  # noqa: F401  (import registers the readers)
+    _columns,
+    _lidar,
+    _obspack,
+    _openghg_column,
+    _tccon,
+    _tower,
+)
 from ._background import background_curtain, background_quantile, background_upwind
 from ._budget import (
     CORRELATION_LENGTHS,
@@ -27,6 +34,7 @@ from ._registry import (
     ObservationReader,
     available_formats,
     detect_format,
+    inspect,
     read,
     register_reader,
 )
@@ -60,6 +68,7 @@ __all__ = [
     "combine",
     "correlation_groups",
     "detect_format",
+    "inspect",
     "local_solar_hour",
     "make_observation_set",
     "qc_report",

@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ._exceptions import ObservationFormatError, UnitsError
+from ingest import FileProbe, pressure_factor
+
+from ._exceptions import ObservationFormatError
 from ._io import (
     decode_cf_time,
     get_var,
@@ -56,6 +58,8 @@ class ColumnRecords:
     orbit: np.ndarray | None = None
     mode: np.ndarray | None = None
     attrs: dict = field(default_factory=dict)
+    species: str = "co2"
+    assumptions: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,11 @@ def superobs_reduce(keys: np.ndarray, arrays: dict[str, np.ndarray]) -> tuple[di
 def finalize_column(rec: ColumnRecords, opts: ColumnOptions) -> xr.Dataset:
     """QC, domain/time selection, optional super-observations -> ObservationSet."""
     qc = QCTracker(rec.source, rec.value.size)
+    for key, text in rec.assumptions.items():
+        qc.assume(key, text)
     qc.drop(~np.isfinite(rec.value) | ~np.isfinite(rec.unc), "missing xco2 or uncertainty")
+    no_err = (rec.unc <= 0) & (opts.err_calibration == 0) & (opts.err_transport == 0)
+    qc.drop(no_err, "no uncertainty (zero total error; set err_transport)")
     qc.drop(np.isnat(rec.time), "missing time")
     profile_ok = np.isfinite(rec.ak).all(1) & np.isfinite(rec.pw).all(1)
     profile_ok &= np.isfinite(rec.apriori).all(1) & np.isfinite(rec.pressure).all(1)
@@ -198,7 +206,7 @@ def finalize_column(rec: ColumnRecords, opts: ColumnOptions) -> xr.Dataset:
         alt_reference="asl",
         attrs={
             **rec.attrs,
-            "species": "co2",
+            "species": rec.species,
             "level_order": "surface_to_top",
             "superobs_cell_deg": float(opts.superobs or 0.0),
             "correlated_error_ppm": c,
@@ -215,11 +223,8 @@ def _column_opts(**kw) -> ColumnOptions:
     return ColumnOptions(operation_modes=None if modes is None else tuple(modes), **kw)
 
 
-def _is_lite(path: Path) -> bool:
-    if path.suffix.lower() not in (".nc", ".nc4", ".h5"):
-        return False
-    with open_netcdf(path) as nc:
-        return "xco2" in nc.variables and "sounding_id" in nc.variables
+def _is_lite(probe: FileProbe) -> bool:
+    return probe.is_netcdf and probe.has("xco2", "sounding_id")
 
 
 def _flip(a: np.ndarray) -> np.ndarray:
@@ -228,7 +233,7 @@ def _flip(a: np.ndarray) -> np.ndarray:
 
 @register_reader(
     "oco_lite",
-    detect=_is_lite,
+    sniff=_is_lite,
     description="OCO-2 / OCO-3 / ACOS-GOSAT L2 Lite NetCDF (xco2, averaging kernel, ...)",
 )
 def read_oco_lite(
@@ -304,8 +309,9 @@ def read_oco_lite(
         ):
             prof[key] = _flip(read_float(get_var(nc, name, path), path))
         pv = get_var(nc, "pressure_levels", path)
-        if getattr(pv, "units", "hPa") not in ("hPa", "mbar", "millibar"):
-            raise ObservationFormatError(f"{path}: pressure_levels units {pv.units!r}, want hPa")
+        prof["pressure"] = prof["pressure"] * pressure_factor(
+            getattr(pv, "units", "hPa"), where=f"{path}: variable 'pressure_levels'"
+        )
         altv = get_var(nc, "Sounding/altitude", path, required=False)
         alt = np.zeros(n) if altv is None else np.nan_to_num(read_float(altv, path))
         modev = get_var(nc, "Sounding/operation_mode", path, required=False)
@@ -340,11 +346,9 @@ def read_oco_lite(
     return finalize_column(rec, opts)
 
 
-def _has_format_attr(path: Path, name: str) -> bool:
-    if path.suffix.lower() not in (".nc", ".nc4"):
-        return False
-    with open_netcdf(path) as nc:
-        return str(getattr(nc, "cityflux_format", "")) == name
+def has_format_attr(probe: FileProbe, name: str) -> bool:
+    """True for a NetCDF file with global attribute ``cityflux_format == name``."""
+    return probe.is_netcdf and str(probe.attrs.get("cityflux_format", "")) == name
 
 
 def read_level_block(nc, path: Path, names: dict[str, str]) -> dict[str, np.ndarray]:
@@ -364,7 +368,7 @@ def read_level_block(nc, path: Path, names: dict[str, str]) -> dict[str, np.ndar
 
 @register_reader(
     "column_nc",
-    detect=lambda p: _has_format_attr(p, "column"),
+    sniff=lambda probe: has_format_attr(probe, "column"),
     description="generic cityflux-column NetCDF (TanSat-like; FORMATS.md)",
 )
 def read_column_nc(
@@ -404,8 +408,7 @@ def read_generic_column(
     """Shared reader of the cityflux column and IPDA layouts (see FORMATS.md)."""
     with open_netcdf(path) as nc:
         xv = get_var(nc, "xco2", path)
-        if getattr(xv, "units", None) != "ppm":
-            raise UnitsError(f"{path}: 'xco2' units {getattr(xv, 'units', None)!r}, expected 'ppm'")
+        xfac = to_ppm_factor(getattr(xv, "units", None), where=f"{path}: variable 'xco2'")
         n = xv.shape[0]
         if n == 0:
             raise ObservationFormatError(f"{path}: no soundings (dimension 'sounding' is 0)")
@@ -426,13 +429,13 @@ def read_generic_column(
         rec = ColumnRecords(
             source=str(path),
             time=decode_cf_time(read_float(tv, path), tv.units, where=str(path)),
-            value=read_float(xv, path),
-            unc=read_float(get_var(nc, "xco2_uncertainty", path), path),
+            value=read_float(xv, path) * xfac,
+            unc=read_float(get_var(nc, "xco2_uncertainty", path), path) * xfac,
             flag=np.zeros(n) if flagv is None else read_float(flagv, path),
             lat=read_float(get_var(nc, "latitude", path), path),
             lon=read_float(get_var(nc, "longitude", path), path),
             alt=np.zeros(n) if altv is None else read_float(altv, path),
-            site=np.full(n, platform, dtype=str),
+            site=np.full(n, platform, dtype=object),
             scale=normalise_scale(getattr(nc, "calibration_scale", "")),
             orbit=None if ov is None else read_float(ov, path),
             attrs={"source_file": path.name, "platform": platform},

@@ -1,6 +1,14 @@
-"""Exception and warning classes of the observations package."""
+"""Exception and warning classes of the observations package.
+
+The reader errors are the shared taxonomy of :mod:`ingest` (one hierarchy for observations,
+footprints and inventories); the names below are kept for existing code:
+``ObservationFormatError`` is :class:`ingest.ReaderError`, ``UnitsError`` and
+``MissingVariableError`` are the :mod:`ingest` classes.
+"""
 
 from __future__ import annotations
+
+from ingest import MissingVariableError, ReaderError, UnitsError
 
 __all__ = [
     "EmptyAfterQCError",
@@ -10,26 +18,11 @@ __all__ = [
     "UnitsError",
 ]
 
-
-class ObservationFormatError(ValueError):
-    """A file or dataset does not follow the format its reader expects."""
-
-
-class MissingVariableError(KeyError, ObservationFormatError):
-    """A required variable (or column) is absent.
-
-    Subclasses both ``KeyError`` (a name was not found) and ``ValueError`` (the input is malformed).
-    """
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
+#: A file or dataset does not follow the format its reader expects (:class:`ingest.ReaderError`).
+ObservationFormatError = ReaderError
 
 
-class UnitsError(ObservationFormatError):
-    """A ``units`` attribute cannot be converted to the units the package uses."""
-
-
-class EmptyAfterQCError(ObservationFormatError):
+class EmptyAfterQCError(ReaderError):
     """No observation is left after quality control; the message lists the drop counts."""
 
 

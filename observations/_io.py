@@ -13,6 +13,8 @@ import netCDF4
 import numpy as np
 import pandas as pd
 
+from ingest import mole_fraction_factor
+
 from ._exceptions import MissingVariableError, ObservationFormatError, UnitsError
 
 __all__ = [
@@ -23,49 +25,16 @@ __all__ = [
     "to_ppm_factor",
 ]
 
-# multiplicative factors to ppm (µmol mol-1) for mole-fraction units, keys lower-case, no spaces
-_PPM_FACTORS = {
-    "molmol-1": 1e6,
-    "mol/mol": 1e6,
-    "mol.mol-1": 1e6,
-    "1": 1e6,
-    "ppm": 1.0,
-    "umolmol-1": 1.0,
-    "µmolmol-1": 1.0,
-    "umol/mol": 1.0,
-    "µmol/mol": 1.0,
-    "umol.mol-1": 1.0,
-    "umol.mol-¹": 1.0,
-    "micromolmol-1": 1.0,
-    "micromol/mol": 1.0,
-    "ppb": 1e-3,
-    "nmolmol-1": 1e-3,
-    "nmol/mol": 1e-3,
-    "nmol.mol-1": 1e-3,
-    "nanomolmol-1": 1e-3,
-    "nanomol/mol": 1e-3,
-    "ppt": 1e-6,
-    "pmolmol-1": 1e-6,
-    "picomolmol-1": 1e-6,
-}
-
 
 def to_ppm_factor(units: str | None, *, where: str) -> float:
-    """Factor that converts a mole fraction in ``units`` to ppm.
+    """Factor that converts a mole fraction in ``units`` to ppm (:func:`ingest.mole_fraction_factor`).
 
     Raises
     ------
     ValueError
-        (``UnitsError``) for units that are not a known mole-fraction unit.
+        (``UnitsError``) for units that are not a mole fraction.
     """
-    key = re.sub(r"\s+", "", str(units)).lower() if units is not None else None
-    if key is None or key not in _PPM_FACTORS:
-        raise UnitsError(
-            f"{where}: units {units!r} are not a mole-fraction unit this reader converts; "
-            "expected one of 'mol mol-1', 'ppm', 'umol mol-1', 'nmol mol-1'/'ppb'. Fix the "
-            "file's units attribute or pass units=... to the reader."
-        )
-    return _PPM_FACTORS[key]
+    return mole_fraction_factor(units, where=where)
 
 
 def normalise_scale(name: Any) -> str:
@@ -178,6 +147,44 @@ def decode_cf_time(values: np.ndarray, units: str, *, where: str) -> np.ndarray:
     return out
 
 
+_POSITIONS = (
+    (
+        "start",
+        (
+            "beginning of the averaging interval",
+            "start of the averaging",
+            "beginning of each averaging",
+            "interval start",
+        ),
+    ),
+    (
+        "midpoint",
+        (
+            "middle of the averaging",
+            "midpoint",
+            "centre of the averaging",
+            "center of the averaging",
+        ),
+    ),
+    ("end", ("end of the averaging interval", "end of each averaging")),
+)
+
+
+def stamp_position(comments: dict[str, str]) -> tuple[str, str] | None:
+    """Position of the time stamps stated in the first comment that states one.
+
+    ``comments`` maps a description of where the text was found (``"comment of 'time'"``) to
+    the text. Returns ``(position, where)`` with position ``"start"``, ``"midpoint"`` or
+    ``"end"``, or None when no comment says it.
+    """
+    for where, text in comments.items():
+        low = str(text).lower()
+        for position, phrases in _POSITIONS:
+            if any(ph in low for ph in phrases):
+                return position, where
+    return None
+
+
 def stamp_offset(comment: str, interval: np.timedelta64, time_stamp: str, *, where: str):
     """Offset to add to a time stamp to get the interval midpoint.
 
@@ -185,19 +192,14 @@ def stamp_offset(comment: str, interval: np.timedelta64, time_stamp: str, *, whe
     comment: "reported at the beginning of the averaging interval" -> start).
     """
     if time_stamp == "auto":
-        text = comment.lower()
-        if "beginning of the averaging interval" in text or "start of the averaging" in text:
-            time_stamp = "start"
-        elif "middle of the averaging" in text or "midpoint" in text or "centre" in text:
-            time_stamp = "midpoint"
-        elif "end of the averaging" in text:
-            time_stamp = "end"
-        else:
+        found = stamp_position({"comment": comment})
+        if found is None:
             raise ObservationFormatError(
                 f"{where}: cannot tell whether time stamps mark the start, midpoint or end of "
                 "the averaging interval; pass time_stamp='start'|'midpoint'|'end'"
             )
-    half = interval / 2
+        time_stamp = found[0]
+    half = np.timedelta64(interval, "ns") / 2  # in ns: an interval of 1 h must halve to 30 min
     offsets = {"start": half, "midpoint": np.timedelta64(0, "ns"), "end": -half}
     if time_stamp not in offsets:
         raise ValueError(f"{where}: time_stamp={time_stamp!r}, expected start|midpoint|end|auto")

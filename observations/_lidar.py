@@ -9,12 +9,15 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ._columns import ColumnOptions, _has_format_attr, read_generic_column
+from ingest import FileProbe
+
+from ._columns import ColumnOptions, has_format_attr, read_generic_column
 from ._exceptions import MissingVariableError, ObservationFormatError
 from ._io import decode_cf_time, get_var, normalise_scale, open_netcdf, read_float, to_ppm_factor
 from ._qc import QCReport, QCTracker, attach_report
 from ._registry import register_reader
 from ._schema import make_observation_set
+from ._tower import csv_header
 from ._tower_core import select_period
 
 __all__ = ["read_ipda", "read_lidar_path", "read_lidar_profile"]
@@ -75,16 +78,10 @@ def _finalize_lidar(
     return attach_report(ds, QCReport([qc.report]))
 
 
-def _is_path_csv(path: Path) -> bool:
-    if path.suffix.lower() != ".csv":
-        return False
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        header = next((ln for ln in fh if not ln.startswith("#")), "")
-    return {"lat0", "lat1", "xco2"} <= {c.strip() for c in header.split(",")}
-
-
-def _is_path_nc(path: Path) -> bool:
-    return _has_format_attr(path, "lidar_path")
+def _is_lidar_path(probe: FileProbe) -> bool:
+    if has_format_attr(probe, "lidar_path"):
+        return True
+    return {"lat0", "lat1", "xco2"} <= set(csv_header(probe))
 
 
 def _utc(values) -> np.ndarray:
@@ -94,7 +91,7 @@ def _utc(values) -> np.ndarray:
 
 @register_reader(
     "lidar_path",
-    detect=lambda p: _is_path_csv(p) or _is_path_nc(p),
+    sniff=_is_lidar_path,
     description="ground-based path-integrated lidar chords, CSV or NetCDF (FORMATS.md)",
 )
 def read_lidar_path(
@@ -165,7 +162,7 @@ def beam_point(lat0, lon0, alt0, azimuth, elevation, rng):
 
 @register_reader(
     "lidar_profile",
-    detect=lambda p: _has_format_attr(p, "lidar_profile"),
+    sniff=lambda probe: has_format_attr(probe, "lidar_profile"),
     description="range-resolved lidar profiles, NetCDF (FORMATS.md)",
 )
 def read_lidar_profile(
@@ -222,7 +219,7 @@ def read_lidar_profile(
 
 @register_reader(
     "ipda",
-    detect=lambda p: _has_format_attr(p, "ipda"),
+    sniff=lambda probe: has_format_attr(probe, "ipda"),
     description="spaceborne IPDA lidar XCO2 with integral weighting function (FORMATS.md)",
 )
 def read_ipda(

@@ -32,6 +32,10 @@ class SourceQC:
         Records that went into averages (hourly means, super-observations).
     kept : int
         Observations in the output (after averaging).
+    assumptions : dict of str to str
+        What the reader needed but the file does not carry as a variable (QC flag,
+        uncertainty, time-stamp position, calibration scale), and where it took it from: the
+        file's own metadata (named) or an explicit reader option.
     """
 
     source: str
@@ -39,6 +43,7 @@ class SourceQC:
     dropped: dict[str, int] = field(default_factory=dict)
     averaged: int = 0
     kept: int = 0
+    assumptions: dict[str, str] = field(default_factory=dict)
 
     @property
     def n_dropped(self) -> int:
@@ -48,10 +53,13 @@ class SourceQC:
     def summary(self) -> str:
         """One-line human-readable summary."""
         reasons = ", ".join(f"{k}: {v}" for k, v in self.dropped.items() if v) or "none"
-        return (
+        text = (
             f"{self.source}: read {self.read}, dropped {self.n_dropped} ({reasons}), "
             f"averaged {self.averaged}, kept {self.kept}"
         )
+        if self.assumptions:
+            text += "; " + "; ".join(f"{k}: {v}" for k, v in self.assumptions.items())
+        return text
 
 
 @dataclass
@@ -130,6 +138,11 @@ class QCTracker:
             self.report.dropped[reason] = self.report.dropped.get(reason, 0) + count
             self.keep &= ~newly
         return count
+
+    def assume(self, key: str, text: str) -> None:
+        """Record where the reader took ``key`` (QC flag, uncertainty, ...) from."""
+        self.report.assumptions[key] = text
+        logger.info("%s: %s: %s", self.report.source, key, text)
 
     @property
     def n_kept(self) -> int:

@@ -1,20 +1,29 @@
-"""Reader registry: readers registered by format name, auto-detection, and ``read``."""
+"""Observation readers by format name (an :class:`ingest.Registry`), ``read`` and ``inspect``."""
 
 from __future__ import annotations
 
-import inspect
 import logging
+import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import xarray as xr
 
-from ._exceptions import ObservationFormatError
+from ingest import FileProbe, Inspection, Registry, bbox_of, time_range_of
+
+from ._qc import qc_report
 from ._schema import validate_observation_set
 
-__all__ = ["ObservationReader", "available_formats", "detect_format", "read", "register_reader"]
+__all__ = [
+    "ObservationReader",
+    "available_formats",
+    "detect_format",
+    "inspect",
+    "read",
+    "register_reader",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -25,98 +34,61 @@ class ObservationReader(Protocol):
     def __call__(self, path: Path, **options: Any) -> xr.Dataset: ...
 
 
-@dataclass(frozen=True)
-class _Entry:
-    name: str
-    reader: ObservationReader
-    detect: Callable[[Path], bool] | None
-    description: str
-
-
-class ReaderRegistry:
-    """Maps format names to readers; detection functions are tried in registration order."""
-
-    def __init__(self) -> None:
-        self._entries: dict[str, _Entry] = {}
-
-    def register(
-        self,
-        name: str,
-        *,
-        detect: Callable[[Path], bool] | None = None,
-        description: str = "",
-    ) -> Callable[[ObservationReader], ObservationReader]:
-        """Decorator registering a reader under ``name`` (replaces an existing entry)."""
-
-        def deco(func: ObservationReader) -> ObservationReader:
-            doc = description or (inspect.getdoc(func) or "").split("\n")[0]
-            self._entries[name] = _Entry(name, func, detect, doc)
-            return func
-
-        return deco
-
-    def names(self) -> dict[str, str]:
-        return {k: e.description for k, e in self._entries.items()}
-
-    def detect(self, path: Path) -> str:
-        hits = []
-        for entry in self._entries.values():
-            if entry.detect is None:
-                continue
-            try:
-                if entry.detect(path):
-                    hits.append(entry.name)
-            except Exception:  # detection must never crash: a failed probe means "not mine"
-                logger.debug("detector of %s failed on %s", entry.name, path, exc_info=True)
-        if not hits:
-            raise ObservationFormatError(
-                f"{path}: format not recognised (tried {list(self._entries)}); the file may be "
-                "corrupt or truncated, or pass format=... explicitly"
-            )
-        if len(hits) > 1:
-            logger.info("%s matches formats %s; using %s", path, hits, hits[0])
-        return hits[0]
-
-    def get(self, name: str) -> _Entry:
-        if name not in self._entries:
-            raise KeyError(
-                f"unknown observation format {name!r}; registered: {sorted(self._entries)}"
-            )
-        return self._entries[name]
-
-
-REGISTRY = ReaderRegistry()
+REGISTRY = Registry("observation")
 
 
 def register_reader(
-    name: str, *, detect: Callable[[Path], bool] | None = None, description: str = ""
+    name: str,
+    *,
+    sniff: Callable[[FileProbe], bool] | None = None,
+    detect: Callable[[Path], bool] | None = None,
+    priority: int = 50,
+    description: str = "",
+    overwrite: bool = True,
 ) -> Callable[[ObservationReader], ObservationReader]:
-    """Register a reader function under a format name.
+    """Register a reader function under a format name (decorator).
 
     Parameters
     ----------
     name : str
         Format name used by ``read(path, format=name)``.
+    sniff : callable, optional
+        ``sniff(probe: ingest.FileProbe) -> bool`` used by auto-detection (the probe holds the
+        file's NetCDF header or first text lines).
     detect : callable, optional
-        ``detect(path) -> bool``, used by auto-detection when ``format`` is omitted.
+        Older form ``detect(path) -> bool``; used when ``sniff`` is not given.
+    priority : int
+        Detection order (higher first; user formats default above none of the built-ins).
     description : str, optional
         One-line description (defaults to the first docstring line).
+    overwrite : bool
+        Replace an existing entry of that name.
 
     Examples
     --------
-    >>> @register_reader("mycsv", detect=lambda p: p.suffix == ".my")
+    >>> @register_reader("mycsv", sniff=lambda probe: probe.suffix == ".my")
     ... def read_mycsv(path, **options): ...
     """
-    return REGISTRY.register(name, detect=detect, description=description)
+    if sniff is None and detect is not None:
+        sniff = lambda probe: bool(detect(probe.path))  # noqa: E731
+    return REGISTRY.register(
+        name, sniff=sniff, priority=priority, description=description, overwrite=overwrite
+    )
 
 
 def available_formats() -> dict[str, str]:
-    """Registered format names and their descriptions."""
-    return REGISTRY.names()
+    """Registered observation formats: name -> one-line description, in detection order."""
+    return REGISTRY.formats()
 
 
 def detect_format(path: str | Path) -> str:
-    """Name of the registered format that recognises ``path``."""
+    """Name of the registered format that recognises ``path``.
+
+    Raises
+    ------
+    ingest.FormatDetectionError
+        (a ``ValueError``) naming what the file holds and the registered formats.
+    """
     return REGISTRY.detect(Path(path))
 
 
@@ -131,37 +103,90 @@ def read(path: str | Path, format: str | None = None, **options: Any) -> xr.Data
         Registered format name (see :func:`available_formats`); auto-detected when omitted.
     **options
         Reader options (period, domain, error components, ...); see the reader's docstring.
+        Uncertainty options (``err_instrument``, ``err_transport``, ...) apply before records
+        without any uncertainty are dropped (counted in the QC report).
 
     Returns
     -------
     xarray.Dataset
         ObservationSet (dim ``"obs"``, ppm) with ``attrs["qc_report"]`` (JSON; parse with
-        :func:`qc_report`) and ``attrs["source_format"]``.
+        :func:`qc_report`; its ``assumptions`` say where QC flags, uncertainties and the
+        time-stamp position came from) and ``attrs["source_format"]``.
 
     Raises
     ------
     FileNotFoundError
         If ``path`` does not exist.
-    KeyError
-        For an unknown format name.
-    TypeError
-        For an option the reader does not accept.
-    ValueError
-        For malformed, corrupt or empty-after-QC input (message names the file).
+    ingest.UnknownFormatError
+        (a ``KeyError``) for an unknown format name.
+    ingest.ReaderOptionError
+        (a ``TypeError`` and ``ValueError``) for an option the reader does not accept; the
+        message names it and the accepted options.
+    ingest.ReaderError
+        (a ``ValueError``) for a directory, malformed, corrupt, empty-after-QC input (message
+        names the file).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"observation file not found: {path}")
-    name = format or REGISTRY.detect(path)
-    entry = REGISTRY.get(name)
-    params = inspect.signature(entry.reader).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        accepted = [k for k, p in params.items() if p.kind is p.KEYWORD_ONLY]
-        unknown = sorted(set(options) - set(accepted))
-        if unknown:
-            raise TypeError(
-                f"reader {name!r} does not accept option(s) {unknown}; accepted: {accepted}"
-            )
-    ds = entry.reader(path, **options)
+    name, ds = REGISTRY.read(path, format, **options)
     ds.attrs["source_format"] = name
     return validate_observation_set(ds, name=str(path))
+
+
+def inspect(path: str | Path, format: str | None = None, **options: Any) -> Inspection:
+    """Open an observation file as :func:`read` would and summarise it (for ``cityflux validate``).
+
+    The file is read in full with the given options (observation files are small: an ObsPack
+    site record or a daily satellite file), so every error :func:`read` raises on the file is
+    raised here with the same class and message.
+
+    Parameters
+    ----------
+    path : str or Path
+        Input file.
+    format : str, optional
+        Registered format name; auto-detected when omitted.
+    **options
+        Reader options, checked against the reader's signature.
+
+    Returns
+    -------
+    ingest.Inspection
+        ``n_records`` observations kept, ``time_range`` of the observation times [UTC],
+        ``bbox`` (lon_min, lat_min, lon_max, lat_max) [degrees], ``kinds``, ``sites``, the
+        ``units`` of the file's main variables, the reader's ``assumptions`` (QC report) and
+        ``details`` (``read``, ``dropped`` counts, ``species``, ``scales``).
+
+    Raises
+    ------
+    Same as :func:`read`.
+    """
+    path = Path(path)
+    name = REGISTRY.resolve(path, format, options)
+    ds = read(path, format=name, **options)
+    probe = FileProbe(path)
+    units = {
+        k: str(v.attrs["units"])
+        for k, v in probe.variables.items()
+        if "units" in v.attrs and (k.split("/")[-1].startswith(("value", "xco2", "xch4", "co2")))
+    }
+    rep = qc_report(ds).sources[0]
+    return Inspection(
+        path=str(path),
+        format=name,
+        what="observations",
+        n_records=int(ds.sizes["obs"]),
+        time_range=time_range_of(ds["time"].values),
+        bbox=bbox_of(ds["lon"].values, ds["lat"].values),
+        kinds=tuple(sorted(set(ds["kind"].values.astype(str)))),
+        sites=tuple(sorted(set(ds["site"].values.astype(str)))),
+        units=units,
+        assumptions=dict(rep.assumptions),
+        details={
+            "read": rep.read,
+            "dropped": dict(rep.dropped),
+            "species": str(ds.attrs.get("species", "")),
+            "scales": sorted(set(np.asarray(ds["scale"].values, dtype=str))),
+            "size_bytes": os.path.getsize(path),
+        },
+        complete=True,
+    )

@@ -1,5 +1,7 @@
-"""Tower in-situ readers: ObsPack NetCDF (NOAA ``obs`` and ICOS ``time`` variants), ICOS ATC NRT
-text files and a plain CSV layout (documented in FORMATS.md)."""
+"""Tower in-situ text readers: ICOS ATC NRT files and a plain CSV layout (FORMATS.md).
+
+ObsPack NetCDF is read by :mod:`observations._obspack`.
+"""
 
 from __future__ import annotations
 
@@ -10,195 +12,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ingest import FileProbe
+
 from ._exceptions import MissingVariableError, ObservationFormatError
-from ._io import (
-    decode_cf_time,
-    get_var,
-    normalise_scale,
-    open_netcdf,
-    read_float,
-    read_strings,
-    stamp_offset,
-    to_ppm_factor,
-)
+from ._io import normalise_scale, stamp_offset, stamp_position, to_ppm_factor
 from ._registry import register_reader
 from ._tower_core import TowerOptions, TowerRecords, empty_error, finalize_tower
 
-__all__ = ["read_icos_atc", "read_obspack", "read_tower_csv"]
-
-_UNIT_STEPS = {"hour": "h", "hours": "h", "minute": "min", "minutes": "min", "second": "s"}
-
-
-def _interval(freq, unit, default: str = "1h") -> np.timedelta64:
-    try:
-        td = pd.Timedelta(float(freq), unit=_UNIT_STEPS.get(str(unit).strip().lower(), "h"))
-    except (TypeError, ValueError):
-        td = pd.Timedelta(default)
-    return td.to_timedelta64().astype("timedelta64[ns]")
-
-
-def _is_obspack(path: Path) -> bool:
-    if path.suffix.lower() not in (".nc", ".nc4", ".netcdf"):
-        return False
-    with open_netcdf(path) as nc:
-        return "value" in nc.variables and (
-            "obspack_id" in nc.variables or "dataset_parameter" in nc.ncattrs()
-        )
-
-
-def _check_time_components(nc, time: np.ndarray, path: Path) -> None:
-    tc = get_var(nc, "time_components", path, required=False)
-    if tc is None:
-        return
-    comp = np.ma.filled(tc[...].astype("int64"), -9)
-    ok = (comp >= 0).all(axis=1)
-    if not ok.any():
-        return
-    stamps = pd.to_datetime(
-        pd.DataFrame(comp[ok], columns=["year", "month", "day", "hour", "minute", "second"]).astype(
-            "int64"
-        )
-    ).to_numpy()
-    diff = np.abs((stamps - time[ok]).astype("timedelta64[s]").astype("int64"))
-    if (diff > 1).any():
-        i = int(np.argmax(diff))
-        raise ObservationFormatError(
-            f"{path}: 'time' and 'time_components' disagree by {int(diff[i])} s at record {i}; "
-            "the file is inconsistent"
-        )
-
-
-@register_reader(
-    "obspack",
-    detect=_is_obspack,
-    description="NOAA/ICOS ObsPack tower in-situ NetCDF (dim 'obs' or 'time')",
-)
-def read_obspack(
-    path: Path,
-    *,
-    species: str | None = "co2",
-    start: str | None = None,
-    end: str | None = None,
-    intake_height: float | str | None = "highest",
-    hours: tuple[float, float] | None = None,
-    average: str | None = "hourly",
-    time_stamp: str = "auto",
-    use_obs_flag: bool = False,
-    valid_flags: tuple[str, ...] = ("O", "U"),
-    err_instrument: float | None = None,
-    err_calibration: float = 0.0,
-    err_transport: float = 0.0,
-) -> xr.Dataset:
-    """Read an ObsPack tower file (NOAA ``obs`` variant or ICOS ``time`` variant).
-
-    Parameters
-    ----------
-    path : Path
-        ObsPack NetCDF file.
-    species : str or None
-        Expected species (``dataset_parameter``); a mismatch raises.  ``None`` accepts any
-        mole fraction.  Values are converted to ppm from the ``units`` attribute (mol mol-1,
-        nmol mol-1, ...).
-    start, end : str, optional
-        Period [start, end) on the representative time, UTC.
-    intake_height : float, "highest", "lowest", "all" or None
-        Inlet choice [m agl]; other inlets are dropped (counted).
-    hours : (float, float), optional
-        Keep records whose representative time lies in [h0, h1) local mean solar time.
-    average : "hourly" or None
-        Average records into UTC hours (count and std kept) or keep them as they are.
-    time_stamp : {"auto", "start", "midpoint", "end"}
-        Position of the file's time stamps in the averaging interval; ``"auto"`` reads the
-        ``time`` comment ("reported at the beginning of the averaging interval" -> start).
-        Stamps are shifted to the interval midpoint.
-    use_obs_flag : bool
-        Drop ICOS records with ``obs_flag == 0`` (local influence).
-    valid_flags : tuple of str
-        Valid single-letter ICOS ``qc_flag`` values.  NOAA 3-character ``qcflag``: a record is
-        valid when the first (rejection) character is ``"."``.
-    err_instrument : float, optional
-        Declared instrument error [ppm]; default ``value_unc`` from the file (0 if absent).
-    err_calibration, err_transport : float
-        Calibration and transport (model-data mismatch) errors [ppm].
-
-    Returns
-    -------
-    xarray.Dataset
-        ObservationSet, kind "tower", ``alt`` = intake height [m agl].
-    """
-    path = Path(path)
-    with open_netcdf(path) as nc:
-        vvar = get_var(nc, "value", path)
-        tvar = get_var(nc, "time", path)
-        n = vvar.shape[0] if vvar.ndim else 0
-        if n == 0:
-            raise empty_error(str(path), "dimension of 'value' has length 0")
-        factor = to_ppm_factor(getattr(vvar, "units", None), where=f"{path}: variable 'value'")
-        value = read_float(vvar, path) * factor
-        time = decode_cf_time(read_float(tvar, path), getattr(tvar, "units", ""), where=str(path))
-        _check_time_components(nc, time, path)
-        attrs = {k: nc.getncattr(k) for k in nc.ncattrs()}
-        interval = _interval(
-            attrs.get("dataset_data_frequency", 1), attrs.get("dataset_data_frequency_unit", "h")
-        )
-        time = time + stamp_offset(
-            getattr(tvar, "comment", ""), interval, time_stamp, where=str(path)
-        )
-        extra_bad: dict[str, np.ndarray] = {}
-        if "qcflag" in nc.variables:  # NOAA: 3-char flag, first char = rejection
-            flags = read_strings(nc.variables["qcflag"])
-            flag_ok = np.char.startswith(flags, ".")
-        elif "qc_flag" in nc.variables:  # ICOS: single letter
-            flags = read_strings(nc.variables["qc_flag"])
-            flag_ok = np.isin(flags, list(valid_flags))
-        else:
-            raise MissingVariableError(
-                f"{path}: no quality flag variable ('qcflag' or 'qc_flag'); cannot QC the data"
-            )
-        if use_obs_flag and "obs_flag" in nc.variables:
-            of = np.ma.filled(nc.variables["obs_flag"][...], 1)  # _FillValue is 1 in ICOS files
-            extra_bad["obs_flag == 0 (local influence)"] = np.asarray(of) == 0
-        unc = std = nval = None
-        if "value_unc" in nc.variables:
-            u = nc.variables["value_unc"]
-            unc = read_float(u, path) * to_ppm_factor(u.units, where=f"{path}: value_unc")
-        if "value_std_dev" in nc.variables:
-            s = nc.variables["value_std_dev"]
-            std = read_float(s, path) * to_ppm_factor(s.units, where=f"{path}: value_std_dev")
-        if "nvalue" in nc.variables:
-            nval = read_float(nc.variables["nvalue"], path)
-        intake = read_float(get_var(nc, "intake_height", path), path)
-        lat = read_float(get_var(nc, "latitude", path), path)
-        lon = read_float(get_var(nc, "longitude", path), path)
-    scale = attrs.get("dataset_calibration_scale") or getattr(vvar, "scale_comment", "")
-    rec = TowerRecords(
-        source=str(path),
-        time=time,
-        value=value,
-        flag_ok=flag_ok,
-        intake=intake,
-        lat=np.where(np.isfinite(lat), lat, float(attrs.get("site_latitude", np.nan))),
-        lon=np.where(np.isfinite(lon), lon, float(attrs.get("site_longitude", np.nan))),
-        site=str(attrs.get("site_code", path.stem)),
-        scale=normalise_scale(scale),
-        species=str(attrs.get("dataset_parameter", "")),
-        unc=unc,
-        std=std,
-        nvalue=nval,
-        extra_bad=extra_bad,
-    )
-    opts = TowerOptions(
-        species, start, end, intake_height, hours, average, err_instrument, err_calibration,
-        err_transport,
-    )  # fmt: skip
-    keep_attrs = {
-        "source_file": path.name,
-        "site_name": str(attrs.get("site_name", "")),
-        "site_elevation_m_asl": float(attrs.get("site_elevation", np.nan)),
-        "dataset_name": str(attrs.get("dataset_name", "")),
-    }
-    return finalize_tower(rec, opts, keep_attrs)
-
+__all__ = ["read_icos_atc", "read_tower_csv"]
 
 # ---------------------------------------------------------------- ICOS ATC NRT text files
 
@@ -226,10 +47,8 @@ def _parse_atc_header(path: Path) -> tuple[dict[str, str], list[str], int, list[
     raise ObservationFormatError(f"{path}: ICOS ATC header has no '#Site;...' column line")
 
 
-def _is_icos_atc(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        head = fh.read(4096)
-    return head.startswith(b"# TITLE") and b"#Site;" in head
+def _is_icos_atc(probe: FileProbe) -> bool:
+    return probe.head.startswith(b"# TITLE") and b"#Site;" in probe.head
 
 
 def _signed_degrees(text: str, where: str) -> float:
@@ -241,7 +60,7 @@ def _signed_degrees(text: str, where: str) -> float:
 
 
 @register_reader(
-    "icos_atc", detect=_is_icos_atc, description="ICOS ATC NRT hourly text file (';' separated)"
+    "icos_atc", sniff=_is_icos_atc, description="ICOS ATC NRT hourly text file (';' separated)"
 )
 def read_icos_atc(
     path: Path,
@@ -254,6 +73,7 @@ def read_icos_atc(
     average: str | None = "hourly",
     valid_flags: tuple[str, ...] = ("O", "U"),
     err_instrument: float | None = None,
+    err_representation: float | None = None,
     err_calibration: float = 0.0,
     err_transport: float = 0.0,
 ) -> xr.Dataset:
@@ -263,7 +83,8 @@ def read_icos_atc(
     (``WMOX2007`` -> ``"WMO CO2 X2007"``).  Time columns are UTC ("Times are UTC") and mark the
     start of the hour; they are shifted to the midpoint.  ``Flag`` in ``valid_flags`` is kept;
     the fill value -999.99 is missing.  Options as :func:`read_obspack`; ``err_instrument``
-    has no file default (0 unless declared); representation = ``Stdev``/sqrt(``NbPoints``).
+    has no file default (0 unless declared); representation = ``Stdev``/sqrt(``NbPoints``)
+    (``err_representation`` overrides).
     """
     path = Path(path)
     meta, columns, n_header, comments = _parse_atc_header(path)
@@ -294,7 +115,13 @@ def read_icos_atc(
         raise ObservationFormatError(
             f"{path}: TIME INTERVAL {meta.get('TIME INTERVAL')!r} not supported (hourly only)"
         )
-    stamps = stamps + stamp_offset(" ".join(comments), interval, "auto", where=str(path))
+    found = stamp_position({"header comments": " ".join(comments)})
+    if found is None:
+        raise ObservationFormatError(
+            f"{path}: the header comments do not say whether times mark the start, midpoint or "
+            "end of the hour; this reader needs that statement"
+        )
+    stamps = stamps + stamp_offset("", interval, found[0], where=str(path))
     value = pd.to_numeric(df[vcol], errors="coerce").to_numpy("float64")
     value = np.where(value < -900, np.nan, value) * factor
     std = pd.to_numeric(df.get("Stdev"), errors="coerce").to_numpy("float64") * factor
@@ -311,12 +138,18 @@ def read_icos_atc(
         site=meta.get("STATION CODE", str(df["Site"].iloc[0])),
         scale=normalise_scale(meta.get("MEASUREMENT SCALE")),
         species=param,
-        std=np.where(std < -900, np.nan, std),
-        nvalue=nval,
+        std=np.where(std < 0, np.nan, std),
+        nvalue=np.where(nval < 0, np.nan, nval),
+        assumptions={
+            "time_stamp": f"{found[0]} of the hour (from the header comments)",
+            "qc_flag": f"column 'Flag' (valid: {list(valid_flags)})",
+            "instrument error": "none in the file (0 unless err_instrument is given)",
+            "representation error": "Stdev / sqrt(NbPoints)",
+        },
     )
     opts = TowerOptions(
         species, start, end, intake_height, hours, average, err_instrument, err_calibration,
-        err_transport,
+        err_transport, err_representation,
     )  # fmt: skip
     return finalize_tower(
         rec, opts, {"source_file": path.name, "site_name": meta.get("STATION NAME", "")}
@@ -328,16 +161,20 @@ def read_icos_atc(
 TOWER_CSV_COLUMNS = ("time", "site", "lat", "lon", "intake_height", "value")
 
 
-def _is_tower_csv(path: Path) -> bool:
-    if path.suffix.lower() != ".csv":
-        return False
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        header = next((ln for ln in fh if not ln.startswith("#")), "")
-    cols = [c.strip() for c in header.split(",")]
+def csv_header(probe: FileProbe) -> list[str]:
+    """Column names of a ``.csv`` file (first line not starting with ``#``), else []."""
+    if probe.suffix != ".csv":
+        return []
+    header = next((ln for ln in probe.text_lines(200) if not ln.startswith("#")), "")
+    return [c.strip() for c in header.split(",")]
+
+
+def _is_tower_csv(probe: FileProbe) -> bool:
+    cols = csv_header(probe)
     return all(c in cols for c in TOWER_CSV_COLUMNS)
 
 
-@register_reader("tower_csv", detect=_is_tower_csv, description="plain tower CSV (FORMATS.md)")
+@register_reader("tower_csv", sniff=_is_tower_csv, description="plain tower CSV (FORMATS.md)")
 def read_tower_csv(
     path: Path,
     *,
@@ -352,6 +189,7 @@ def read_tower_csv(
     hours: tuple[float, float] | None = None,
     average: str | None = "hourly",
     err_instrument: float | None = None,
+    err_representation: float | None = None,
     err_calibration: float = 0.0,
     err_transport: float = 0.0,
 ) -> xr.Dataset:
@@ -403,9 +241,16 @@ def read_tower_csv(
         unc=None if col("value_unc") is None else col("value_unc") * factor,
         std=None if col("std") is None else col("std") * factor,
         nvalue=col("nvalue"),
+        assumptions={
+            "time_stamp": f"{time_stamp} of a {interval} interval (options time_stamp, interval)",
+            "qc_flag": "column 'flag' (0 = good)"
+            if flag is not None
+            else "no flag column: all valid",
+            "instrument error": "column 'value_unc'" if "value_unc" in df else "none in the file",
+        },
     )
     opts = TowerOptions(
         species, start, end, intake_height, hours, average, err_instrument, err_calibration,
-        err_transport,
+        err_transport, err_representation,
     )  # fmt: skip
     return finalize_tower(rec, opts, {"source_file": path.name})

@@ -1,12 +1,15 @@
 """Tower in-situ processing shared by the tower readers: selection, hourly averaging, errors.
 
 Representative time: the midpoint of the averaging interval (readers shift interval-start stamps
-by half an interval).  Hourly averages use half-open UTC bins [h, h+1) and get the time h+30 min.
+by half an interval).  Hourly averages use half-open UTC bins [h, h+1) and get the mean of the
+averaged records' times (h+30 min for a full hour of evenly spaced records; a single record keeps
+its own time, so midpoint-stamped hourly files are not shifted).
 Local solar time is mean solar time, LST = UTC + lon/15 h (no equation-of-time correction).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +21,8 @@ from ._qc import QCReport, QCTracker, attach_report
 from ._schema import make_observation_set
 
 __all__ = ["TowerOptions", "TowerRecords", "finalize_tower", "local_solar_hour"]
+
+logger = logging.getLogger(__name__)
 
 _PLAUSIBLE_PPM = {"co2": (150.0, 2000.0), "ch4": (0.5, 50.0), "co": (0.0, 50.0)}
 _HOUR = np.timedelta64(3600, "s").astype("timedelta64[ns]")
@@ -41,6 +46,7 @@ class TowerRecords:
     std: np.ndarray | None = None  # [ppm] variability within the record's interval
     nvalue: np.ndarray | None = None  # measurements in the record
     extra_bad: dict[str, np.ndarray] | None = None  # further reason -> mask to drop
+    assumptions: dict[str, str] | None = None  # what was taken from metadata or options
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,7 @@ class TowerOptions:
     err_instrument: float | None = None
     err_calibration: float = 0.0
     err_transport: float = 0.0
+    err_representation: float | None = None
 
 
 def local_solar_hour(time: np.ndarray, lon: np.ndarray) -> np.ndarray:
@@ -154,6 +161,7 @@ def _hourly(rec: TowerRecords, keep: np.ndarray, opts: TowerOptions) -> pd.DataF
             "unc2": np.where(np.isfinite(unc), unc, 0.0) ** 2,
             "std_file": std_file,
             "rep_single": rep_single,
+            "t_ns": rec.time[keep].astype("datetime64[ns]").astype("int64"),
         }
     )
     if opts.average is None:
@@ -175,14 +183,16 @@ def _hourly(rec: TowerRecords, keep: np.ndarray, opts: TowerOptions) -> pd.DataF
         unc2=("unc2", "sum"),
         std_file=("std_file", "first"),
         rep_single=("rep_single", "first"),
+        t_ns=("t_ns", "mean"),
     ).reset_index()
     multi = out["count"].to_numpy() > 1
     cnt = out["count"].to_numpy().astype("float64")
     out["std"] = np.where(multi, out["std_between"], out["std_file"])
     out["rep"] = np.where(multi, out["std_between"] / np.sqrt(cnt), out["rep_single"])
     out["unc"] = np.sqrt(out["unc2"]) / cnt
-    hours = out["hour"].to_numpy().astype("int64") * _HOUR.astype("int64")
-    out["time"] = (hours + _HOUR.astype("int64") // 2).astype("datetime64[ns]")
+    # representative time = mean of the averaged records' (midpoint) times: h + 30 min for a
+    # full hour of evenly spaced records, the record's own time for a single record
+    out["time"] = np.round(out["t_ns"].to_numpy()).astype("int64").astype("datetime64[ns]")
     return out
 
 
@@ -192,6 +202,8 @@ def finalize_tower(
     """QC, selection, hourly averaging and error budget of tower records -> ObservationSet."""
     check_species(rec.species, opts.species, rec.source)
     qc = qc or QCTracker(rec.source, rec.value.size)
+    for key, text in (rec.assumptions or {}).items():
+        qc.assume(key, text)
     qc.drop(~np.isfinite(rec.value), "missing value (NaN or fill value)")
     qc.drop(np.isnat(rec.time), "missing time")
     qc.drop(~rec.flag_ok, "quality flag")
@@ -208,18 +220,27 @@ def finalize_tower(
     qc.require_nonempty()
     keep = qc.keep.copy()
     df = _hourly(rec, keep, opts)
-    n_out = len(df)
     qc.report.averaged = int(keep.sum()) if opts.average else 0
+    inst = (
+        np.full(len(df), float(opts.err_instrument))
+        if opts.err_instrument is not None
+        else df["unc"].to_numpy()
+    )
+    if opts.err_instrument is not None:
+        qc.assume("instrument error", f"option err_instrument={opts.err_instrument} ppm")
+    rep = df["rep"].to_numpy()
+    if opts.err_representation is not None:
+        rep = np.full(len(df), float(opts.err_representation))
+        qc.assume(
+            "representation error", f"option err_representation={opts.err_representation} ppm"
+        )
+    df, inst, rep = _drop_zero_error(df, inst, rep, opts, qc)
+    n_out = len(df)
     qc.report.kept = n_out
     time = df["time"].to_numpy().astype("datetime64[ns]")
     lon = df["lon"].to_numpy()
     key = pd.MultiIndex.from_arrays([df["intake"].to_numpy(), _lst_day(time, lon)])
     group, _ = pd.factorize(key)
-    inst = (
-        np.full(n_out, float(opts.err_instrument))
-        if opts.err_instrument is not None
-        else df["unc"].to_numpy()
-    )
     ds = make_observation_set(
         value=df["value"].to_numpy(),
         time=time,
@@ -232,7 +253,7 @@ def finalize_tower(
             "instrument": inst,
             "calibration": opts.err_calibration,
             "transport": opts.err_transport,
-            "representation": df["rep"].to_numpy(),
+            "representation": rep,
         },
         extras={
             "group": group.astype("int64"),
@@ -255,6 +276,33 @@ def finalize_tower(
     )
     ds["count"].attrs["long_name"] = "number of file records averaged"
     return attach_report(ds, QCReport([qc.report]))
+
+
+def _drop_zero_error(df: pd.DataFrame, inst, rep, opts: TowerOptions, qc: QCTracker):
+    """Drop (and count) averaged records without any uncertainty; the options apply first."""
+    total2 = inst**2 + rep**2 + float(opts.err_calibration) ** 2 + float(opts.err_transport) ** 2
+    zero = ~(np.nan_to_num(total2) > 0)
+    if not zero.any():
+        return df, inst, rep
+    reason = "no uncertainty (zero total error; set err_transport or err_instrument)"
+    n_records = int(df["count"].to_numpy()[zero].sum())
+    qc.report.dropped[reason] = qc.report.dropped.get(reason, 0) + n_records
+    logger.warning(
+        "%s: %d of %d records have no uncertainty (no value_unc, std or nvalue, and no "
+        "err_* option) and were dropped; pass err_transport=... (model-data mismatch [ppm]) "
+        "to keep them",
+        qc.report.source,
+        n_records,
+        qc.report.read,
+    )
+    if zero.all():
+        raise EmptyAfterQCError(
+            f"{qc.report.source}: no observation has an uncertainty: the file gives none "
+            "(no value_unc, value_std_dev/nvalue) and no err_* option was set; pass "
+            "err_transport=... (model-data mismatch [ppm]) or err_instrument=... to the reader"
+        )
+    keep = ~zero
+    return df[keep].reset_index(drop=True), inst[keep], rep[keep]
 
 
 def empty_error(source: str, what: str) -> EmptyAfterQCError:

@@ -11,17 +11,15 @@ from ._points import (
     point_rate_factor,
     read_point_sources,
 )
-from ._readers import (
+from ._readers import read_edgar, read_geotiff, read_netcdf, read_odiac, read_vulcan
+from ._regions import UMOL_TO_T_CO2, AggregationWeights, aggregation_weights, region_weights
+from ._registry import (
+    available_formats,
+    inspect_inventory,
     inventory_formats,
-    read_edgar,
-    read_geotiff,
     read_inventory,
-    read_netcdf,
-    read_odiac,
-    read_vulcan,
     register_inventory_reader,
 )
-from ._regions import UMOL_TO_T_CO2, AggregationWeights, aggregation_weights, region_weights
 from ._regrid import CoverageError, Regridder, regrid
 from ._summary import summarize_inventory
 from ._temporal import ProfileError, TemporalProfiles, temporal_disaggregate, temporal_factors
@@ -43,6 +41,8 @@ __all__ = [
     "TemporalProfiles",
     "UnitError",
     "aggregation_weights",
+    "available_formats",
+    "inspect_inventory",
     "inventory_formats",
     "parse_units",
     "place_point_sources",

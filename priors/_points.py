@@ -13,7 +13,7 @@ import xarray as xr
 from inversion.grid import Grid
 
 from ._geometry import flux_on_grid
-from ._units import _MASS, _MOL, SECONDS_PER_YEAR_365, UnitError, _canonical
+from ._units import _MASS, _MOL, SECONDS_PER_YEAR_365, UnitError, rate_factor
 
 log = logging.getLogger(__name__)
 
@@ -31,21 +31,7 @@ def point_rate_factor(units: str | None, *, where: str = "point sources") -> flo
     UnitError
         If ``units`` is missing or not in :data:`POINT_UNITS`.
     """
-    if units is None or not str(units).strip():
-        raise UnitError(f"{where}: emission units missing; pass units= (one of e.g. 'tCO2 yr-1')")
-    key = _canonical(str(units))
-    parts = key.split(" ")
-    amounts = dict(_MOL)
-    amounts.update(_MASS)
-    amounts.update({"g": _MASS["gCO2"], "kg": _MASS["kgCO2"], "t": _MASS["tCO2"]})
-    if len(parts) != 2 or parts[0] not in amounts or parts[1] not in _RATE_TIME:
-        raise UnitError(
-            f"{where}: cannot convert emission units {units!r} (read as {key!r}) to umol s-1; "
-            "accepted: <amount> <time>, amount one of umol/mol/g/kg/t/kt/Mt with C or CO2 "
-            "(e.g. 'tCO2', 'ktC'), time one of s-1/h-1/d-1/yr-1 (e.g. 'tCO2 yr-1', 'kg CO2/s'); "
-            "yr = 365 days"
-        )
-    return amounts[parts[0]] / _RATE_TIME[parts[1]]
+    return rate_factor(units, where=where)
 
 
 def read_point_sources(

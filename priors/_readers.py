@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,111 +20,13 @@ import pandas as pd
 import pyproj
 import xarray as xr
 
+from ingest import FileProbe
+
 from ._geometry import NativeGrid, edges_from_centres, native_dataarray
+from ._registry import _probe_sniffer, register_inventory_reader
 from ._units import SECONDS_PER_YEAR_365, UnitError, parse_units, to_flux
 
 log = logging.getLogger(__name__)
-
-Reader = Callable[..., xr.DataArray]
-Sniffer = Callable[[Path], bool]
-
-
-@dataclass(frozen=True)
-class _Entry:
-    name: str
-    reader: Reader
-    sniff: Sniffer | None
-    priority: int
-
-
-_REGISTRY: dict[str, _Entry] = {}
-
-
-def register_inventory_reader(
-    name: str,
-    reader: Reader | None = None,
-    *,
-    sniff: Sniffer | None = None,
-    priority: int = 50,
-    overwrite: bool = False,
-) -> Any:
-    """Register ``reader(path, **opts) -> DataArray`` under format ``name``.
-
-    Usable as a decorator. ``sniff(path) -> bool`` lets :func:`read_inventory` auto-detect the
-    format; sniffers run by decreasing ``priority`` (generic formats use 0).
-
-    Raises
-    ------
-    ValueError
-        If ``name`` is taken and ``overwrite`` is False.
-    """
-
-    def deco(func: Reader) -> Reader:
-        if name in _REGISTRY and not overwrite:
-            raise ValueError(
-                f"inventory format {name!r} is already registered; pass overwrite=True to replace it"
-            )
-        _REGISTRY[name] = _Entry(name, func, sniff, priority)
-        return func
-
-    return deco(reader) if reader is not None else deco
-
-
-def inventory_formats() -> list[str]:
-    """Names of the registered inventory formats."""
-    return sorted(_REGISTRY)
-
-
-def read_inventory(path: str | Path, format: str | None = None, **opts: Any) -> xr.DataArray:
-    """Read an emission inventory and convert it to CO2 flux [µmol m-2 s-1] on its native grid.
-
-    Parameters
-    ----------
-    path : str or pathlib.Path
-        Inventory file.
-    format : str, optional
-        Registered format name (:func:`inventory_formats`: ``"odiac"``, ``"edgar"``,
-        ``"vulcan"``, ``"geotiff"``, ``"netcdf"``, …); auto-detected when omitted.
-    **opts
-        Format options, e.g. ``bbox=(lon_min, lat_min, lon_max, lat_max)`` [degrees] to read
-        only the cells intersecting a box, ``sector="total"``, ``units=`` for files without a
-        units attribute, ``variable=`` for NetCDF.
-
-    Returns
-    -------
-    xarray.DataArray
-        CO2 flux (sector, [time,] y, x) [µmol m-2 s-1] on the native grid.
-
-    Raises
-    ------
-    FileNotFoundError
-        If ``path`` does not exist.
-    ValueError
-        If the format is unknown or cannot be detected, the units cannot be converted
-        (:class:`priors.UnitError`), or the values are invalid (NaN, negative where the format
-        forbids it).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"inventory file {str(path)!r} does not exist")
-    if format is None:
-        for entry in sorted(_REGISTRY.values(), key=lambda e: -e.priority):
-            if entry.sniff is not None and entry.sniff(path):
-                format = entry.name
-                break
-        else:
-            raise ValueError(
-                f"{path}: could not detect the inventory format; pass format= one of "
-                f"{inventory_formats()}"
-            )
-        log.info("%s: detected inventory format %r", path, format)
-    entry = _REGISTRY.get(format)
-    if entry is None:
-        raise ValueError(
-            f"format={format!r} is not a registered inventory format; known formats: "
-            f"{inventory_formats()} (add one with priors.register_inventory_reader)"
-        )
-    return entry.reader(path, **opts)
 
 
 # ----------------------------------------------------------------------------- shared helpers
@@ -265,8 +165,9 @@ def _read_geotiff_core(
 _ODIAC_NAME = re.compile(r"odiac(\d{4}).*_(\d{2})(\d{2})\.tiff?$", re.IGNORECASE)
 
 
-def _sniff_odiac(path: Path) -> bool:
-    return path.suffix.lower() in (".tif", ".tiff") and bool(_ODIAC_NAME.search(path.name))
+@_probe_sniffer
+def _sniff_odiac(probe: FileProbe) -> bool:
+    return probe.suffix in (".tif", ".tiff") and bool(_ODIAC_NAME.search(probe.name))
 
 
 @register_inventory_reader("odiac", sniff=_sniff_odiac, priority=100)
@@ -319,8 +220,9 @@ def read_odiac(
     )
 
 
-def _sniff_tif(path: Path) -> bool:
-    return path.suffix.lower() in (".tif", ".tiff")
+@_probe_sniffer
+def _sniff_tif(probe: FileProbe) -> bool:
+    return probe.suffix in (".tif", ".tiff") or probe.container == "tiff"
 
 
 @register_inventory_reader("geotiff", sniff=_sniff_tif, priority=0)
@@ -353,16 +255,6 @@ def read_geotiff(
 
 
 # ----------------------------------------------------------------------------- NetCDF
-def _nc_varnames(path: Path) -> set[str]:
-    import netCDF4
-
-    try:
-        with netCDF4.Dataset(path) as nc:
-            return set(nc.variables)
-    except OSError:
-        return set()
-
-
 def _find_xy(ds: xr.Dataset, var: str) -> tuple[str, str]:
     dims = ds[var].dims
     for xn, yn in (("x", "y"), ("lon", "lat"), ("longitude", "latitude"), ("rlon", "rlat")):
@@ -523,11 +415,11 @@ def _read_netcdf_core(
 _EDGAR_VARS = ("emi_co2", "fluxes", "emissions")
 
 
-def _sniff_edgar(path: Path) -> bool:
-    if path.suffix.lower() not in (".nc", ".nc4"):
+@_probe_sniffer
+def _sniff_edgar(probe: FileProbe) -> bool:
+    if not probe.is_netcdf:
         return False
-    names = _nc_varnames(path)
-    return bool(names & set(_EDGAR_VARS[:2])) or "edgar" in path.name.lower()
+    return bool(set(probe.variables) & set(_EDGAR_VARS[:2])) or "edgar" in probe.name.lower()
 
 
 @register_inventory_reader("edgar", sniff=_sniff_edgar, priority=90)
@@ -535,6 +427,7 @@ def read_edgar(
     path: str | Path,
     *,
     variable: str | None = None,
+    units: str | None = None,
     sector: str | None = None,
     year: int | None = None,
     bbox: tuple[float, float, float, float] | None = None,
@@ -551,6 +444,7 @@ def read_edgar(
     which tiles the globe exactly once. Totals from such a file are a coarse resample, not the
     EDGAR global total.
 
+    ``units=`` replaces the variable's ``units`` attribute (files without one, or with a wrong one).
     The year (``_2015_`` in the file name, or ``year=``) sets ``period_start``/``period_end``.
     Negative values are an error. The sector comes from the file name (``TOTALS`` → ``total``,
     ``ENE`` → ``energy``, …) unless ``sector=`` is given.
@@ -562,7 +456,7 @@ def read_edgar(
     return _read_netcdf_core(
         path,
         variable=variable,
-        units=None,
+        units=units,
         crs="EPSG:4326",
         sector=sector,
         bbox=bbox,
@@ -573,17 +467,12 @@ def read_edgar(
     )
 
 
-def _sniff_vulcan(path: Path) -> bool:
-    if path.suffix.lower() not in (".nc", ".nc4"):
-        return False
-    try:
-        with xr.open_dataset(path, decode_times=False) as ds:
-            return any(
-                "grid_mapping" in ds[v].attrs and "x" in ds[v].dims and "y" in ds[v].dims
-                for v in ds.data_vars
-            )
-    except (OSError, ValueError):
-        return False
+@_probe_sniffer
+def _sniff_vulcan(probe: FileProbe) -> bool:
+    return probe.is_netcdf and any(
+        "grid_mapping" in v.attrs and "x" in v.dims and "y" in v.dims
+        for v in probe.variables.values()
+    )
 
 
 @register_inventory_reader("vulcan", sniff=_sniff_vulcan, priority=80)
@@ -616,8 +505,9 @@ def read_vulcan(
     )
 
 
-def _sniff_nc(path: Path) -> bool:
-    return path.suffix.lower() in (".nc", ".nc4", ".cdf")
+@_probe_sniffer
+def _sniff_nc(probe: FileProbe) -> bool:
+    return probe.is_netcdf
 
 
 @register_inventory_reader("netcdf", sniff=_sniff_nc, priority=0)

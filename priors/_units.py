@@ -1,8 +1,10 @@
 """Unit conversion of inventory emissions to the cityflux flux unit [µmol m-2 s-1].
 
-One place converts every inventory unit (MetPy-style "units at the boundary"). A unit string is
-canonicalised (case, ``µ``/``u``, ``/`` vs negative exponents, ``per``, ``tonne``) and looked up in
-:data:`ACCEPTED_UNITS`; anything else raises :class:`UnitError` listing the accepted strings.
+One place converts every inventory unit (MetPy-style "units at the boundary"): the string is
+parsed by the shared units parser (:func:`ingest.parse_units`: any spelling of an amount or mass
+per area per time, ``/``, ``per``, exponents, ``tonne``, ``µ``) and must come out as
+amount x area^-1 x time^-1; anything else raises :class:`UnitError` (:class:`ingest.UnitsError`)
+with examples. :data:`ACCEPTED_UNITS` lists the canonical spellings as examples.
 
 Mass units name the species they count: ``kg m-2 s-1`` (EDGAR) is kg CO2; ``tC`` / ``kgC`` / ``gC``
 count carbon (1 mol C = 1 mol CO2 emitted as CO2). Per-cell units (``tC cell-1 month-1``, ODIAC)
@@ -11,10 +13,12 @@ need the cell area and the duration of the month, which the caller supplies.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
+
+from ingest import MOLAR_MASS, UnitsError
+from ingest import parse_units as _parse
 
 __all__ = [
     "ACCEPTED_UNITS",
@@ -37,8 +41,8 @@ SECONDS_PER_YEAR_365 = 365 * 86400.0
 umol_per_s_to_t_co2 = 1e-6 * M_CO2 * 1e-6
 
 
-class UnitError(ValueError):
-    """A unit string that cannot be converted to µmol m-2 s-1."""
+#: A unit string that cannot be converted (the shared :class:`ingest.UnitsError`).
+UnitError = UnitsError
 
 
 @dataclass(frozen=True)
@@ -48,8 +52,9 @@ class UnitSpec:
     ``value [unit] * factor`` gives µmol CO2 per ``area`` per ``time``:
 
     - ``area``: ``"m2"`` (already per m²) or ``"cell"`` (divide by the cell area [m²]);
-    - ``time``: ``"s"`` (already per second), ``"h"``, ``"d"``, ``"yr"`` or ``"month"``
-      (divide by the seconds of that period; the caller knows the calendar).
+    - ``time``: ``"s"`` (already per second; hours and days are folded into ``factor``),
+      ``"yr"`` or ``"month"`` (divide by the seconds of that period; the caller knows the
+      calendar).
     """
 
     canonical: str
@@ -94,53 +99,6 @@ def _build_table() -> dict[str, UnitSpec]:
 #: ``"kg/m2/s"``, ``"µmol m-2 s-1"``, ``"tC/km2/yr"``, ``"t C per cell per month"`` map onto these).
 ACCEPTED_UNITS: dict[str, UnitSpec] = _build_table()
 
-_ALIASES = [
-    (r"µ|μ", "u"),
-    (r"micromol(e)?s?", "umol"),
-    (r"\bmoles?\b", "mol"),
-    (r"tonnes?|tons?|metric tons?", "t"),
-    (r"kilograms?", "kg"),
-    (r"grams?", "g"),
-    (r"\bper\b", "/"),
-    (r"\*\*|\^", ""),
-    (r"years?|yrs?|annum|\ba\b", "yr"),
-    (r"hours?|hrs?", "h"),
-    (r"days?", "d"),
-    (r"months?|mon\b", "month"),
-    (r"seconds?|secs?|\bsec\b", "s"),
-    (r"cells?|gridcells?|grid cells?|pixels?", "cell"),
-    (r"(k?m)²", r"\g<1>2"),
-]
-
-
-def _canonical(units: str) -> str:
-    s = units.strip()
-    s = re.sub(r"\bMt\b", "MEGAT", s)  # keep Mt vs mt apart before lowering
-    s = s.lower().replace("megat", "Mt")
-    for pat, rep in _ALIASES:
-        s = re.sub(pat, rep, s)
-    # species glued to the mass: "t c", "t co2", "kg c", "kg(c)" -> "tC", "tCO2", "kgC"
-    s = re.sub(
-        r"\b(Mt|kt|kg|g|t)\s*\(?\s*(co2|c)\b\)?", lambda m: m.group(1) + m.group(2).upper(), s
-    )
-    s = re.sub(r"\b(mol|umol|nmol|mmol|kmol)\s*\(?\s*(co2|c)\b\)?", r"\1", s)
-    # "/m2" -> " m-2" etc.
-    s = re.sub(r"/\s*(km|m)2", r" \g<1>-2", s)
-    s = re.sub(r"/\s*(s|h|d|yr|month|cell)\b", r" \1-1", s)
-    s = re.sub(r"\b(km|m)2\b(?!-)", r"\1-2", s) if "/" in units else s
-    s = re.sub(r"\b(km|m)\s*-\s*2\b", r"\1-2", s)
-    s = re.sub(r"\b(s|h|d|yr|month|cell)\s*-\s*1\b", r"\1-1", s)
-    s = re.sub(r"\s+", " ", s).strip()
-    # order: amount, area, time
-    parts = s.split(" ")
-    if len(parts) == 3:
-        amount = parts[0]
-        area = next((p for p in parts[1:] if p in _AREA), None)
-        tim = next((p for p in parts[1:] if p in _TIME), None)
-        if area and tim:
-            s = f"{amount} {area} {tim}"
-    return s
-
 
 def parse_units(units: str | None, *, where: str = "data") -> UnitSpec:
     """Parse an inventory unit string.
@@ -159,7 +117,7 @@ def parse_units(units: str | None, *, where: str = "data") -> UnitSpec:
     Raises
     ------
     UnitError
-        If ``units`` is missing or not one of :data:`ACCEPTED_UNITS` (the message lists them).
+        If ``units`` is missing or not an amount per area per time (the message gives examples).
     """
     examples = (
         "umol m-2 s-1, mol m-2 s-1, kg m-2 s-1 (kg CO2), g m-2 s-1, kgC m-2 s-1, "
@@ -171,19 +129,61 @@ def parse_units(units: str | None, *, where: str = "data") -> UnitSpec:
         raise UnitError(
             f"{where}: no units attribute found; pass units=... to the reader. Accepted: {examples}"
         )
-    key = _canonical(str(units))
-    spec = ACCEPTED_UNITS.get(key)
-    if spec is None:
+    try:
+        p = _parse(units, where=where)
+    except UnitsError as err:
+        raise UnitError(f"{err}; cannot convert to umol m-2 s-1. Accepted: {examples}") from None
+    dims = dict(p.dims)
+    amount = next((k for k in ("mol", "g") if dims.get(k) == 1), None)
+    area = "m2" if dims.get("m") == -2 else ("cell" if dims.get("cell") == -1 else None)
+    time = next((k for k in ("s", "yr", "month") if dims.get(k) == -1), None)
+    expected = {amount: 1, "m" if area == "m2" else "cell": -2 if area == "m2" else -1, time: -1}
+    if amount is None or area is None or time is None or dims != expected:
         raise UnitError(
-            f"{where}: cannot convert units {units!r} (read as {key!r}) to umol m-2 s-1. "
-            f"Accepted: {examples}"
+            f"{where}: cannot convert units {units!r} (read as {p.canonical!r}: {p.describe()}) "
+            f"to umol m-2 s-1. Accepted: {examples}"
         )
-    return spec
+    if amount == "mol":
+        factor = p.factor * 1e6
+    else:
+        factor = p.factor / MOLAR_MASS[p.species or "co2"] * 1e6
+    return UnitSpec(p.canonical, factor, area, time)
 
 
 def seconds_of(time: str, *, seconds_per_year: float = SECONDS_PER_YEAR_365) -> float | None:
     """Seconds in the time unit of a :class:`UnitSpec` (``None`` for ``"month"``)."""
-    return {"s": 1.0, "h": 3600.0, "d": 86400.0, "yr": seconds_per_year, "month": None}[time]
+    return {"s": 1.0, "yr": seconds_per_year, "month": None}[time]
+
+
+def rate_factor(units: str | None, *, where: str) -> float:
+    """Factor converting an emission rate (amount per time) to µmol CO2 s-1 (yr = 365 days).
+
+    Raises
+    ------
+    UnitError
+        If ``units`` is missing or not an amount (mol, or mass of C or CO2) per time.
+    """
+    accepted = (
+        "accepted: <amount> <time>, amount one of umol/mol/g/kg/t/kt/Mt with C or CO2 "
+        "(e.g. 'tCO2', 'ktC'), time one of s-1/h-1/d-1/yr-1 (e.g. 'tCO2 yr-1', 'kg CO2/s'); "
+        "yr = 365 days"
+    )
+    if units is None or not str(units).strip():
+        raise UnitError(f"{where}: emission units missing; pass units= (one of e.g. 'tCO2 yr-1')")
+    try:
+        p = _parse(units, where=where)
+    except UnitsError as err:
+        raise UnitError(f"{err}; {accepted}") from None
+    dims = dict(p.dims)
+    amount = next((k for k in ("mol", "g") if dims.get(k) == 1), None)
+    time = next((k for k in ("s", "yr") if dims.get(k) == -1), None)
+    if amount is None or time is None or dims != {amount: 1, time: -1}:
+        raise UnitError(
+            f"{where}: cannot convert emission units {units!r} (read as {p.canonical!r}) to "
+            f"umol s-1; {accepted}"
+        )
+    f = p.factor * 1e6 if amount == "mol" else p.factor / MOLAR_MASS[p.species or "co2"] * 1e6
+    return f / (SECONDS_PER_YEAR_365 if time == "yr" else 1.0)
 
 
 def to_flux(

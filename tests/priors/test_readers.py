@@ -268,3 +268,83 @@ def test_point_sources_csv_units_and_stack_height(tmp_path):
     back = priors.read_point_sources(gpkg, units="umol/s", stack_height="stack_height_m")
     np.testing.assert_allclose(back["lon"], pts["lon"], atol=1e-9)
     np.testing.assert_allclose(back["rate_umol_s"], pts["rate_umol_s"], rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("units", "factor"),
+    [
+        ("metric tonnes carbon/km2/year", 1e12 / 12.011 / 1e6),  # Vulcan-style words
+        ("gC/m2/d", 1e6 / 12.011 / 86400.0),  # ODIAC 1x1 degree NetCDF style
+        ("kg(C) m-2 s-1", 1e9 / 12.011),
+        ("umol CO2 m-2 s-1", 1.0),
+        ("Mg km-2 h-1", 1e12 / 44.0095 / 1e6 / 3600.0),  # bare mass = CO2
+    ],
+)
+def test_unit_parser_factors_by_hand(units, factor):
+    spec = priors.parse_units(units)  # hours and days are folded into the factor; years are not
+    np.testing.assert_allclose(spec.factor, factor, rtol=1e-12)
+    assert spec.area == "m2"
+
+
+def test_available_formats_and_inspect(fixtures_dir, tmp_path):
+    formats = priors.available_formats()
+    assert isinstance(formats, dict) and next(iter(formats)) == "odiac" and "edgar" in formats
+    assert priors.inventory_formats() == sorted(formats)
+    path = fixtures_dir / EDGAR
+    info = priors.inspect_inventory(path)
+    da = priors.read_inventory(path)
+    assert info.format == "edgar" and info.what == "inventory" and info.complete
+    assert info.n_records == da.sizes["y"] * da.sizes["x"]
+    assert info.units == {"flux": "kg m-2 s-1"}
+    assert str(info.time_range[0]).startswith("2015-01-01") and str(info.time_range[1]).startswith(
+        "2016-01-01"
+    )
+    area = da["cell_area"].values
+    seconds = 365 * 86400.0
+    total = float((da.values[0] * area).sum() * seconds * priors.UMOL_TO_T_CO2)
+    np.testing.assert_allclose(info.details["total_t_co2"], total, rtol=1e-12)
+    assert info.bbox[0] >= -180 and info.bbox[2] <= 180
+
+
+def test_inspect_inventory_raises_what_read_raises(fixtures_dir, tmp_path):
+    path = fixtures_dir / EDGAR
+    bad_units = tmp_path / "ppm.nc"
+    xr.Dataset({"co2": (("y", "x"), np.ones((2, 3)), {"units": "ppm"})},
+               coords={"x": [0.0, 1e3, 2e3], "y": [0.0, 1e3]}).to_netcdf(bad_units)  # fmt: skip
+    cases = [
+        (path, {"bogus": 1}),
+        (path, {"format": "nope"}),
+        (path, {"bbox": (100.0, 80.0, 100.5, 80.5), "format": "geotiff"}),
+        (bad_units, {"format": "netcdf", "crs": "EPSG:32612"}),
+        (tmp_path, {}),
+        (tmp_path / "none.nc", {}),
+        (DATA / "point_sources.csv", {}),
+    ]
+    for p, opts in cases:
+        with pytest.raises(Exception) as a:
+            priors.read_inventory(p, **opts)
+        with pytest.raises(Exception) as b:
+            priors.inspect_inventory(p, **opts)
+        assert type(a.value) is type(b.value) and str(a.value) == str(b.value), (p, opts)
+    with pytest.raises(
+        TypeError,
+        match=r"\['bogus'\].*accepted options: \['bbox', 'sector', 'units', 'variable', 'year'\]",
+    ):
+        priors.read_inventory(path, bogus=1)
+
+
+def test_edgar_v8_emissions_per_cell_need_their_time(tmp_path):
+    lon = np.arange(0.05, 1.0, 0.1)
+    lat = np.arange(40.05, 40.5, 0.1)
+    ds = xr.Dataset(
+        {"emissions": (("lat", "lon"), np.full((lat.size, lon.size), 3.0), {"units": "Tonnes"})},
+        coords={"lat": lat, "lon": lon},
+    )
+    p = tmp_path / "EDGAR_2022_GHG_CO2_2022_TOTALS_emi.nc"
+    ds.to_netcdf(p)
+    with pytest.raises(priors.UnitError, match=r"_emi\.nc:emissions.*'Tonnes'"):
+        priors.read_inventory(p)
+    da = priors.read_inventory(p, units="t CO2 cell-1 yr-1")
+    area = da["cell_area"].values
+    expect = 3.0 * 1e12 / 44.0095 / area / (365 * 86400.0)  # 2022 has 365 days
+    np.testing.assert_allclose(da.values[0], expect, rtol=1e-12)

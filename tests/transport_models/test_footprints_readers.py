@@ -14,6 +14,7 @@ from inversion import Grid
 from transport_models.footprints import (
     M_AIR,
     FootprintError,
+    FootprintWarning,
     detect_format,
     read_boundary_sensitivity,
     read_footprint,
@@ -75,13 +76,22 @@ def test_flexpart_conversion_by_hand():
 
 
 def test_name_openghg_and_paris():
-    fp = read_footprint(NAME_INERT)
+    with pytest.warns(FootprintWarning, match="back-trajectory length assumed default 720 h"):
+        fp = read_footprint(NAME_INERT)
     assert detect_format(NAME_INERT) == "name"
     with netCDF4.Dataset(NAME_INERT) as nc:
         raw = np.asarray(nc["fp"][:], dtype=np.float32)  # (lat, lon, time), (mol/mol)/(mol/m2/s)
     # 1 (mol/mol)/(mol m-2 s-1) = 1 ppm/(umol m-2 s-1)
     np.testing.assert_array_equal(fp.values[:, 0], np.moveaxis(raw, -1, 0))
-    np.testing.assert_array_equal(fp["layer_time"].values[:, 0], fp["receptor_time"].values)
+    # the integrated fp covers the back-trajectory [t - 720 h, t) (documented default, warned)
+    np.testing.assert_array_equal(fp["layer_end"].values[:, 0], fp["receptor_time"].values)
+    np.testing.assert_array_equal(
+        fp["layer_time"].values[:, 0], fp["receptor_time"].values - np.timedelta64(720, "h")
+    )
+    assert "assumed default 720 h" in fp.attrs["backtime_source"]
+    given = read_footprint(NAME_INERT, back_hours=48)
+    assert given.attrs["backtime_source"] == "option back_hours=48"
+    assert (given["receptor_time"] - given["layer_time"][:, 0] == np.timedelta64(48, "h")).all()
     assert fp["receptor_height"].values[0] == 100.0
     assert Grid.from_dataarray(fp).shape == (12, 12)
 

@@ -4,7 +4,13 @@ Every reader returns an :class:`xarray.DataArray` ``(time, y, x)`` or
 ``(receptor, time, y, x)`` in ppm per (µmol m-2 s-1) per layer (see FORMAT.md).
 """
 
-from ._common import FOOTPRINT_UNITS, FootprintError, layer_start_times
+from ._common import (
+    FOOTPRINT_UNITS,
+    FootprintError,
+    FootprintWarning,
+    layer_bounds,
+    layer_start_times,
+)
 from ._flexpart import M_AIR, read_flexpart
 from ._generic import read_generic, write_footprint
 from ._name import read_boundary_sensitivity, read_name, read_paris
@@ -12,6 +18,7 @@ from ._registry import (
     FootprintReader,
     available_formats,
     detect_format,
+    inspect_footprint,
     read_footprint,
     register_footprint_reader,
 )
@@ -22,8 +29,11 @@ __all__ = [
     "M_AIR",
     "FootprintError",
     "FootprintReader",
+    "FootprintWarning",
     "available_formats",
     "detect_format",
+    "inspect_footprint",
+    "layer_bounds",
     "layer_start_times",
     "parse_stilt_name",
     "read_boundary_sensitivity",

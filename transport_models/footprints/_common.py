@@ -11,9 +11,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,13 +22,17 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ingest import ReaderError, footprint_factor
+
 from ._kernels import scan_layers
 
 __all__ = [
     "FOOTPRINT_UNITS",
     "FootprintError",
+    "FootprintWarning",
     "build_footprint",
     "footprint_unit_factor",
+    "layer_bounds",
     "layer_start_times",
 ]
 
@@ -37,60 +41,44 @@ log = logging.getLogger(__name__)
 #: Units of every footprint returned by the readers.
 FOOTPRINT_UNITS = "ppm (umol m-2 s-1)-1"
 
-#: Unit strings accepted for footprints already in (or a decimal factor of) ppm per µmol m-2 s-1,
-#: after normalisation (lower case, ``µ`` -> ``u``, spaces removed).
-_UNIT_FACTORS: dict[str, float] = {
-    "ppm(umol-1m2s)": 1.0,  # R-STILT / X-STILT
-    "ppm(umolm-2s-1)-1": 1.0,  # ours
-    "ppm/(umolm-2s-1)": 1.0,
-    "ppm/(umol/m2/s)": 1.0,
-    "ppmperumolm-2s-1": 1.0,
-    "ppm(umol/m2/s)-1": 1.0,
-    "(mol/mol)/(mol/m2/s)": 1.0,  # NAME / OpenGHG / PARIS: 1e6 ppm / 1e6 µmol m-2 s-1
-    "molmol-1(molm-2s-1)-1": 1.0,
-    "m2smol-1": 1.0,
-    "sm2mol-1": 1.0,
-    "ppb(umol-1m2s)": 1e-3,
-    "ppb/(umolm-2s-1)": 1e-3,
-    "ppb(umolm-2s-1)-1": 1e-3,
-}
-
-
 #: Largest share of the absolute sensitivity that negative values (numerical artefacts, e.g. the
 #: residual layer of OpenGHG high-time-resolution footprints) may carry; they are kept and
 #: logged below it, an error above it.
 MAX_NEGATIVE_FRACTION = 0.05
 
 
-class FootprintError(ValueError):
-    """A footprint file is missing, corrupt, or holds values or metadata we cannot use."""
+#: A footprint file is missing, corrupt, or holds values or metadata we cannot use
+#: (the shared :class:`ingest.ReaderError`; unit problems raise its subclass ``UnitsError``).
+FootprintError = ReaderError
 
 
-def _norm_units(units: str) -> str:
-    return re.sub(r"\s+", "", str(units).strip().lower().replace("µ", "u").replace("μ", "u"))
+class FootprintWarning(UserWarning):
+    """A footprint read with an assumption the user should see (all-zero, assumed back-time)."""
 
 
 def footprint_unit_factor(units: Any, path: str | Path, variable: str) -> float:
-    """Factor that converts ``units`` to ppm per (µmol m-2 s-1).
+    """Factor that converts ``units`` to ppm per (µmol m-2 s-1) (:func:`ingest.footprint_factor`).
 
     Raises
     ------
-    FootprintError
-        If the units string is missing or not one we know how to convert.
+    ingest.UnitsError
+        (a ``FootprintError``) if the units string is missing or not mole fraction per flux.
     """
-    if units is None:
-        raise FootprintError(
-            f"{path}: variable {variable!r} has no 'units' attribute; expected one of "
-            f"{sorted(_UNIT_FACTORS)} (spaces ignored); add the attribute to a copy of the file"
+    return footprint_factor(units, where=f"{path}: variable {variable!r}")
+
+
+def warn_all_zero(values: np.ndarray, n_receptor: int, path: str | Path, variable: str) -> int:
+    """Warn when receptors have an all-zero footprint; return how many do."""
+    zero = int(np.count_nonzero(~np.asarray(values).reshape(n_receptor, -1).any(axis=1)))
+    if zero:
+        msg = (
+            f"{path}: variable {variable!r}: {zero} of {n_receptor} receptor(s) have an all-zero "
+            "footprint (no particle reached the grid): their observations will get H = 0; check "
+            "the run (domain too small, particles lost) or drop those receptors"
         )
-    key = _norm_units(units)
-    if key not in _UNIT_FACTORS:
-        raise FootprintError(
-            f"{path}: variable {variable!r} has units {units!r} that cannot be converted to "
-            f"{FOOTPRINT_UNITS!r}; known units are {sorted(_UNIT_FACTORS)} (spaces ignored); "
-            "fix the attribute or register a reader for this format"
-        )
-    return _UNIT_FACTORS[key]
+        log.warning(msg)
+        warnings.warn(msg, FootprintWarning, stacklevel=3)
+    return zero
 
 
 def check_layers(values: np.ndarray, path: str | Path, variable: str) -> np.ndarray:
@@ -161,6 +149,34 @@ def layer_start_times(fp: xr.DataArray) -> np.ndarray:
     return np.broadcast_to(t, (n_rec, t.size))
 
 
+def layer_bounds(fp: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end of each layer [datetime64[ns], UTC], each ``(n_receptor, n_time)``.
+
+    The end comes from the ``layer_end`` coordinate when present (time-integrated or irregular
+    layers), else from start + ``attrs["layer_seconds"]``. A footprint without either (older
+    in-memory arrays with ``layer_seconds = NaN``) gets zero-length layers at their start, the
+    old behaviour, with a warning.
+    """
+    start = layer_start_times(fp)
+    n_rec, nl = start.shape
+    if "layer_end" in fp.coords:
+        le = fp.coords["layer_end"]
+        if "receptor" in le.dims:
+            le = le.transpose("receptor", "time")
+        end = np.broadcast_to(le.values.astype("datetime64[ns]"), (n_rec, nl))
+        return start, end
+    sec = float(fp.attrs.get("layer_seconds", np.nan))
+    if np.isfinite(sec):
+        return start, start + np.timedelta64(round(sec * 1e9), "ns")
+    msg = (
+        f"{fp.attrs.get('source_file', '<memory>')}: footprint has neither a 'layer_end' "
+        "coordinate nor a finite layer_seconds; each layer is placed at its start time"
+    )
+    log.warning(msg)
+    warnings.warn(msg, FootprintWarning, stacklevel=2)
+    return start, start
+
+
 def _regular(c: np.ndarray, name: str, path: str | Path) -> np.ndarray:
     """Snap nearly even cell centres (float32 rounding) to an exact even spacing.
 
@@ -192,12 +208,16 @@ def build_footprint(
     path: str | Path,
     fmt: str,
     layer_time: np.ndarray | None = None,
+    layer_end: np.ndarray | None = None,
     extra_attrs: dict[str, Any] | None = None,
 ) -> xr.DataArray:
     """Assemble the standard footprint DataArray (see module docstring and FORMAT.md).
 
     ``values`` is ``(time, y, x)`` or ``(receptor, time, y, x)`` [ppm per (µmol m-2 s-1)];
     ``receptor`` maps ``time, lat, lon, height, kind, id`` to scalars or 1-D arrays.
+    ``layer_end`` (shape of ``time`` or ``layer_time``) gives each layer's end when layers are
+    not ``layer_seconds`` long (time-integrated or irregular layers); it is always written, from
+    ``layer_seconds`` when not given. Warns when a receptor's footprint is all zero.
     """
     multi = values.ndim == 4
     x = _regular(np.asarray(x, float), "x", path)
@@ -221,6 +241,24 @@ def build_footprint(
             np.asarray(layer_time, "datetime64[ns]"),
             {"long_name": "start of back-layer"},
         )
+    starts = np.asarray(layer_time if layer_time is not None else time, "datetime64[ns]")
+    if layer_end is None:
+        if not np.isfinite(layer_seconds):
+            raise FootprintError(
+                f"{path}: layer ends unknown (no layer_end and layer_seconds={layer_seconds})"
+            )
+        layer_end = starts + np.timedelta64(round(float(layer_seconds) * 1e9), "ns")
+    layer_end = np.asarray(layer_end, "datetime64[ns]")
+    if layer_end.shape != starts.shape or (layer_end < starts).any():
+        raise FootprintError(
+            f"{path}: layer ends {layer_end.shape} must match the layer starts {starts.shape} "
+            "and not precede them"
+        )
+    coords["layer_end"] = (
+        ("receptor", "time") if (multi and starts.ndim == 2) else ("time",),
+        layer_end,
+        {"long_name": "end of back-layer (exclusive)"},
+    )
     rdim = ("receptor",) if multi else ()
     for key in ("time", "lat", "lon", "height", "kind", "id"):
         val = receptor[key]
@@ -236,12 +274,15 @@ def build_footprint(
         "long_name": "footprint: mole fraction sensitivity to surface flux, per layer",
         "crs": crs,
         "layer_seconds": float(layer_seconds),
-        "time_convention": "time = start of each back-layer; layers are [time, time + layer)",
+        "time_convention": "layers are [start, layer_end); start = time (or layer_time)",
         "source_file": str(path),
         "source_format": fmt,
     }
     attrs.update(extra_attrs or {})
-    return xr.DataArray(values, dims=dims, coords=coords, name="footprint", attrs=attrs)
+    out = xr.DataArray(values, dims=dims, coords=coords, name="footprint", attrs=attrs)
+    n_rec = values.shape[0] if multi else 1
+    out.attrs["n_all_zero_receptors"] = warn_all_zero(values, n_rec, path, "footprint")
+    return out
 
 
 @contextlib.contextmanager

@@ -41,6 +41,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ingest import FileProbe, UnitsError, parse_units
+
 from ._common import (
     FootprintError,
     build_footprint,
@@ -95,6 +97,12 @@ def read_flexpart(
     """
     path = Path(path)
     var = f"spec{species:03d}_mr"
+    if FileProbe(path).container not in ("netcdf3", "hdf5"):
+        raise FootprintError(
+            f"{path}: not a NetCDF file ({FileProbe(path).describe()}); this reader reads the "
+            "FLEXPART NetCDF output (grid_time_*.nc): rerun FLEXPART with NetCDF output "
+            "(IOUT >= 9 in COMMAND) or convert the binary grid files first"
+        )
     with open_dataset(path) as ds:
         require(ds, [var, "height", "RELLNG1", "RELLAT1", "RELZZ1", "RELSTART"], path, "flexpart")
         if int(ds.attrs.get("ldirect", -1)) != -1:
@@ -104,12 +112,17 @@ def read_flexpart(
             )
         da = ds[var]
         units = str(da.attrs.get("units", "")).strip()
-        if units != "s m3 kg-1":
-            raise FootprintError(
-                f"{path}: {var} has units {units!r}; only 's m3 kg-1' (IND_SOURCE=1, "
-                "IND_RECEPTOR=2) can be converted to ppm per (µmol m-2 s-1); rerun FLEXPART with "
-                "IND_RECEPTOR=2"
+        try:
+            parsed = parse_units(units, where=f"{path}: variable {var!r}")
+        except UnitsError:
+            parsed = None
+        if parsed is None or parsed.dims != {"s": 1, "m": 3, "g": -1}:
+            raise UnitsError(
+                f"{path}: {var} has units {units!r}; only a source-receptor relationship in "
+                "s m3 kg-1 (IND_SOURCE=1, IND_RECEPTOR=2) can be converted to ppm per "
+                "(µmol m-2 s-1); rerun FLEXPART with IND_RECEPTOR=2"
             )
+        to_s_m3_kg = parsed.factor * 1e3  # the parser's base is s m3 g-1
         h = float(ds["height"].values[0])
         if not h > 0:
             raise FootprintError(f"{path}: lowest output height {h} m is not positive")
@@ -134,7 +147,7 @@ def read_flexpart(
     step = np.timedelta64(step_s, "s") if step_s else times[1] - times[0]
     check_layer_times(times, step, path)
     check_layers(values, path, var)
-    values = (values.astype(np.float64) * (m_air / h)).astype(np.float32)
+    values = (values.astype(np.float64) * (to_s_m3_kg * m_air / h)).astype(np.float32)
     mid = (rs.astype("int64") + re_.astype("int64")) // 2
     rec = {
         "time": ref + mid.astype("timedelta64[s]"),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ import xarray as xr
 
 from ._common import (
     FootprintError,
+    FootprintWarning,
     atomic_directory,
     build_footprint,
     check_layer_times,
@@ -23,13 +26,16 @@ from ._common import (
 
 __all__ = ["FORMAT_VERSION", "read_generic", "write_footprint"]
 
-#: Value of the global attribute ``cityflux_footprint_format`` of files in our layout.
-FORMAT_VERSION = "1"
+#: Value of the global attribute ``cityflux_footprint_format`` of files in our layout
+#: (version 2 adds the ``layer_end`` coordinate; version 1 files are still read).
+FORMAT_VERSION = "2"
 
 _RECEPTOR = ("time", "lat", "lon", "height", "kind", "id")
 
+log = logging.getLogger(__name__)
 
-def read_generic(path: str | Path) -> xr.DataArray:
+
+def read_generic(path: str | Path, *, units: str | None = None) -> xr.DataArray:
     """Read a footprint in the cityflux layout (``*.nc`` or ``*.zarr``), see FORMAT.md.
 
     Returns
@@ -41,7 +47,7 @@ def read_generic(path: str | Path) -> xr.DataArray:
     with open_dataset(path) as ds:
         require(ds, ["footprint", *(f"receptor_{k}" for k in _RECEPTOR)], path, "cityflux")
         da = ds["footprint"]
-        factor = footprint_unit_factor(da.attrs.get("units"), path, "footprint")
+        factor = footprint_unit_factor(units or da.attrs.get("units"), path, "footprint")
         multi = "receptor" in da.dims
         order = ("receptor", "time", "y", "x") if multi else ("time", "y", "x")
         if set(da.dims) != set(order):
@@ -63,17 +69,27 @@ def read_generic(path: str | Path) -> xr.DataArray:
         rec = {k: ds[f"receptor_{k}"].values for k in _RECEPTOR}
         time = ds["time"].values.astype("datetime64[ns]") if "time" in ds.coords else None
         layer_time = ds["layer_time"].values if "layer_time" in ds.variables else None
+        layer_end = ds["layer_end"].values if "layer_end" in ds.variables else None
         x, y = ds["x"].values, ds["y"].values
         extra = {k: v for k, v in da.attrs.items() if k not in ("units", "crs", "layer_seconds")}
     if time is None and layer_time is None:
         raise FootprintError(f"{path}: neither a 'time' nor a 'layer_time' coordinate")
-    if time is not None and np.isfinite(layer_seconds):
+    if time is not None and np.isfinite(layer_seconds) and layer_end is None:
         check_layer_times(time, np.timedelta64(round(layer_seconds * 1e9), "ns"), path)
+    if layer_end is None and not np.isfinite(layer_seconds):
+        layer_end = layer_time if layer_time is not None else time
+        msg = (
+            f"{path}: version-1 file without layer ends and with layer_seconds = NaN (a "
+            "time-integrated footprint): each layer is placed at its start as when it was "
+            "written; re-read the source file to get its back-time interval"
+        )
+        log.warning(msg)
+        warnings.warn(msg, FootprintWarning, stacklevel=2)
     check_layers(values, path, "footprint")
     if factor != 1.0:
         values = values * np.float32(factor)
-    extra.pop("source_file", None)
-    extra.pop("source_format", None)
+    for key in ("source_file", "source_format", "n_all_zero_receptors"):
+        extra.pop(key, None)
     return build_footprint(
         values,
         x=x,
@@ -81,6 +97,7 @@ def read_generic(path: str | Path) -> xr.DataArray:
         crs=str(crs),
         time=time,
         layer_time=layer_time,
+        layer_end=layer_end,
         layer_seconds=layer_seconds,
         receptor=rec,
         path=path,

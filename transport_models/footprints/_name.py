@@ -12,9 +12,21 @@ Both layouts (inspected on real OpenGHG test files) hold one footprint per **rec
 
 Units: 1 (mol/mol)/(mol m-2 s-1) = 1e6 ppm / (1e6 µmol m-2 s-1) = 1 ppm per (µmol m-2 s-1).
 
-A time-integrated footprint becomes one layer whose start (``layer_time``) is the receptor time:
-its whole sensitivity goes to the state bin that contains the receptor time (the OpenGHG
-convention; fine for state bins that are long compared with the near-field residence time).
+Time intervals (explicit per layer in ``layer_time`` / ``layer_end``):
+
+* integrated ``fp`` / ``srr``: one layer ``[t - back, t)`` over the back-trajectory length;
+* ``fp_HiTRes``: layers ``[t - H_back[k] - dH, t - H_back[k])`` for all but the last element;
+  the last element is the residual integrated beyond the resolved hours:
+  ``[t - back, t - H_back[-1])``.
+
+The files do not state the back-trajectory length ``back``: it comes from the option
+``back_hours``, else a documented default of 720 h (30 days, the length of the UK Met Office
+NAME runs that OpenGHG and the PARIS project distribute) with a :class:`FootprintWarning`;
+``attrs["backtime_source"]`` says which. The assembly spreads each layer uniformly over the
+state time bins it overlaps.
+
+Receptor kind: ``"column"`` for satellite-column footprints (file name with ``-column``, e.g.
+``GOSAT-BRAZIL-column_...``), else ``"tower"``, unless ``kind=`` is given.
 
 Boundary (curtain) sensitivities ``particle_locations_{n,e,s,w}`` [1] are the fractions of the
 particles that leave the domain through each side, by height and position along the side; see
@@ -23,7 +35,9 @@ particles that leave the domain through each side, by height and position along 
 
 from __future__ import annotations
 
+import logging
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +46,7 @@ import xarray as xr
 
 from ._common import (
     FootprintError,
+    FootprintWarning,
     build_footprint,
     check_layers,
     footprint_unit_factor,
@@ -42,7 +57,32 @@ from ._common import (
 
 __all__ = ["read_boundary_sensitivity", "read_name", "read_paris"]
 
+log = logging.getLogger(__name__)
+
 _SIDES = ("n", "e", "s", "w")
+#: Default back-trajectory length of NAME footprints when the file does not state it [h].
+DEFAULT_BACK_HOURS = 720.0
+
+
+def _kind(path: Path, attrs: dict, kind: str | None) -> tuple[str, str]:
+    if kind is not None:
+        return kind, "option kind"
+    if re.search(r"-column(?:[_.-]|$)", path.name) or "column" in str(attrs.get("inlet", "")):
+        return "column", "file name or inlet attribute says column"
+    return "tower", "default (no column marker in the file name)"
+
+
+def _back_hours(back_hours: float | None, path: Path) -> tuple[float, str]:
+    if back_hours is not None:
+        return float(back_hours), f"option back_hours={back_hours}"
+    text = (
+        f"assumed default {DEFAULT_BACK_HOURS:g} h (30-day NAME runs): the file gives the "
+        "integral over the back-trajectory but not its length; pass back_hours= to state it"
+    )
+    msg = f"{path}: time-integrated NAME footprint: back-trajectory length {text}"
+    log.warning(msg)
+    warnings.warn(msg, FootprintWarning, stacklevel=4)
+    return DEFAULT_BACK_HOURS, text
 
 
 def _height(ds: xr.Dataset, path: Path) -> float:
@@ -71,9 +111,11 @@ def _receptors(ds: xr.Dataset, path: Path, kind: str) -> dict[str, Any]:
 
 
 def _read(
-    path: Path, variable: str, yn: str, xn: str, fmt: str, hitres: bool, kind: str
-) -> xr.DataArray:
+    path: Path, variable: str, yn: str, xn: str, fmt: str, hitres: bool, kind: str | None,
+    back_hours: float | None,
+) -> xr.DataArray:  # fmt: skip
     with open_dataset(path) as ds:
+        kind, kind_source = _kind(path, dict(ds.attrs), kind)
         require(ds, [variable, "release_lat", "release_lon"], path, fmt)
         if hitres:
             require(ds, ["fp_HiTRes", "H_back"], path, fmt)
@@ -98,14 +140,28 @@ def _read(
                 "back-hours; regenerate the high-time-resolution footprint"
             )
         step_h = float(dh[0]) if hb.size > 1 else 1.0
-        # layer k covers [t - H_back[k] - step, t - H_back[k]); reverse so time increases
+        total, source = _back_hours(back_hours, path)
+        if total <= hb[-1]:
+            raise FootprintError(
+                f"{path}: back-trajectory length {total:g} h does not exceed the last H_back "
+                f"({hb[-1]:g} h) that starts the residual layer; pass a larger back_hours"
+            )
+        # layer k covers [t - H_back[k] - step, t - H_back[k]); the last element is the
+        # residual [t - back, t - H_back[-1]); reverse so time increases
         values = values[:, ::-1]
-        back = (hb[::-1] + step_h) * 3600.0
-        layer_time = rec["time"][:, None] - (back * 1e9).astype("timedelta64[ns]")[None, :]
-        layer_seconds = step_h * 3600.0
-    else:
-        layer_time = rec["time"][:, None]
+        lo = np.r_[total, hb[-2::-1] + step_h] if hb.size > 1 else np.array([total])
+        hi = hb[::-1]
+        h = np.timedelta64(3600 * 10**9, "ns")
+        layer_time = rec["time"][:, None] - (lo * h)[None, :].astype("timedelta64[ns]")
+        layer_end = rec["time"][:, None] - (hi * h)[None, :].astype("timedelta64[ns]")
         layer_seconds = float("nan")
+        extra = {"backtime_hours": total, "backtime_source": source, "hitres_residual": 1}
+    else:
+        total, source = _back_hours(back_hours, path)
+        layer_end = rec["time"][:, None]
+        layer_time = layer_end - np.timedelta64(round(total * 3.6e12), "ns")
+        layer_seconds = total * 3600.0
+        extra = {"backtime_hours": total, "backtime_source": source}
     if y.size > 1 and y[1] < y[0]:
         y, values = y[::-1], values[..., ::-1, :]
     check_layers(values, path, variable)
@@ -117,15 +173,22 @@ def _read(
         crs="EPSG:4326",
         time=None,
         layer_time=layer_time,
+        layer_end=layer_end,
         layer_seconds=layer_seconds,
         receptor=rec,
         path=path,
         fmt=fmt,
-        extra_attrs={"time_integrated": int(not hitres)},
+        extra_attrs={"time_integrated": int(not hitres), "kind_source": kind_source, **extra},
     )
 
 
-def read_name(path: str | Path, *, hitres: bool = False, kind: str = "tower") -> xr.DataArray:
+def read_name(
+    path: str | Path,
+    *,
+    hitres: bool = False,
+    kind: str | None = None,
+    back_hours: float | None = None,
+) -> xr.DataArray:
     """Read a NAME footprint in the OpenGHG layout.
 
     Parameters
@@ -133,25 +196,31 @@ def read_name(path: str | Path, *, hitres: bool = False, kind: str = "tower") ->
     path : str or Path
         OpenGHG NAME footprint file with ``fp(lat, lon, time)``.
     hitres : bool
-        Use ``fp_HiTRes`` (hour-resolved layers) instead of the integrated ``fp``.
-    kind : str
-        Receptor kind recorded.
+        Use ``fp_HiTRes`` (resolved back-hours plus the residual) instead of the integrated
+        ``fp``.
+    kind : str, optional
+        Receptor kind recorded; default ``"column"`` for ``*-column*`` files, else ``"tower"``.
+    back_hours : float, optional
+        Back-trajectory length [h] (the files do not state it; default 720 h with a warning).
 
     Returns
     -------
     xarray.DataArray
-        ``(receptor, time, y, x)`` [ppm per (µmol m-2 s-1)]; ``layer_time(receptor, time)``
-        gives each layer's start (integrated ``fp``: the receptor time, one layer).
+        ``(receptor, time, y, x)`` [ppm per (µmol m-2 s-1)]; ``layer_time`` / ``layer_end``
+        ``(receptor, time)`` give each layer's interval (integrated ``fp``: one layer
+        ``[t - back_hours, t)``).
     """
-    return _read(Path(path), "fp", "lat", "lon", "name", hitres, kind)
+    return _read(Path(path), "fp", "lat", "lon", "name", hitres, kind, back_hours)
 
 
-def read_paris(path: str | Path, *, kind: str = "tower") -> xr.DataArray:
+def read_paris(
+    path: str | Path, *, kind: str | None = None, back_hours: float | None = None
+) -> xr.DataArray:
     """Read a NAME footprint in the PARIS format, ``srr(time, latitude, longitude)``.
 
     Returns the same layout as :func:`read_name` with ``hitres=False``.
     """
-    return _read(Path(path), "srr", "latitude", "longitude", "paris", False, kind)
+    return _read(Path(path), "srr", "latitude", "longitude", "paris", False, kind, back_hours)
 
 
 def read_boundary_sensitivity(

@@ -1,8 +1,11 @@
 """Assembly of the observation operator H from footprint files.
 
-Pipeline per file: read -> sum back-layers into state time bins (a layer stamped at its start
-belongs to the bin containing that start, half-open bins) -> conservative regridding onto the
-inversion grid -> drop ``|H_ij| < threshold`` -> CSR rows, one per receptor. Files are processed
+Pipeline per file: read -> spread each back-layer ``[start, layer_end)`` over the state time
+bins it overlaps, in proportion to the overlap (sensitivity taken as uniform in time within a
+layer; an hourly layer inside one bin goes whole to that bin, a 10-day time-integrated layer is
+shared among the bins it covers; the part outside the state time axis is counted in
+``outside_time``) -> conservative regridding onto the inversion grid -> drop
+``|H_ij| < threshold`` -> CSR rows, one per receptor. Files are processed
 in chunks, one dask task per chunk; the regridding weights are computed once per source grid
 within a task. The receptor-level matrix is cached as zarr (see ``_cache``).
 
@@ -14,6 +17,7 @@ urban-core flux of 10 µmol m-2 s-1.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time as _time
@@ -30,10 +34,10 @@ import xarray as xr
 
 from inversion.grid import Grid
 from inversion.state import StateVector
-from transport_models.footprints import FootprintError, layer_start_times, read_footprint
+from transport_models.footprints import FootprintError, layer_bounds, read_footprint
 
 from ._cache import cache_key, read_cache, write_cache
-from ._kernels import bin_layers, sparsify_rows
+from ._kernels import layer_bin_weights, sparsify_rows, spread_layers
 from ._regrid import ConservativeRegridder, conservative_regridder
 
 #: netCDF-C/HDF5 are not thread-safe: footprint files are read one at a time per process (the
@@ -97,6 +101,10 @@ class ReceptorOperator:
     report: AssemblyReport
 
 
+#: Largest dense block of time-binned footprints held at once in ``_file_rows`` [bytes].
+BLOCK_BYTES = 256 * 2**20
+
+
 def _file_rows(
     fp: xr.DataArray,
     state: StateVector,
@@ -110,34 +118,43 @@ def _file_rows(
     if rg is None:
         rg = conservative_regridder(src, state.grid, engine=engine)
         regridders[src] = rg
-    lt = layer_start_times(fp)
-    n_rec, nl = lt.shape
+    start, end = layer_bounds(fp)
+    n_rec, nl = start.shape
     vals = np.asarray(fp.values).reshape(n_rec * nl, src.size)
-    bins = state.time.index(lt.ravel()).reshape(n_rec, nl)
-    used = np.unique(bins[bins >= 0])
-    nb = used.size
-    local = np.where(bins >= 0, np.searchsorted(used, np.maximum(bins, 0)), -1)
-    gid = np.where(local >= 0, np.arange(n_rec)[:, None] * nb + local, -1).ravel()
-    layer_sums = vals.sum(axis=1, dtype=np.float64).reshape(n_rec, nl)
-    total = layer_sums.sum(axis=1)
-    outside_time = np.where(bins < 0, layer_sums, 0.0).sum(axis=1)
-    binned = bin_layers(vals, gid, n_rec * nb, engine=engine)  # (n_rec*nb, n_src)
-    out_dom = (binned @ rg.outside).reshape(n_rec, nb).sum(axis=1) if nb else np.zeros(n_rec)
-    reg = rg.regrid(binned).reshape(n_rec, nb * state.grid.size)
-    indptr, indices, data, dropped = sparsify_rows(reg, threshold, engine=engine)
+    # share of every layer in every state time bin (uniform in time within a layer)
+    layer, tbin, weight, inside = layer_bin_weights(start.ravel(), end.ravel(), state.time.edges)
+    layer_sums = vals.sum(axis=1, dtype=np.float64)
+    total = layer_sums.reshape(n_rec, nl).sum(axis=1)
+    outside_time = (layer_sums * (1.0 - inside)).reshape(n_rec, nl).sum(axis=1)
+    rec_of = layer // nl
     ncell = state.grid.size
-    cols = used[indices // ncell] * ncell + indices % ncell
     nf = state.time.nt * ncell
+    # receptors in blocks so that the dense (receptor x bin, source cell) array stays bounded
+    per_rec = np.bincount(rec_of, minlength=n_rec).astype(np.int64)
+    budget = max(1, BLOCK_BYTES // (8 * max(src.size, ncell)))
+    block = (np.cumsum(np.maximum(per_rec, 1)) - 1) // budget
+    bounds = np.r_[0, np.flatnonzero(np.diff(block)) + 1, n_rec].tolist()
+    rows_h, out_dom, dropped = [], np.zeros(n_rec), np.zeros(n_rec)
+    for r0, r1 in itertools.pairwise(bounds):
+        sel = np.flatnonzero((rec_of >= r0) & (rec_of < r1))
+        used = np.unique(tbin[sel])
+        nb = used.size
+        target = (rec_of[sel] - r0) * nb + np.searchsorted(used, tbin[sel])
+        binned = spread_layers(vals, layer[sel], target, weight[sel], (r1 - r0) * nb, engine)
+        if nb:
+            out_dom[r0:r1] = (binned @ rg.outside).reshape(r1 - r0, nb).sum(axis=1)
+        reg = rg.regrid(binned).reshape(r1 - r0, nb * ncell)
+        indptr, indices, data, drop = sparsify_rows(reg, threshold, engine=engine)
+        dropped[r0:r1] = drop
+        cols = used[indices // ncell] * ncell + indices % ncell
+        rows_h.append(sp.csr_array((data, cols, indptr), shape=(r1 - r0, nf)))
+    hf = sp.csr_array(sp.vstack(rows_h, format="csr"))
     ns = len(state.sectors)
-    if ns > 1:  # the same footprint applies to every sector's flux
-        per = np.diff(indptr)
-        rows = np.repeat(np.arange(n_rec), per)
-        rows = np.tile(rows, ns)
-        cols = np.concatenate([cols + s * nf for s in range(ns)])
-        data = np.tile(data, ns)
-        h = sp.csr_array((data, (rows, cols)), shape=(n_rec, state.size))
-    else:
-        h = sp.csr_array((data, cols, indptr), shape=(n_rec, state.size))
+    # the same footprint applies to every sector's flux; extra blocks get zero columns
+    blocks = [hf] * ns
+    if state.size > ns * nf:
+        blocks.append(sp.csr_array((n_rec, state.size - ns * nf)))
+    h = sp.csr_array(sp.hstack(blocks, format="csr")) if len(blocks) > 1 else hf
     table = pd.DataFrame(
         {k: np.atleast_1d(fp.coords[f"receptor_{k}"].values) for k in _COLS}
     ).assign(

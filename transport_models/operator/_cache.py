@@ -26,7 +26,7 @@ from transport_models.footprints._common import atomic_directory
 __all__ = ["cache_key", "read_cache", "write_cache"]
 
 #: Bump when the cached content or its meaning changes.
-CACHE_VERSION = "2"
+CACHE_VERSION = "3"  # 3: layers spread over time bins by overlap (layer_end)
 
 
 def cache_key(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["bin_layers", "interval_overlaps", "sparsify_rows"]
+__all__ = ["bin_layers", "interval_overlaps", "layer_bin_weights", "sparsify_rows", "spread_layers"]
 
 
 def _check_engine(engine: str) -> None:
@@ -83,23 +83,89 @@ def interval_overlaps(
     return _overlaps_numba(*args)
 
 
-# ---------------------------------------------------------------- sum layers into bins
+# ---------------------------------------------------------------- layers -> time bins
+def layer_bin_weights(
+    start: np.ndarray, end: np.ndarray, edges: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Share of each layer ``[start, end)`` that falls in each time bin ``[edges[b], edges[b+1])``.
+
+    Sensitivity is taken as uniform in time within a layer, so the share is the overlap
+    length over the layer length; a zero-length layer (a point in time) goes whole to the bin
+    containing it. Vectorised: each layer touches a contiguous run of bins.
+
+    Parameters
+    ----------
+    start, end : numpy.ndarray
+        Layer bounds (n_layer,) [datetime64[ns] or int64 ns].
+    edges : numpy.ndarray
+        Strictly increasing bin edges (n_bin + 1,) [same type].
+
+    Returns
+    -------
+    layer, bin, weight : numpy.ndarray
+        COO triplets (int64, int64, float64 in (0, 1]) for every positive overlap.
+    inside : numpy.ndarray
+        Sum of the weights of each layer (n_layer,) [1]; ``1 - inside`` lies outside the axis.
+    """
+    t0 = np.asarray(start).astype("datetime64[ns]").astype(np.int64)
+    t1 = np.asarray(end).astype("datetime64[ns]").astype(np.int64)
+    e = np.asarray(edges).astype("datetime64[ns]").astype(np.int64)
+    nt = e.size - 1
+    point = t1 == t0
+    b0 = np.maximum(np.searchsorted(e, t0, side="right") - 1, 0)
+    b1 = np.minimum(np.searchsorted(e, t1, side="left") - 1, nt - 1)
+    bp = np.searchsorted(e, t0, side="right") - 1  # bin of a point layer
+    b0 = np.where(point, bp, b0)
+    b1 = np.where(point, bp, b1)
+    count = np.where((b1 >= b0) & (b0 >= 0) & (b0 < nt), b1 - b0 + 1, 0)
+    layer = np.repeat(np.arange(t0.size, dtype=np.int64), count)
+    offset = np.arange(layer.size, dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
+    bins = b0[layer] + offset
+    lo = np.maximum(t0[layer], e[bins])
+    hi = np.minimum(t1[layer], e[bins + 1])
+    dur = (t1 - t0)[layer]
+    weight = np.where(point[layer], 1.0, (hi - lo) / np.where(dur > 0, dur, 1))
+    ok = weight > 0
+    layer, bins, weight = layer[ok], bins[ok], weight[ok]
+    inside = np.bincount(layer, weights=weight, minlength=t0.size)
+    return layer, bins, weight, inside
+
+
 @numba.njit(cache=True, nogil=True)
-def _bin_layers_numba(values: np.ndarray, bins: np.ndarray, nbins: int) -> np.ndarray:
+def _spread_numba(values, layer, target, weight, nbins):
     out = np.zeros((nbins, values.shape[1]))
-    for k in range(values.shape[0]):
-        b = bins[k]
-        if b >= 0:
-            for c in range(values.shape[1]):
-                out[b, c] += values[k, c]
+    for e in range(layer.size):
+        k, b, w = layer[e], target[e], weight[e]
+        for c in range(values.shape[1]):
+            out[b, c] += w * values[k, c]
     return out
 
 
-def _bin_layers_numpy(values: np.ndarray, bins: np.ndarray, nbins: int) -> np.ndarray:
+def _spread_numpy(values, layer, target, weight, nbins):
     out = np.zeros((nbins, values.shape[1]))
-    keep = bins >= 0
-    np.add.at(out, bins[keep], values[keep].astype(np.float64))
+    np.add.at(out, target, weight[:, None] * values[layer].astype(np.float64))
     return out
+
+
+def spread_layers(
+    values: np.ndarray,
+    layer: np.ndarray,
+    target: np.ndarray,
+    weight: np.ndarray,
+    nbins: int,
+    engine: str = "numba",
+) -> np.ndarray:
+    """``out[target[e]] += weight[e] * values[layer[e]]`` over entries ``e`` (float64).
+
+    ``values`` is ``(n_layer, n_cell)``; the result is ``(nbins, n_cell)``.
+    """
+    _check_engine(engine)
+    layer = np.ascontiguousarray(layer, dtype=np.int64)
+    target = np.ascontiguousarray(target, dtype=np.int64)
+    weight = np.ascontiguousarray(weight, dtype=np.float64)
+    if engine == "numpy":
+        return _spread_numpy(values, layer, target, weight, nbins)
+    return _spread_numba(np.ascontiguousarray(values), layer, target, weight, nbins)
 
 
 def bin_layers(
@@ -107,13 +173,12 @@ def bin_layers(
 ) -> np.ndarray:
     """Sum layers into bins: ``out[b] = Σ_{k: bins[k] == b} values[k]`` (float64).
 
-    ``values`` is ``(n_layer, n_cell)``; layers with ``bins < 0`` are skipped.
+    ``values`` is ``(n_layer, n_cell)``; layers with ``bins < 0`` are skipped. Equivalent to
+    :func:`spread_layers` with unit weights.
     """
-    _check_engine(engine)
     bins = np.ascontiguousarray(bins, dtype=np.int64)
-    if engine == "numpy":
-        return _bin_layers_numpy(values, bins, nbins)
-    return _bin_layers_numba(np.ascontiguousarray(values), bins, nbins)
+    keep = np.flatnonzero(bins >= 0)
+    return spread_layers(values, keep, bins[keep], np.ones(keep.size), nbins, engine)
 
 
 # ---------------------------------------------------------------- dense rows -> CSR
