@@ -129,6 +129,21 @@ class ObservationErrorsConfig(Section):
     correlation_lengths: dict[str, float] = Field(default_factory=dict)
     correlated_components: tuple[str, ...] = ("transport", "representation")
 
+    @field_validator("correlation_lengths")
+    @classmethod
+    def _lengths(cls, value: dict[str, float]) -> dict[str, float]:
+        kinds = ("tower", "column", "lidar_path", "lidar_profile")
+        unknown = sorted(set(value) - set(kinds))
+        if unknown:
+            raise ValueError(f"unknown observation kinds {unknown}; use some of {list(kinds)}")
+        bad = {k: v for k, v in value.items() if not v > 0}
+        if bad:
+            raise ValueError(
+                f"correlation lengths must be > 0 (hours for towers/lidar, km for columns), "
+                f"found {bad}"
+            )
+        return value
+
     @field_validator("correlated_components")
     @classmethod
     def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -178,6 +193,18 @@ class TemporalConfig(Section):
     def _tz(self) -> TemporalConfig:
         if self.timezone is not None and self.utc_offset is not None:
             raise ValueError("give either timezone or utc_offset, not both")
+        if self.timezone is not None:
+            import zoneinfo
+
+            try:
+                zoneinfo.ZoneInfo(self.timezone)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f"unknown time zone {self.timezone!r}; use an IANA name such as "
+                    "'Europe/Zurich' or 'America/Denver', or utc_offset [h]"
+                ) from None
+        if self.utc_offset is not None and not -14 <= self.utc_offset <= 14:
+            raise ValueError(f"utc_offset must lie in [-14, 14] h, found {self.utc_offset}")
         return self
 
     def profile_path(self) -> Path | None:

@@ -16,6 +16,8 @@ __all__ = ["input_problems"]
 
 
 def _missing(key: str, path: Path, what: str = "file") -> tuple[str, str]:
+    if path.is_dir() and what == "file":
+        return (key, f"{str(path)!r} is a directory, expected a file; give the file (or a glob)")
     return (key, f"{what} {str(path)!r} does not exist; fix the path")
 
 
@@ -87,14 +89,14 @@ def _prior_problems(cfg: CityfluxConfig) -> list[tuple[str, str]]:
     formats = priors.inventory_formats()
     for i, inv in enumerate(cfg.prior.inventories):
         key = f"prior.inventories[{i}]"
-        if not inv.path.exists():
+        if not inv.path.is_file() and not (inv.path.is_dir() and inv.path.suffix == ".zarr"):
             out.append(_missing(f"{key}.path", inv.path))
         if inv.format is not None and inv.format not in formats:
             out.append(
                 (f"{key}.format", f"unknown inventory format {inv.format!r}; available: {formats}")
             )
     ps = cfg.prior.point_sources
-    if ps is not None and not ps.path.exists():
+    if ps is not None and not ps.path.is_file():
         out.append(_missing("prior.point_sources.path", ps.path))
     prof = cfg.prior.temporal.profile_path()
     if prof is not None and not prof.is_file():
@@ -109,6 +111,6 @@ def _prior_problems(cfg: CityfluxConfig) -> list[tuple[str, str]]:
 def input_problems(cfg: CityfluxConfig) -> list[tuple[str, str]]:
     """Every problem with the input files of ``cfg`` (empty list when all is well)."""
     out = _observation_problems(cfg) + _transport_problems(cfg) + _prior_problems(cfg)
-    if cfg.regions is not None and not cfg.regions.path.exists():
+    if cfg.regions is not None and not (cfg.regions.path.is_file() or cfg.regions.path.is_dir()):
         out.append(_missing("regions.path", cfg.regions.path))
     return out

@@ -80,7 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     osse.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
     _with_set(osse)
     val = sub.add_parser(
-        "validate", parents=[common], help="check a configuration and its inputs without running"
+        "validate",
+        parents=[common],
+        help="check a configuration, open every input and build the case (all but the solve)",
     )
     val.add_argument("config", type=Path)
     _with_set(val)
@@ -211,8 +213,37 @@ def _osse(console: Console, cfg: CityfluxConfig, args: argparse.Namespace) -> in
     return 0
 
 
+def _validate(console: Console, cfg: CityfluxConfig, path: Path) -> int:
+    """Open every input and build the case with the stages of ``run`` (everything but the
+    solve), so that ``run`` never stops on an input that ``validate`` passed."""
+    from cityflux._cli_tables import qc_table
+    from cityflux.config import config_hash
+    from cityflux.pipeline import prepare_case
+
+    with console.status("opening every input", spinner="dots") as status:
+        case, _ = prepare_case(cfg, lambda step: status.update(f"[bold]{step}"))
+    rep = case.reports
+    console.print(qc_table(rep["qc"]))
+    tr = rep["transport"]
+    extra = ""
+    if tr.get("model") == "footprints":
+        m = tr["matching"]
+        extra = (
+            f", {tr['n_files']} footprint file(s): {m['receptors']['matched']} of "
+            f"{m['receptors']['total']} receptors used, {m['n_incomplete']} observation(s) "
+            "without a complete footprint set dropped"
+        )
+    console.print(
+        f"[green]ok[/]: {path} is valid and its inputs open (config hash "
+        f"{config_hash(cfg)[:12]}, synthetic={'yes' if cfg.synthetic else 'no'}): "
+        f"n_obs = {case.y.size} {case.n_obs_by_kind}, n_state = {case.state.size}, "
+        f"transport {tr.get('model')} with {tr.get('zero_rows', 0)} zero row(s){extra}"
+    )
+    return 0
+
+
 def _dispatch(console: Console, args: argparse.Namespace) -> int:
-    from cityflux.config import ConfigError, config_hash, demo_config_path
+    from cityflux.config import ConfigError, demo_config_path
 
     overrides = list(getattr(args, "overrides", []))
     if args.command == "inventory":
@@ -234,12 +265,7 @@ def _dispatch(console: Console, args: argparse.Namespace) -> int:
     if cfg is None:
         return EXIT_CONFIG
     if args.command == "validate":
-        console.print(
-            f"[green]ok[/]: {args.config} is valid (config hash {config_hash(cfg)[:12]}, "
-            f"{len(cfg.observations)} observation source(s), "
-            f"synthetic={'yes' if cfg.synthetic else 'no'})"
-        )
-        return 0
+        return _validate(console, cfg, args.config)
     if args.command == "osse":
         return _osse(console, cfg, args)
     if args.out is not None:
@@ -259,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
 
     console = Console(stderr=False)
     from cityflux.config import ConfigError
+    from ingest import ReaderOptionError
     from inversion import ConvergenceError, MemoryBudgetError
 
     stops: tuple[type[BaseException], ...] = (
@@ -266,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     try:
         return _dispatch(console, args)
-    except (ConfigError, FileNotFoundError) as err:
+    except (ConfigError, FileNotFoundError, ReaderOptionError) as err:
         return _config_error(console, err)
     except stops as err:
         return _run_error(console, err, verbose)

@@ -16,6 +16,7 @@ from ._errors import (
     UnknownFormatError,
 )
 from ._inspect import Inspection, bbox_of, time_range_of
+from ._open import open_dataset, open_netcdf
 from ._registry import FileProbe, ReaderEntry, Registry, VarInfo
 from ._units import (
     FOOTPRINT_DIMS,
@@ -47,6 +48,8 @@ __all__ = [
     "footprint_factor",
     "length_factor",
     "mole_fraction_factor",
+    "open_dataset",
+    "open_netcdf",
     "parse_units",
     "pressure_factor",
     "time_range_of",

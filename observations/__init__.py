@@ -36,6 +36,7 @@ from ._registry import (
     detect_format,
     inspect,
     read,
+    reader_options,
     register_reader,
 )
 from ._schema import (
@@ -73,6 +74,7 @@ __all__ = [
     "make_observation_set",
     "qc_report",
     "read",
+    "reader_options",
     "register_reader",
     "set_errors",
     "total_error",

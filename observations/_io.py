@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import re
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import netCDF4
 import numpy as np
 import pandas as pd
 
+import ingest
 from ingest import mole_fraction_factor
 
 from ._exceptions import MissingVariableError, ObservationFormatError, UnitsError
@@ -48,23 +48,9 @@ def normalise_scale(name: Any) -> str:
     return text
 
 
-@contextlib.contextmanager
-def open_netcdf(path: Path) -> Iterator[netCDF4.Dataset]:
-    """Open a NetCDF file read-only, turning low-level failures into a clear error."""
-    try:
-        nc = netCDF4.Dataset(str(path), "r")
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise ObservationFormatError(
-            f"{path}: cannot be opened as NetCDF ({exc}); the file is corrupt, truncated or "
-            "not NetCDF. Download it again or pass the right format=..."
-        ) from exc
-    try:
-        nc.set_auto_mask(True)
-        yield nc
-    finally:
-        nc.close()
+def open_netcdf(path: Path) -> contextlib.AbstractContextManager:
+    """Open an observation NetCDF file read-only (``ingest.open_netcdf``)."""
+    return ingest.open_netcdf(path, "observation")
 
 
 def get_var(nc: Any, name: str, path: Path, *, required: bool = True) -> Any:

@@ -81,6 +81,18 @@ def available_formats() -> dict[str, str]:
     return REGISTRY.formats()
 
 
+def reader_options(format: str) -> frozenset[str] | None:
+    """Keyword options the reader of ``format`` accepts (None when it takes any).
+
+    Raises
+    ------
+    ingest.UnknownFormatError
+        (a ``KeyError``) for an unknown format name.
+    """
+    opts = REGISTRY.get(format).options
+    return None if opts is None else frozenset(opts)
+
+
 def detect_format(path: str | Path) -> str:
     """Name of the registered format that recognises ``path``.
 

@@ -20,6 +20,7 @@ import pandas as pd
 import pyproj
 import xarray as xr
 
+import ingest
 from ingest import FileProbe
 
 from ._geometry import NativeGrid, edges_from_centres, native_dataarray
@@ -315,7 +316,7 @@ def _read_netcdf_core(
     allow_negative: bool,
     candidates: tuple[str, ...] = (),
 ) -> xr.DataArray:
-    with xr.open_dataset(path, decode_times=True) as ds:
+    with ingest.open_dataset(path, "inventory", decode_times=True) as ds:
         if variable is None:
             found = [v for v in candidates if v in ds.data_vars]
             if not found:

@@ -3,15 +3,17 @@ remove the background, and build the observation error covariance R with its err
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+import ingest
 import observations
 from cityflux._config_real import BackgroundConfig, ObservationErrorsConfig
 from cityflux._files import sha256_file
@@ -33,6 +35,7 @@ __all__ = [
     "observation_covariance",
     "qc_summary",
     "read_observations",
+    "reader_options_key",
     "remove_background",
 ]
 
@@ -86,6 +89,39 @@ def _add_transport(ds: xr.Dataset, error_ppm: float) -> xr.Dataset:
     return ds.assign(err_transport=("obs", new, dict(ds["err_transport"].attrs)))
 
 
+@contextlib.contextmanager
+def reader_options_key(key: str) -> Iterator[None]:
+    """Prefix the dotted config key to an unknown-reader-option error raised in the block."""
+    try:
+        yield
+    except ingest.ReaderOptionError as err:
+        raise ingest.ReaderOptionError(f"{key}: {err}") from None
+
+
+def reader_error_options(
+    src: ObservationSource, fmt: str, errors: ObservationErrorsConfig
+) -> tuple[dict, bool]:
+    """The reader options of one source, with the configured errors passed to the reader.
+
+    Errors set in the configuration (``observation_errors.transport`` / ``representation`` as
+    one number, a source's ``error_ppm``) go to readers that take ``err_transport`` /
+    ``err_representation``, so that they count BEFORE a reader drops records without any
+    uncertainty. Returns the options and whether the transport error was handled that way.
+    """
+    opts = dict(src.options)
+    accepted = observations.reader_options(fmt)
+    if accepted is not None and "err_transport" not in accepted:
+        return opts, False
+    if isinstance(errors.representation, int | float) and "err_representation" not in opts:
+        opts["err_representation"] = float(errors.representation)
+    if isinstance(errors.transport, dict):
+        return opts, False
+    base = errors.transport if errors.transport is not None else opts.get("err_transport", 0.0)
+    if src.error_ppm is not None or errors.transport is not None:
+        opts["err_transport"] = float(np.hypot(base, src.error_ppm or 0.0))
+    return opts, True
+
+
 def read_observations(
     sources: Sequence[ObservationSource],
     period: PeriodConfig,
@@ -97,8 +133,9 @@ def read_observations(
     Each file is read with ``observations.read(path, format=..., **options)``; records outside
     the period or the domain are dropped and counted (sources with ``crop: false`` are kept as
     read). Error components ``errors.transport`` / ``errors.representation`` [ppm] replace the
-    readers' values, then each source's ``error_ppm`` is added in quadrature to the transport
-    error.
+    readers' values and each source's ``error_ppm`` is added in quadrature to the transport
+    error — passed to the reader where it takes them (:func:`reader_error_options`), so that
+    they apply before records without any uncertainty are dropped.
 
     Returns
     -------
@@ -106,14 +143,20 @@ def read_observations(
         Combined ObservationSet with the merged QC report in ``attrs["qc_report"]``.
     """
     sets = []
-    for src in sources:
+    for i, src in enumerate(sources):
         for path in src.files():
-            ds = observations.read(path, format=src.format, **src.options)
+            fmt = src.format or observations.detect_format(path)
+            opts, handled = reader_error_options(src, fmt, errors)
+            with reader_options_key(f"observations[{i}].options"):
+                ds = observations.read(path, format=fmt, **opts)
             if src.crop:
                 ds = _crop(ds, period, grid, path.name)
-            ds = apply_error_settings(ds, errors)
-            if src.error_ppm is not None:
-                ds = _add_transport(ds, src.error_ppm)
+            if not handled:
+                ds = apply_error_settings(ds, errors)
+                if src.error_ppm is not None:
+                    ds = _add_transport(ds, src.error_ppm)
+            elif isinstance(errors.representation, dict):
+                ds = observations.set_errors(ds, representation=errors.representation)
             logger.info("%s: %d observations", path, ds.sizes["obs"])
             sets.append(ds)
     return observations.combine(sets)

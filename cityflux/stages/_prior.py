@@ -10,6 +10,7 @@ import xarray as xr
 
 import priors
 from cityflux.config import DomainConfig, InversionConfig, PriorConfig
+from cityflux.stages._obs import reader_options_key
 from inversion import FLUX_UNITS, Grid, StateVector, TimeAxis
 from inversion.covariance import (
     BlockDiagonalCovariance,
@@ -69,11 +70,12 @@ def prior_flux(cfg: PriorConfig, grid: Grid, time: TimeAxis) -> tuple[xr.DataArr
     """
     parts: list[xr.DataArray] = []
     info: dict = {"inventories": []}
-    for inv in cfg.inventories:
+    for i, inv in enumerate(cfg.inventories):
         opts = dict(inv.options)
         if inv.sector is not None:
             opts.setdefault("sector", inv.sector)
-        native = priors.read_inventory(inv.path, format=inv.format, **opts)
+        with reader_options_key(f"prior.inventories[{i}].options"):
+            native = priors.read_inventory(inv.path, format=inv.format, **opts)
         on_grid = priors.regrid(native, grid)
         parts.append(_disaggregate(on_grid, time, cfg))
         info["inventories"].append(

@@ -20,7 +20,7 @@ import observations
 import transport_models
 from cityflux._config_real import MetConfig, OffsetConfig
 from cityflux.config import PeriodConfig, TransportConfig
-from cityflux.stages._obs import append_qc
+from cityflux.stages._obs import append_qc, reader_options_key
 from inversion import StateVector
 
 __all__ = [
@@ -148,13 +148,26 @@ def transport_operator(
             f"transport.footprints: no footprint file in {str(cfg.footprints)!r} matching "
             f"{cfg.footprint_pattern!r}"
         )
-    op = transport_models.assemble_h(
+    with reader_options_key("transport.footprint_options"):
+        op = _assemble(files, flux_state, obs, cfg)
+    return _footprint_result(op, obs, files, cfg)
+
+
+def _assemble(
+    files: list, flux_state: StateVector, obs: xr.Dataset, cfg: TransportConfig
+) -> transport_models.FootprintOperator:
+    return transport_models.assemble_h(
         files, flux_state, obs, time_tolerance=cfg.time_tolerance,
         position_tolerance=cfg.position_tolerance, height_tolerance=cfg.height_tolerance,
         sampling=cfg.sampling_options(), format=cfg.footprint_format,
         reader_kwargs=dict(cfg.footprint_options), threshold=cfg.threshold,
         cache_dir=cfg.cache_dir, max_uncovered_area_fraction=cfg.max_uncovered_area_fraction,
     )  # fmt: skip
+
+
+def _footprint_result(
+    op: transport_models.FootprintOperator, obs: xr.Dataset, files: list, cfg: TransportConfig
+) -> TransportResult:
     a = op.assembly
     report = {
         "model": "footprints",

@@ -289,3 +289,77 @@ def test_run_that_stops_on_its_inputs_exits_3_with_the_reason(fixtures_dir, tmp_
     assert main(["-v", "run", cfg]) == 3
     assert "Traceback (most recent call last)" in capsys.readouterr().out
     assert not (tmp_path / "out" / "posterior.nc").exists()
+
+
+def test_config_errors_apply_before_records_without_uncertainty_are_dropped(fixtures_dir, tmp_path):
+    """A file whose records carry no uncertainty runs when the config gives error_ppm."""
+    from cityflux import stages
+    from cityflux.config import parse_config
+    from tests.observations.nc_edit import rewrite
+
+    def no_std(nc):
+        v = nc["value_std_dev"][:]
+        v[:10] = -9.99e-6  # a sentinel: these ten records have no uncertainty at all
+        nc["value_std_dev"][:] = v
+
+    bare = rewrite(fixtures_dir / HTM, tmp_path / "bare.nc", drop=["icos_LTR", "icos_SMR"],
+                   edit=no_std)  # fmt: skip
+    data = tower_config(fixtures_dir, tmp_path / "out")
+    data["observations"][0].update(path=str(bare), options={}, error_ppm=2.0)
+    data["period"] = {"start": "2016-01-01T00:00:00", "end": "2018-01-01T00:00:00", "step": "1D"}
+    cfg = parse_config(data)
+    grid = stages.build_grid(cfg.domain)
+    obs = stages.read_observations(cfg.observations, cfg.period, grid, cfg.observation_errors)
+    assert obs.sizes["obs"] == 100  # none dropped for want of an uncertainty
+    np.testing.assert_allclose(obs["err_transport"].values, 2.0)
+    # observation_errors.transport (one number) replaces, error_ppm adds in quadrature
+    data["observation_errors"] = {"transport": 1.5}
+    cfg = parse_config(data)
+    obs = stages.read_observations(cfg.observations, cfg.period, grid, cfg.observation_errors)
+    np.testing.assert_allclose(obs["err_transport"].values, np.hypot(1.5, 2.0))
+
+
+def _broken_tower_cases(fixtures_dir, tmp):
+    """(name, config dict) of real configurations broken in their inputs."""
+    from tests.observations.nc_edit import rewrite
+
+    def cfg(**edits):
+        data = tower_config(fixtures_dir, tmp / "out")
+        for key, value in edits.items():
+            section, _, name = key.partition("__")
+            if name:
+                target = data[section][0] if isinstance(data[section], list) else data[section]
+                target[name] = value
+            else:
+                data[section] = value
+        return data
+
+    units = rewrite(fixtures_dir / HTM, tmp / "units.nc", attrs={"value": {"units": "furlongs"}})
+    trunc = tmp / "truncated_edgar.nc"
+    trunc.write_bytes((fixtures_dir / EDGAR).read_bytes()[:2000])
+    folder = tmp / "a_folder.nc"
+    folder.mkdir(exist_ok=True)
+    inv = [{"path": str(trunc), "format": "edgar"}]
+    return [
+        ("wrong units", cfg(observations__path=str(units))),
+        ("outside the period", cfg(period={"start": "2030-01-01T00:00:00",
+                                           "end": "2030-01-02T00:00:00", "step": "6h"})),
+        ("unknown reader option", cfg(observations__options={"hourz": [10, 18]})),
+        ("truncated inventory", cfg(prior={**tower_config(fixtures_dir, tmp)["prior"],
+                                           "inventories": inv})),
+        ("directory as observation file", cfg(observations__path=str(folder))),
+    ]  # fmt: skip
+
+
+def test_validate_refuses_what_run_refuses_with_the_same_message(fixtures_dir, tmp_path, capsys):
+    for name, data in _broken_tower_cases(fixtures_dir, tmp_path):
+        path = _write(tmp_path, f"{name.replace(' ', '_')}.yaml", data)
+        code_v = main(["validate", path])
+        out_v = capsys.readouterr().out
+        code_r = main(["run", path])
+        out_r = capsys.readouterr().out
+        assert code_v == code_r and code_v in (2, 3), (name, code_v, code_r, out_v)
+        first = lambda out: " ".join(out.split("error", 1)[1].split())  # noqa: E731
+        assert first(out_v)[:200] == first(out_r)[:200], name
+        assert "Traceback" not in out_v + out_r
+        assert not (tmp_path / "out" / "posterior.nc").exists(), name

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+import ingest
 from ingest import ReaderError, footprint_factor
 
 from ._kernels import scan_layers
@@ -305,19 +306,8 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
 
 
 def open_dataset(path: str | Path, **kwargs: Any) -> xr.Dataset:
-    """Open a NetCDF/zarr file, turning I/O failures into errors that name the file."""
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"{p}: footprint file not found")
-    try:
-        if p.is_dir() or p.suffix == ".zarr":
-            return xr.open_zarr(p, **kwargs)
-        return xr.open_dataset(p, **kwargs)
-    except (OSError, ValueError, RuntimeError, KeyError) as err:
-        raise FootprintError(
-            f"{p}: could not open as NetCDF/zarr ({type(err).__name__}: {err}); the file is "
-            "corrupt, truncated or not a footprint file — regenerate or re-download it"
-        ) from err
+    """Open a footprint NetCDF file or zarr store (``ingest.open_dataset``)."""
+    return ingest.open_dataset(path, "footprint", **kwargs)
 
 
 def require(ds: xr.Dataset, names: list[str], path: str | Path, fmt: str) -> None:
