@@ -83,6 +83,11 @@ class BackgroundConfig(Section):
     ``value_ppm``), ``quantile`` (``quantile`` of each ``window``, see
     ``observations.background_quantile``) or ``upwind`` (hourly value of site ``site``).
     ``error_ppm`` [ppm] overrides the background uncertainty the method estimates.
+    ``column_apriori``: with a method other than ``none``, column soundings that carry their
+    retrieval's prior profile (``co2_apriori``) have the apriori term ``Σ h_k (1 − a_k) x_a,k``
+    subtracted first (OCO-2 Lite / TCCON linearised retrieval), so that the background method
+    estimates ``Σ h_k a_k b_k`` and the rest is the ``Σ h_k a_k`` enhancement that the column
+    rows of H model; ``keep`` leaves the values as read.
     """
 
     method: Literal["none", "constant", "quantile", "upwind"] = "none"
@@ -93,6 +98,7 @@ class BackgroundConfig(Section):
     min_count: int = Field(default=5, ge=1)
     site: str | None = None
     error_ppm: float | None = Field(default=None, ge=0.0, description="[ppm]")
+    column_apriori: Literal["subtract", "keep"] = "subtract"
     offsets: OffsetConfig = OffsetConfig()
 
     @field_validator("window")

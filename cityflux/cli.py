@@ -86,6 +86,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     val.add_argument("config", type=Path)
     _with_set(val)
+    rec = sub.add_parser(
+        "receptors", parents=[common],
+        help="write the receptors (time, lat, lon, height) to run a Lagrangian model for",
+    )  # fmt: skip
+    rec.add_argument("config", type=Path)
+    rec.add_argument("--out", type=Path, required=True, help="CSV file to write")
+    _with_set(rec)
     inv = sub.add_parser("inventory", parents=[common], help="inspect emission inventories")
     inv_sub = inv.add_subparsers(dest="inventory_command", required=True)
     summ = inv_sub.add_parser(
@@ -122,7 +129,7 @@ def _run_error(console: Console, err: BaseException, verbose: bool) -> int:
 
 
 def _load(
-    console: Console, path: Path, overrides: list[str]
+    console: Console, path: Path, overrides: list[str], skip: tuple[str, ...] = ()
 ) -> tuple[CityfluxConfig | None, str | None]:
     from cityflux.config import ConfigError, check_inputs, load_config
 
@@ -131,7 +138,7 @@ def _load(
     except (ConfigError, FileNotFoundError) as err:
         _config_error(console, err)
         return None, None
-    problems = check_inputs(cfg)
+    problems = [(k, m) for k, m in check_inputs(cfg) if not k.startswith(skip)]
     if problems:
         lines = "\n".join(f"  {k}: {m}" for k, m in problems)
         _config_error(console, ConfigError(f"invalid inputs in {path}:\n{lines}", problems))
@@ -242,6 +249,23 @@ def _validate(console: Console, cfg: CityfluxConfig, path: Path) -> int:
     return 0
 
 
+def _receptors(console: Console, cfg: CityfluxConfig, out: Path) -> int:
+    import transport_models
+    from cityflux.pipeline import receptor_samples
+
+    if out.is_dir():
+        return _config_error(console, ValueError(f"--out {out} is a directory; give a CSV file"))
+    samples = receptor_samples(cfg)
+    path = transport_models.write_receptor_table(samples, out)
+    t = samples.to_dataframe()
+    kinds = t.groupby("kind")["obs"].nunique().to_dict()
+    console.print(
+        f"wrote {path}: {len(t)} receptors for {samples.n_obs} observations {kinds}; run the "
+        "footprints for these receptors, keep transport.sampling unchanged, then cityflux run"
+    )
+    return 0
+
+
 def _dispatch(console: Console, args: argparse.Namespace) -> int:
     from cityflux.config import ConfigError, demo_config_path
 
@@ -261,13 +285,17 @@ def _dispatch(console: Console, args: argparse.Namespace) -> int:
         out = args.out if args.out is not None else cfg.output.dir
         cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"dir": out})})
         return _execute(console, cfg, text, out, figures=not args.no_figures and cfg.output.figures)
-    cfg, text = _load(console, args.config, overrides)
+    # the receptors are what the footprints are run for: they need not exist yet
+    skip = ("transport.footprint",) if args.command == "receptors" else ()
+    cfg, text = _load(console, args.config, overrides, skip)
     if cfg is None:
         return EXIT_CONFIG
     if args.command == "validate":
         return _validate(console, cfg, args.config)
     if args.command == "osse":
         return _osse(console, cfg, args)
+    if args.command == "receptors":
+        return _receptors(console, cfg, args.out)
     if args.out is not None:
         cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"dir": args.out})})
     return _execute(console, cfg, text, cfg.output.dir, figures=cfg.output.figures)

@@ -156,7 +156,7 @@ def write_outputs(
     )
     table = case.observation_table(result.posterior.mean)
     paths["observations.csv"] = atomic_write(
-        out / "observations.csv", lambda p: table.to_csv(p, index=False, float_format="%.9g")
+        out / "observations.csv", lambda p: table.to_csv(p, index=False, float_format="%.12g")
     )
     diag = dict(result.diagnostics)
     diag.update(

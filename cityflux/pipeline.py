@@ -31,6 +31,7 @@ __all__ = [
     "headline_row",
     "kind_comparison",
     "prepare_case",
+    "receptor_samples",
     "run",
     "solve_case",
 ]
@@ -119,6 +120,34 @@ def prepare_case(
             inputs = read_inputs(cfg, progress)
     case = build_case(cfg, inputs, progress, timings)
     return case, world
+
+
+def receptor_samples(cfg: CityfluxConfig, progress: Progress = _quiet) -> Any:
+    """The receptor samples of the observations a run would invert (for a Lagrangian model).
+
+    The observations are read (or generated) and their background removed by the stages of
+    ``run``; each is then sampled (``transport_models.sample_receptors`` with
+    ``transport.sampling`` and ``transport.surface_altitude_m``): a point for a tower, one
+    point per level for a column, points along a lidar chord or range segment. Footprints run
+    for these receptors match the observations in ``run`` (same sampling settings).
+
+    Returns
+    -------
+    transport_models.ReceptorSamples
+    """
+    import transport_models
+
+    if cfg.synthetic is not None:
+        from cityflux import synthetic
+
+        inputs, _ = synthetic.generate_inputs(cfg)
+        obs = inputs.obs
+    else:
+        grid = stages.build_grid(cfg.domain)
+        progress(f"reading {len(cfg.observations)} observation source(s)")
+        obs = stages.read_observations(cfg.observations, cfg.period, grid, cfg.observation_errors)
+    obs = stages.remove_background(obs, cfg.background)
+    return transport_models.sample_receptors(obs, cfg.transport.sampling_options())
 
 
 def solve_case(case: Case, cfg: CityfluxConfig) -> Posterior:

@@ -15,6 +15,7 @@ import xarray as xr
 
 import ingest
 import observations
+import transport_models
 from cityflux._config_real import BackgroundConfig, ObservationErrorsConfig
 from cityflux._files import sha256_file
 from cityflux.config import CityfluxConfig, ObservationSource, PeriodConfig
@@ -37,6 +38,7 @@ __all__ = [
     "read_observations",
     "reader_options_key",
     "remove_background",
+    "subtract_column_apriori",
 ]
 
 logger = logging.getLogger(__name__)
@@ -169,6 +171,30 @@ def apply_error_settings(ds: xr.Dataset, errors: ObservationErrorsConfig) -> xr.
     return observations.set_errors(ds, **comps) if comps else ds
 
 
+def subtract_column_apriori(ds: xr.Dataset) -> xr.Dataset:
+    """Column values minus their retrieval's apriori term ``Σ h_k (1 − a_k) x_a,k`` [ppm]
+    (``transport_models.column_prior_term``), for the soundings that carry ``co2_apriori``;
+    recorded in the QC report."""
+    kinds = ds["kind"].values.astype(str)
+    if "co2_apriori" not in ds or not (kinds == "column").any():
+        return ds
+    term = transport_models.column_prior_term(ds)
+    sel = (kinds == "column") & np.isfinite(term)
+    if not sel.any():
+        return ds
+    value = ds["value"].values.copy()
+    value[sel] -= term[sel]
+    out = ds.assign(value=("obs", value, dict(ds["value"].attrs)))
+    out.attrs = dict(ds.attrs)
+    n = int(sel.sum())
+    src = observations.SourceQC(source="column apriori term", read=n, kept=n)
+    src.assumptions["apriori"] = (
+        f"Σ h(1 - a) x_a subtracted from {n} column soundings (mean {float(term[sel].mean()):.3f} "
+        "ppm) before the background: the background then estimates Σ h a b"
+    )
+    return append_qc(out, src)
+
+
 def remove_background(ds: xr.Dataset, cfg: BackgroundConfig) -> xr.Dataset:
     """Observed enhancement above the background [ppm] (``value``; ``background`` kept).
 
@@ -178,6 +204,8 @@ def remove_background(ds: xr.Dataset, cfg: BackgroundConfig) -> xr.Dataset:
     """
     if cfg.method == "none":
         return ds
+    if cfg.column_apriori == "subtract":
+        ds = subtract_column_apriori(ds)
     if cfg.method == "quantile":
         return observations.background_quantile(
             ds, cfg.quantile, window=cfg.window, per_site=cfg.per_site,
