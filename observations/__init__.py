@@ -30,6 +30,13 @@ from ._registry import (
     read,
     register_reader,
 )
+from ._scales import (
+    CALIBRATION_SCALES,
+    ScaleConversionError,
+    convert_scale,
+    scale_conversion,
+    scale_uncertainty,
+)
 from ._schema import (
     ERROR_COMPONENTS,
     KINDS,
@@ -40,6 +47,7 @@ from ._schema import (
 from ._tower_core import local_solar_hour
 
 __all__ = [
+    "CALIBRATION_SCALES",
     "CORRELATION_LENGTHS",
     "ERROR_COMPONENTS",
     "KINDS",
@@ -49,6 +57,7 @@ __all__ = [
     "ObservationFormatError",
     "ObservationReader",
     "QCReport",
+    "ScaleConversionError",
     "ScaleMismatchWarning",
     "SourceQC",
     "UnitsError",
@@ -58,6 +67,7 @@ __all__ = [
     "background_upwind",
     "check_scales",
     "combine",
+    "convert_scale",
     "correlation_groups",
     "detect_format",
     "local_solar_hour",
@@ -65,6 +75,8 @@ __all__ = [
     "qc_report",
     "read",
     "register_reader",
+    "scale_conversion",
+    "scale_uncertainty",
     "set_errors",
     "total_error",
     "validate_observation_set",

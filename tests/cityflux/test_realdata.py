@@ -117,6 +117,22 @@ def test_tower_prior_total_matches_edgar(tower_run, fixtures_dir):
     assert dom["posterior_std"] <= dom["prior_std"] * (1 + 1e-9)
 
 
+def test_tower_run_posterior_passes_the_cf_compliance_checker(tower_run):
+    """A real run (ICOS tower, EDGAR, plume): CF-1.10 with no error and no other finding;
+    the tower's calibration scale (WMO CO2 X2019, from the file) is recorded."""
+    from tests.cityflux._checks import cf_failures
+
+    assert cf_failures(tower_run / "posterior.nc") == ([], [])
+    with xr.open_dataset(tower_run / "posterior.nc") as ds:
+        scales = json.loads(ds.attrs["calibration_scales"])
+    assert [(s["scale"], s["original_scale"]) for s in scales] == [("WMO CO2 X2019",) * 2]
+    obs = pd.read_csv(tower_run / "observations.csv")
+    assert (obs["calibration_scale"] == "WMO CO2 X2019").all()
+    assert (obs["err_calibration_ppm"] == 0.069).all()  # the scale's stated uncertainty
+    diag = json.loads((tower_run / "diagnostics.json").read_text())
+    assert diag["calibration_scales"]["target"] == "WMO CO2 X2019"
+
+
 def footprint_config(fixtures_dir, tmp_path) -> dict:
     csv = tmp_path / "rcp_tower.csv"
     csv.write_text(
