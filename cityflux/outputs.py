@@ -1,5 +1,6 @@
 """Writing run outputs atomically: posterior.nc (CF-1.10), totals.csv and the covariance of the
-totals, observations.csv, diagnostics.json, the configuration and figures.
+totals, budget.csv, verification.csv, GeoTIFF maps, observations.csv, diagnostics.json, the
+configuration, figures and report.html.
 
 Every file is written to a temporary file in the output folder and moved into place with
 ``os.replace``, so a killed run never leaves a half-written output. Inputs are never modified.
@@ -21,6 +22,7 @@ import yaml
 
 from cityflux import metrology, stages
 from cityflux._files import atomic_write, sha256_file
+from cityflux._geotiff import write_geotiffs
 from cityflux._version import __version__
 from cityflux.config import config_hash
 from cityflux.pipeline import RunResult
@@ -212,7 +214,8 @@ def write_outputs(
     config_text : str, optional
         Text of the configuration file as given (copied verbatim to ``config.yaml``).
     figures : bool
-        Also write the PNG figures.
+        Also write the PNG figures (report.html, with the figures embedded, is always
+        written).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -236,8 +239,13 @@ def write_outputs(
     paths["totals_covariance.csv"] = atomic_write(
         out / "totals_covariance.csv", lambda p: cov.to_csv(p, index=False, float_format="%.10g")
     )
+    paths["budget.csv"], budget = metrology.write_budget(result, out)
+    ver_path, verification = metrology.write_verification(result, out)
+    if ver_path is not None:
+        paths["verification.csv"] = ver_path
+    paths.update(write_geotiffs(ds, out))
     table = case.observation_table(result.posterior.mean)
-    table = table.assign(**metrology.observation_scale_columns(case.obs))
+    table = table.assign(**metrology.observation_columns(result))
     paths["observations.csv"] = atomic_write(
         out / "observations.csv", lambda p: table.to_csv(p, index=False, float_format="%.9g")
     )
@@ -248,9 +256,7 @@ def write_outputs(
             "config_hash": config_hash(result.config),
             "input_checksums": checksums,
             "units": {"totals": "t CO2 over the period", "flux": FLUX_UNITS},
-            "calibration_scales": metrology.scale_summary(
-                case.obs, result.config.observation_errors.calibration_scale
-            ),
+            **metrology.metrology_diagnostics(result, budget, verification),
         }
     )
     paths["diagnostics.json"] = atomic_write(
@@ -265,10 +271,11 @@ def write_outputs(
         paths["config.yaml"] = atomic_write(
             out / "config.yaml", lambda p: p.write_text(config_text, encoding="utf-8")
         )
-    if figures:
-        from cityflux.figures import write_figures
-
-        paths.update(write_figures(result, out))
+    paths.update(
+        metrology.write_figures_and_report(
+            result, out, ds, table, diag, budget, verification, figures=figures
+        )
+    )
     return paths
 
 

@@ -163,6 +163,7 @@ def uncertainty_budget(
     *,
     posterior_variance: np.ndarray | None = None,
     hyperparameters: Mapping[str, np.ndarray] | None = None,
+    rtol: float = _CLOSURE_RTOL,
 ) -> Budget:
     """Split the posterior variance of every row of totals.csv by source of uncertainty.
 
@@ -181,6 +182,9 @@ def uncertainty_budget(
         hyperparameters, added as sources ``hyperparameters:<name>`` (type A). The budget's
         sum then exceeds the posterior variance conditional on the hyperparameters by exactly
         these terms; ``closure_rel`` is computed without them.
+    rtol : float
+        Largest relative mismatch accepted between the budget's sum and the posterior
+        variance (exact solvers: rounding, about 1e-12; ``cg``: its solve tolerance).
 
     Returns
     -------
@@ -189,8 +193,8 @@ def uncertainty_budget(
     Raises
     ------
     ValueError
-        If the budget does not add up to the posterior variance to relative 1e-6 (R is not
-        the sum of its components, or B is not block diagonal): the budget would be wrong.
+        If the budget does not add up to the posterior variance to relative ``rtol`` (R is
+        not the sum of its components, or B is not block diagonal): the budget would be wrong.
     """
     W = sp.csr_array(case.weights)
     k = W.shape[0]
@@ -225,7 +229,7 @@ def uncertainty_budget(
     total = sum(parts.values())
     closure = np.abs(total - post_var) / np.maximum(post_var, np.finfo(float).tiny)
     labels = case.labels.reset_index(drop=True)
-    if (closure > _CLOSURE_RTOL).any():
+    if (closure > rtol).any():
         i = int(np.argmax(closure))
         raise ValueError(
             f"uncertainty budget: the sources add up to {total[i]:.6g} t² for the total "

@@ -32,3 +32,39 @@ def cf_failures(path: Path, version: str = "1.10") -> tuple[list[str], list[str]
                 out.extend(f"{item['name']}: {m}" for m in item["msgs"] or ["(failed)"])
     others.extend(f"exception: {e}" for e in (result.get("errors") or {}))
     return errors, others
+
+
+CHROMIUM_FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+)  # fmt: skip
+
+
+def chromium() -> str | None:
+    """Path of a Chromium binary, or None."""
+    import shutil
+
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def open_in_chromium(html: Path, timeout: float = 120.0) -> tuple[str, list[str]]:
+    """Load ``html`` in headless Chromium (fresh profile, no network) and return the DOM after
+    the load event and every console line Chromium logged (messages, errors, exceptions)."""
+    import re
+    import subprocess
+
+    exe = chromium()
+    assert exe is not None
+    with tempfile.TemporaryDirectory() as profile:
+        proc = subprocess.run(
+            [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--enable-logging=stderr",
+             "--v=0", "--virtual-time-budget=10000", "--dump-dom", Path(html).resolve().as_uri()],
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    console = [ln for ln in proc.stderr.splitlines() if re.search(r":CONSOLE[(:]", ln)]
+    return proc.stdout, console

@@ -32,6 +32,14 @@ def test_all_outputs_written(demo_out):
         "uncertainty_reduction.png",
         "totals.png",
         "obs_fit.png",
+        "budget.csv",
+        "budget.png",
+        "verification.csv",
+        "verification.png",
+        "report.html",
+        "run.log",
+        "flux_posterior_mean_traffic.tif",
+        "flux_posterior_std_buildings.tif",
     ):
         assert (demo_out / name).stat().st_size > 0, name
     assert not list(demo_out.glob(".*.tmp")), "temporary files left behind"

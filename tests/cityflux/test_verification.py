@@ -4,7 +4,6 @@ the posterior on its prior, and the scores of a run against a CSV of inventory t
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from cityflux.metrology import scores, verify_totals
@@ -108,27 +107,3 @@ def test_verification_config_errors(make_small_config):
         make_small_config(
             "verification.inventories=[{name: prior, totals: x.csv, relative_uncertainty: 0.1}]"
         )
-
-
-def test_gridded_inventory_totals_equal_the_prior_stage(fixtures_dir, tmp_path):
-    """A gridded inventory is put on the grid by the prior stage and aggregated with the
-    weights of totals.csv: the EDGAR file used as the prior gives the prior's totals."""
-    from cityflux.config import parse_config
-    from tests.cityflux.test_realdata import tower_config
-
-    data = tower_config(fixtures_dir, tmp_path / "out")
-    edgar = data["prior"]["inventories"][0]["path"]
-    data["verification"] = {
-        "inventories": [{"name": "edgar", "path": edgar, "format": "edgar",
-                         "relative_uncertainty": 0.3}],
-    }  # fmt: skip
-    cfg = parse_config(data)
-    res = run(cfg)
-    ver = verify_totals(res)
-    ed = ver.table[ver.table.inventory == "edgar"].reset_index(drop=True)
-    t = res.totals.reset_index(drop=True)
-    np.testing.assert_allclose(ed.inventory_t, t.prior, rtol=1e-9)
-    assert not ed.independent.any()  # detected: it is the prior's file
-    ud = np.sqrt(t.prior_std**2 - t.posterior_std**2)
-    np.testing.assert_allclose(ed.zeta, (t.posterior - t.prior) / ud, rtol=1e-9)
-    assert isinstance(ver.table, pd.DataFrame)
