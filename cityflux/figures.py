@@ -292,14 +292,24 @@ def _maps(view: RunView, frame: _MapFrame) -> bytes:
     return _png(fig)
 
 
-def _reduction(view: RunView, frame: _MapFrame) -> bytes:
+def _reduction_map(
+    view: RunView, frame: _MapFrame, title: str, label: str, cmap: str, size: tuple
+) -> tuple[Figure, Any]:
+    """A figure with the map of 1 − σ_post/σ_prior per cell and the network."""
     ds = view.posterior
     red = 1.0 - _std_map(ds, "flux_posterior_std") / _std_map(ds, "flux_prior_std")
-    fig = Figure(figsize=(6.4, 5.0), layout="constrained")
+    fig = Figure(figsize=size, layout="constrained")
     ax = fig.subplots()
-    _map_panel(ax, fig, frame, red, "uncertainty reduction 1 − σ_post/σ_prior per cell",
-               "uncertainty reduction [1]", cmap="viridis", vmin=0.0,
+    _map_panel(ax, fig, frame, red, title, label, cmap=cmap, vmin=0.0,
                vmax=max(float(red.max()), 0.01))  # fmt: skip
+    return fig, ax
+
+
+def _reduction(view: RunView, frame: _MapFrame) -> bytes:
+    fig, ax = _reduction_map(
+        view, frame, "uncertainty reduction 1 − σ_post/σ_prior per cell",
+        "uncertainty reduction [1]", "viridis", (6.4, 5.0),
+    )  # fmt: skip
     _draw_network(ax, view.observations, legend=True)
     return _png(fig)
 
@@ -433,14 +443,10 @@ def _verification(view: RunView) -> bytes:
 def design_map(view: RunView, design: pd.DataFrame, candidates: pd.DataFrame) -> bytes:
     """Map of the candidate additions, numbered by rank, over the current uncertainty
     reduction and network (PNG bytes)."""
-    frame = _frame(view)
-    ds = view.posterior
-    red = 1.0 - _std_map(ds, "flux_posterior_std") / _std_map(ds, "flux_prior_std")
-    fig = Figure(figsize=(7.0, 5.4), layout="constrained")
-    ax = fig.subplots()
-    _map_panel(ax, fig, frame, red, "candidate additions ranked by the target's std reduction",
-               "uncertainty reduction of the current network [1]", cmap="Greys", vmin=0.0,
-               vmax=max(float(red.max()), 0.01))  # fmt: skip
+    fig, ax = _reduction_map(
+        view, _frame(view), "candidate additions ranked by the target's std reduction",
+        "uncertainty reduction of the current network [1]", "Greys", (7.0, 5.4),
+    )  # fmt: skip
     _draw_network(ax, view.observations)
     from matplotlib.lines import Line2D
     from matplotlib.patches import Rectangle
