@@ -73,12 +73,13 @@ def _table(df: pd.DataFrame, left: tuple[str, ...] = (), digits: int = 4) -> str
     cols = list(df.columns)
     head = "".join(f'<th class="{"l" if c in left else ""}">{_e(c)}</th>' for c in cols)
     body = []
-    for _, row in df.iterrows():
+    for row in df.astype(object).itertuples(index=False):  # object: ints stay ints
         cells = []
-        for c in cols:
-            v = row[c]
+        for c, v in zip(cols, row, strict=True):
             if c in left or isinstance(v, str | bool | np.bool_):
                 cells.append(f'<td class="l">{_e(v)}</td>')
+            elif isinstance(v, int | np.integer):
+                cells.append(f"<td>{int(v):,}</td>")
             else:
                 cells.append(f"<td>{_num(v, digits)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
@@ -292,7 +293,7 @@ def _provenance_section(view: RunView, run_dir: Path | None) -> str:
         ["package", "version"], axis=1), left=("package", "version")))  # fmt: skip
     if run_dir is not None:
         files = sorted(p for p in run_dir.iterdir() if p.is_file() and not p.name.startswith("."))
-        files = [p for p in files if p.name != "report.html"]
+        files = [p for p in files if p.name not in ("report.html", "run.log")]  # still growing
         parts.append("<p>Files of the run folder:</p>")
         parts.append(_table(pd.DataFrame({
             "file": [p.name for p in files], "bytes": [p.stat().st_size for p in files],
