@@ -149,8 +149,10 @@ def _hourly_times(
 def candidate_observations(cand: Any, cfg: Any, grid: Any, time: Any) -> xr.Dataset:
     """The ObservationSet of a candidate (``design.candidates[i]``), values 0.
 
-    Built candidates are on the run's target calibration scale and take the run's error
-    settings (``observation_errors``); a candidate from a file is read as the readers read it.
+    Built candidates are on the run's target calibration scale; every candidate takes the
+    run's error settings (``observation_errors``) and the background error
+    (``background.error_ppm``); a candidate read from a file adds ``transport_ppm`` in
+    quadrature to its transport error (as ``observations[].error_ppm`` does).
 
     Raises
     ------
@@ -213,7 +215,23 @@ def candidate_observations(cand: Any, cfg: Any, grid: Any, time: Any) -> xr.Data
     attrs = dict(ds.attrs)
     ds = ds.isel(obs=np.flatnonzero(keep))
     ds.attrs = attrs
-    return stages.apply_error_settings(ds, cfg.observation_errors)
+    ds = stages.apply_error_settings(ds, cfg.observation_errors)
+    add = {}
+    if cand.path is not None and cand.transport_ppm > 0:  # like observations[].error_ppm
+        add["err_transport"] = np.hypot(ds["err_transport"].values, cand.transport_ppm)
+    bg = cfg.background
+    if bg.method != "none":
+        if bg.error_ppm is None and bg.method != "constant":
+            logger.warning(
+                "design candidate %r: background.method=%s estimates the background error from "
+                "data the candidate does not have yet; set background.error_ppm to include it",
+                cand.name, bg.method,
+            )  # fmt: skip
+        add["err_background"] = np.hypot(ds["err_background"].values, bg.error_ppm or 0.0)
+    if add:
+        ds = ds.assign({k: ("obs", v, dict(ds[k].attrs)) for k, v in add.items()})
+        ds.attrs = attrs
+    return ds
 
 
 def candidate_rows(cand: Any, cfg: Any, case: Any, met: Any) -> CandidateRows:

@@ -13,6 +13,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 import xarray as xr
 import yaml
 
@@ -227,6 +228,35 @@ def test_footprint_region_totals(footprint_run, fixtures_dir):
     assert reg.prior.sum() <= dom.prior
     assert (reg.posterior_std <= reg.prior_std * (1 + 1e-9)).all()
     assert (footprint_run / "maps.png").stat().st_size > 0
+
+
+def test_design_with_footprint_candidates(fixtures_dir, tmp_path):
+    """A candidate read from a file, its H row from its own footprint files (the STILT
+    receptor again, a second instrument): the design's std equals the dense re-solve."""
+    from cityflux.config import parse_config
+    from cityflux.metrology import run_design
+    from inversion import LinearProblem, solve
+    from inversion.covariance import BlockDiagonalCovariance, DenseCovariance
+
+    (tmp_path / "footprints").mkdir()
+    (tmp_path / "footprints" / "201512100000_-112_40.5_5_foot.nc").write_bytes(
+        (fixtures_dir / STILT).read_bytes()
+    )
+    data = footprint_config(fixtures_dir, tmp_path)
+    data["design"] = {"candidates": [{
+        "name": "RCP-2", "path": data["observations"][0]["path"], "format": "tower_csv",
+        "footprints": str(tmp_path / "footprints")}]}  # fmt: skip
+    result, res, cands = run_design(parse_config(data))
+    case, c = result.case, cands[0]
+    assert c.H.shape == case.H.shape and res.target["region"] != "domain"
+    np.testing.assert_allclose(c.H.toarray()[:, : case.state.n_flux],
+                               case.H.toarray()[:, : case.state.n_flux], rtol=1e-12)  # fmt: skip
+    H = sp.vstack([case.H, c.H], format="csr")
+    R = BlockDiagonalCovariance([case.R, DenseCovariance(c.R)])
+    post = solve(LinearProblem(H=H, x_prior=case.x_prior, y=np.zeros(2), B=case.B, R=R), "dense")
+    w = case.weights[[res.target["row"]]].toarray()[0]
+    assert res.table["std_after_t"].iloc[0] == pytest.approx(post.aggregate(w)[1], rel=1e-9)
+    assert res.table["std_after_t"].iloc[0] < res.current_std
 
 
 def _band_area(lat0, lat1, dlon_deg):

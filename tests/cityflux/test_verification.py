@@ -107,3 +107,19 @@ def test_verification_config_errors(make_small_config):
         make_small_config(
             "verification.inventories=[{name: prior, totals: x.csv, relative_uncertainty: 0.1}]"
         )
+
+
+def test_validate_names_missing_metrology_files(make_small_config, tmp_path):
+    from cityflux.config import check_inputs
+
+    cfg = make_small_config(
+        f"verification.inventories=[{{name: a, totals: {tmp_path}/none.csv, "
+        "relative_uncertainty: 0.1}]",
+        "design.candidates=[{name: c, path: missing.csv, footprints: nowhere}]",
+    )
+    keys = {k for k, _ in check_inputs(cfg)}
+    assert keys == {
+        "verification.inventories[0].totals",
+        "design.candidates[0].path",
+        "design.candidates[0].footprints",
+    }
