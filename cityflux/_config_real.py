@@ -128,10 +128,18 @@ class ObservationErrorsConfig(Section):
     ``{kind: ppm}``); ``correlation_lengths`` overrides ``observations.CORRELATION_LENGTHS``
     (hours for towers/lidar, km for columns); ``correlated_components`` are correlated within
     a correlation group (site-day, overpass, scan), the other components are diagonal.
+    In-situ observations are converted to ``calibration_scale`` (``observations.convert_scale``;
+    null: no conversion), those without a stated scale are taken as on it
+    (``unspecified_scale: assume-target``, with a warning) or refused (``refuse``); the
+    calibration component is the scale's stated uncertainty where the data give none, unless
+    ``calibration`` [ppm] sets it.
     """
 
     transport: ErrorSpec | None = None
     representation: ErrorSpec | None = None
+    calibration: ErrorSpec | None = None
+    calibration_scale: str | None = "WMO CO2 X2019"
+    unspecified_scale: Literal["assume-target", "refuse"] = "assume-target"
     correlation_lengths: dict[str, float] = Field(default_factory=dict)
     correlated_components: tuple[str, ...] = ("transport", "representation")
 

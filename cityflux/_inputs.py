@@ -113,4 +113,6 @@ def input_problems(cfg: CityfluxConfig) -> list[tuple[str, str]]:
     out = _observation_problems(cfg) + _transport_problems(cfg) + _prior_problems(cfg)
     if cfg.regions is not None and not (cfg.regions.path.is_file() or cfg.regions.path.is_dir()):
         out.append(_missing("regions.path", cfg.regions.path))
-    return out
+    from cityflux._config_metrology import metrology_input_problems
+
+    return out + metrology_input_problems(cfg.verification, cfg.design)

@@ -1,4 +1,5 @@
-"""The ``cityflux`` command line: ``demo``, ``run``, ``osse``, ``validate`` and ``inventory``.
+"""The ``cityflux`` command line: ``demo``, ``run``, ``osse``, ``validate``, ``inventory``,
+``design`` and ``report``.
 
 Thin by design: parse arguments, load the configuration (with ``--set KEY=VALUE`` overrides),
 call the pipeline, show progress and a summary with rich. Configuration problems and missing
@@ -93,6 +94,17 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("config", type=Path)
     rec.add_argument("--out", type=Path, required=True, help="CSV file to write")
     _with_set(rec)
+    des = sub.add_parser(
+        "design", parents=[common],
+        help="rank candidate additions to the network by the reduction of a total's std",
+    )  # fmt: skip
+    des.add_argument("config", type=Path, help="configuration with a 'design' section")
+    des.add_argument("--out", type=Path, default=None, help="output folder (default output.dir)")
+    _with_set(des)
+    rep = sub.add_parser(
+        "report", parents=[common], help="(re)write report.html of a finished run folder"
+    )
+    rep.add_argument("run_dir", type=Path, help="folder a run wrote (cityflux run / demo)")
     inv = sub.add_parser("inventory", parents=[common], help="inspect emission inventories")
     inv_sub = inv.add_subparsers(dest="inventory_command", required=True)
     summ = inv_sub.add_parser(
@@ -148,20 +160,27 @@ def _load(
 
 def _execute(console: Console, cfg: CityfluxConfig, config_text: str, out: Path, figures: bool):
     from cityflux._cli_tables import kind_table, qc_table, real_totals_table
+    from cityflux._runlog import run_log, status_from_logs
     from cityflux.config import config_hash
     from cityflux.outputs import write_outputs
     from cityflux.pipeline import run
 
     t_start = time.perf_counter()
-    with console.status("starting", spinner="dots") as status:
+    with (
+        run_log(out / "run.log") as log,
+        console.status("starting", spinner="dots") as status,
+        status_from_logs(status),
+    ):
 
         def progress(step: str) -> None:
             console.log(step)
+            log.info(step)
             status.update(f"[bold]{step}")
 
         result = run(cfg, progress)
         progress(f"writing outputs to {out}")
         paths = write_outputs(result, out, config_text=config_text, figures=figures)
+        paths["run.log"] = out / "run.log"
     d = result.diagnostics
     console.print(qc_table(d["qc"]))
     if result.by_kind:
@@ -266,10 +285,64 @@ def _receptors(console: Console, cfg: CityfluxConfig, out: Path) -> int:
     return 0
 
 
+def _report(console: Console, run_dir: Path) -> int:
+    from cityflux.figures import RunView
+    from cityflux.metrology import write_report
+
+    t0 = time.perf_counter()
+    with console.status(f"reading {run_dir}", spinner="dots"):
+        path = write_report(RunView.from_dir(run_dir), run_dir)
+    console.print(f"wrote {path} in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def _design(console: Console, cfg: CityfluxConfig, out: Path) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn
+    from rich.table import Table
+
+    from cityflux.metrology import run_design, write_design
+
+    if cfg.design is None:
+        return _config_error(console, ValueError("cityflux design needs a 'design:' section"))
+    cols = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+    )
+    with Progress(*cols, console=console, transient=True) as bar:
+        task = bar.add_task("starting", total=None)
+
+        def step(msg: str) -> None:
+            console.log(msg)
+            bar.update(task, description=msg)
+
+        def ranked(done: int, total: int) -> None:
+            bar.update(task, description="ranking", completed=done, total=total)
+
+        result, res, cands = run_design(cfg, step, ranked)
+        paths = write_design(result, res, cands, out)
+    t = Table(title=f"Candidates ranked by the std of {res.target['region']}/"
+              f"{res.target['sector']}/{res.target['period']} [t CO2] ({res.method})")  # fmt: skip
+    for c in ("rank", "candidate", "kind", "n_obs", "std after", "reduction", "cumulative"):
+        t.add_column(c, justify="left" if c in ("candidate", "kind") else "right")
+    for r in res.table.itertuples():
+        t.add_row(str(r.rank), str(r.candidate), str(r.kind), str(r.n_obs),
+                  f"{r.std_after_t:,.1f}", f"{r.reduction_percent:.1f} %",
+                  f"{r.cumulative_percent:.1f} %")  # fmt: skip
+    console.print(t)
+    console.print(
+        f"current network: std {res.current_std:,.1f} t (prior {res.prior_std:,.1f} t); wrote "
+        f"{', '.join(paths)} to {out}"
+    )
+    return 0
+
+
 def _dispatch(console: Console, args: argparse.Namespace) -> int:
     from cityflux.config import ConfigError, demo_config_path
 
     overrides = list(getattr(args, "overrides", []))
+    if args.command == "report":
+        return _report(console, args.run_dir)
     if args.command == "inventory":
         from cityflux._cli_tables import summarize_inventory_command
 
@@ -296,6 +369,8 @@ def _dispatch(console: Console, args: argparse.Namespace) -> int:
         return _osse(console, cfg, args)
     if args.command == "receptors":
         return _receptors(console, cfg, args.out)
+    if args.command == "design":
+        return _design(console, cfg, args.out if args.out is not None else cfg.output.dir)
     if args.out is not None:
         cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"dir": args.out})})
     return _execute(console, cfg, text, cfg.output.dir, figures=cfg.output.figures)

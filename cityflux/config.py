@@ -40,6 +40,7 @@ from pydantic import (
 
 from cityflux._config_base import Section as _Section
 from cityflux._config_base import resolve_path as _resolve_path
+from cityflux._config_metrology import DesignConfig, VerificationConfig
 from cityflux._config_real import (
     BackgroundConfig,
     BoundaryConfig,
@@ -404,6 +405,8 @@ class CityfluxConfig(_Section):
     observation_errors: ObservationErrorsConfig = ObservationErrorsConfig()
     regions: RegionsConfig | None = None
     synthetic: SyntheticConfig | None = None
+    verification: VerificationConfig = VerificationConfig()
+    design: DesignConfig | None = None
 
     @model_validator(mode="after")
     def _need_data(self) -> CityfluxConfig:

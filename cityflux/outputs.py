@@ -1,5 +1,6 @@
 """Writing run outputs atomically: posterior.nc (CF-1.10), totals.csv and the covariance of the
-totals, observations.csv, diagnostics.json, the configuration and figures.
+totals, budget.csv, verification.csv, GeoTIFF maps, observations.csv, diagnostics.json, the
+configuration, figures and report.html.
 
 Every file is written to a temporary file in the output folder and moved into place with
 ``os.replace``, so a killed run never leaves a half-written output. Inputs are never modified.
@@ -19,13 +20,22 @@ import pandas as pd
 import xarray as xr
 import yaml
 
+from cityflux import metrology, stages
 from cityflux._files import atomic_write, sha256_file
+from cityflux._geotiff import write_geotiffs
 from cityflux._version import __version__
 from cityflux.config import config_hash
 from cityflux.pipeline import RunResult
 from inversion import FLUX_UNITS
 
-__all__ = ["atomic_write", "posterior_dataset", "sha256_file", "write_outputs"]
+__all__ = [
+    "FLUX_STANDARD_NAME",
+    "atomic_write",
+    "netcdf_encoding",
+    "posterior_dataset",
+    "sha256_file",
+    "write_outputs",
+]
 
 OUTPUT_FILES = (
     "posterior.nc",
@@ -44,42 +54,94 @@ def _sha256_array(*arrays: np.ndarray) -> str:
     return h.hexdigest()
 
 
+#: CF standard name of the flux variables (positive upward: emission) [mol m-2 s-1 convertible].
+FLUX_STANDARD_NAME = "surface_upward_mole_flux_of_carbon_dioxide"
+
+
+def _label_coord(ds: xr.Dataset, dim: str, labels: list[str], long_name: str) -> xr.Dataset:
+    """String labels of ``dim`` as a CF auxiliary coordinate ``{dim}_name`` (CF §6.1)."""
+    return ds.assign_coords(
+        {
+            f"{dim}_name": xr.Variable(
+                (dim,), np.array(labels, dtype=object), {"long_name": long_name}
+            )
+        }
+    )
+
+
 def posterior_dataset(result: RunResult, input_checksums: dict[str, str]) -> xr.Dataset:
-    """CF-1.10 Dataset of the prior, posterior (mean and std) and truth fluxes."""
+    """CF-1.10 Dataset of the prior, posterior (mean and std) and truth fluxes.
+
+    Fluxes are ``(sector, time, y, x)`` [µmol m-2 s-1] with the standard name
+    ``surface_upward_mole_flux_of_carbon_dioxide`` (``standard_error`` for the stds), means
+    over each time bin and cell (``cell_methods``, ``cell_measures: area: cell_area``); sector
+    and background-offset labels are auxiliary string coordinates (``sector_name``,
+    ``offset_name``); the observations' calibration scales are in the global attributes.
+    """
     city, post = result.case, result.posterior
     base = city.state.unflatten(post.mean, name="flux_posterior")
-    ds = xr.Dataset(coords=base.coords)
+    ds = xr.Dataset(coords={k: base.coords[k] for k in ("time", "y", "x", "lat", "lon")})
+    ds = _label_coord(ds, "sector", [str(s) for s in city.state.sectors], "emission sector")
     ds["time_bnds"] = base["time_bnds"]
+    std_name = f"{FLUX_STANDARD_NAME} standard_error"
     specs = {
-        "flux_prior": (city.x_prior, "prior CO2 flux"),
-        "flux_prior_std": (np.sqrt(city.B.diag()), "prior CO2 flux uncertainty (1 sigma)"),
-        "flux_posterior": (post.mean, "posterior CO2 flux"),
-        "flux_posterior_std": (post.std, "posterior CO2 flux uncertainty (1 sigma)"),
-    }
+        "flux_prior": (city.x_prior, "prior CO2 flux", FLUX_STANDARD_NAME, "flux_prior_std"),
+        "flux_prior_std": (
+            np.sqrt(city.B.diag()), "prior CO2 flux uncertainty (1 sigma)", std_name, None,
+        ),
+        "flux_posterior": (
+            post.mean, "posterior CO2 flux", FLUX_STANDARD_NAME, "flux_posterior_std",
+        ),
+        "flux_posterior_std": (
+            post.std, "posterior CO2 flux uncertainty (1 sigma)", std_name, None,
+        ),
+    }  # fmt: skip
     std_se = getattr(post, "info", {}).get("std_se")
     if std_se is not None:  # Monte-Carlo std maps (cg with std='sampled' / 'low-rank+sampled')
         specs["flux_posterior_std_se"] = (
-            std_se,
-            "Monte-Carlo standard error of flux_posterior_std",
+            std_se, "Monte-Carlo standard error of flux_posterior_std", None, None,
+        )  # fmt: skip
+        specs["flux_posterior"] = (
+            *specs["flux_posterior"][:3],
+            "flux_posterior_std flux_posterior_std_se",
         )
     if city.x_truth is not None:
-        specs["flux_truth"] = (city.x_truth, "true CO2 flux of the synthetic city")
-    bg_dim = city.offset_by
-    for name, (vec, long_name) in specs.items():
-        part = city.state.unflatten(vec, name=name)
-        ds[name] = part[name]
-        ds[name].attrs = {
-            "units": FLUX_UNITS,
-            "long_name": long_name,
-            "grid_mapping": "crs",
-            "coordinates": "lat lon",
-        }
-        if f"{name}_background" not in part:
+        specs["flux_truth"] = (
+            city.x_truth, "true CO2 flux of the synthetic city", FLUX_STANDARD_NAME, None,
+        )  # fmt: skip
+    blk = city.state.blocks.get(stages.OFFSET_BLOCK)
+    if blk is not None:
+        ds = _label_coord(
+            ds, "offset", [str(v) for v in blk.labels],
+            f"group of the background offset (per {city.offset_by})",
+        )  # fmt: skip
+    nf = city.state.n_flux
+    for name, (vec, long_name, standard_name, ancillary) in specs.items():
+        vec = np.asarray(vec, dtype=float)
+        attrs = {"units": FLUX_UNITS, "long_name": long_name}
+        if standard_name:
+            attrs["standard_name"] = standard_name
+        attrs.update(
+            cell_methods="time: mean area: mean", cell_measures="area: cell_area",
+            grid_mapping="crs", coordinates="lat lon sector_name",
+        )  # fmt: skip
+        if ancillary:
+            attrs["ancillary_variables"] = ancillary
+        flux = vec[:nf].reshape(city.state.flux_shape)
+        ds[name] = xr.Variable(("sector", "time", "y", "x"), flux, attrs)
+        if blk is None:
             continue
-        bg = part[f"{name}_background"]
-        ds[f"{name.replace('flux_', 'background_')}"] = bg.rename(background=bg_dim).assign_attrs(
-            units="ppm", long_name=f"background offset ({long_name.split(' CO2')[0]})"
-        )
+        what = long_name.split(" CO2 flux")[0]  # prior / posterior / true (MC error: skipped)
+        if "Monte-Carlo" in long_name:
+            continue
+        is_std = name.endswith("_std")
+        bg_name = name.replace("flux_", "background_")
+        ds[bg_name] = xr.Variable(
+            ("offset",), vec[blk.slice],
+            {"units": "ppm", "coordinates": "offset_name",
+             "long_name": f"background offset uncertainty ({what}, 1 sigma)" if is_std
+             else f"background offset ({what})"},
+        )  # fmt: skip
     crs_attrs = city.grid.crs.to_cf()
     ds["crs"] = xr.DataArray(np.int32(0), attrs=crs_attrs)
     if not city.grid.is_geographic:
@@ -90,12 +152,21 @@ def posterior_dataset(result: RunResult, input_checksums: dict[str, str]) -> xr.
         city.city_mask.astype(np.int8),
         {
             "grid_mapping": "crs",
-            "long_name": "cells inside the city boundary",
-            "flag_values": [0, 1],
+            "coordinates": "lat lon",
+            "long_name": "cells inside the reporting regions (the whole domain without regions)",
+            "flag_values": np.array([0, 1], dtype=np.int8),
+            "flag_meanings": "outside_regions inside_regions",
         },
     )
-    ds["cell_area"] = (("y", "x"), city.grid.cell_area, {"units": "m2", "grid_mapping": "crs"})
+    ds["cell_area"] = (
+        ("y", "x"),
+        city.grid.cell_area,
+        {"units": "m2", "standard_name": "cell_area", "long_name": "area of the grid cell",
+         "grid_mapping": "crs", "coordinates": "lat lon"},
+    )  # fmt: skip
     ds["time"].attrs.update({"standard_name": "time", "bounds": "time_bnds", "axis": "T"})
+    target = result.config.observation_errors.calibration_scale
+    scales = metrology.scale_summary(city.obs, target)
     ds.attrs = {
         "Conventions": "CF-1.10",
         "title": f"cityflux posterior CO2 flux: {result.config.name}",
@@ -103,13 +174,28 @@ def posterior_dataset(result: RunResult, input_checksums: dict[str, str]) -> xr.
         "source": f"cityflux {__version__} "
         + ("synthetic city (OSSE)" if city.x_truth is not None else "inversion of observations"),
         "history": f"{pd.Timestamp.now(tz='UTC').isoformat()} cityflux {__version__}",
+        "comment": "fluxes are positive upward (emission); means over each time bin and cell",
         "cityflux_version": __version__,
         "config_hash": config_hash(result.config),
         "input_checksums": json.dumps(input_checksums, sort_keys=True),
         "solver_method": post.method,
         "std_method": post.std_method,
+        "calibration_scale": str(target) if target else "as read (no conversion)",
+        "calibration_scales": json.dumps(scales["scales"]),
     }
     return ds
+
+
+def netcdf_encoding(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
+    """Encoding of posterior.nc: compressed fields, hours since 1970 for time, and no
+    ``_FillValue`` on coordinates and complete variables (CF §2.5.1)."""
+    enc: dict[str, dict[str, Any]] = {v: {"_FillValue": None} for v in ds.variables}
+    for v in ds.data_vars:
+        if ds[v].ndim >= 2:
+            enc[v].update(zlib=True, complevel=4)
+    for v in ("time", "time_bnds"):
+        enc[v].update(units="hours since 1970-01-01 00:00:00", calendar="standard")
+    return enc
 
 
 def write_outputs(
@@ -128,7 +214,8 @@ def write_outputs(
     config_text : str, optional
         Text of the configuration file as given (copied verbatim to ``config.yaml``).
     figures : bool
-        Also write the PNG figures.
+        Also write the PNG figures (report.html, with the figures embedded, is always
+        written).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -139,9 +226,7 @@ def write_outputs(
         checksums["synthetic_truth_sha256"] = _sha256_array(case.x_truth)
     paths: dict[str, Path] = {}
     ds = posterior_dataset(result, checksums)
-    enc = {v: {"zlib": True, "complevel": 4} for v in ds.data_vars if ds[v].ndim >= 2}
-    enc["time"] = {"units": "hours since 1970-01-01 00:00:00", "calendar": "standard"}
-    enc["time_bnds"] = {"units": "hours since 1970-01-01 00:00:00", "calendar": "standard"}
+    enc = netcdf_encoding(ds)
     paths["posterior.nc"] = atomic_write(
         out / "posterior.nc",
         lambda p: ds.to_netcdf(p, format="NETCDF4", encoding=enc, engine="netcdf4"),
@@ -154,7 +239,13 @@ def write_outputs(
     paths["totals_covariance.csv"] = atomic_write(
         out / "totals_covariance.csv", lambda p: cov.to_csv(p, index=False, float_format="%.10g")
     )
+    paths["budget.csv"], budget = metrology.write_budget(result, out)
+    ver_path, verification = metrology.write_verification(result, out)
+    if ver_path is not None:
+        paths["verification.csv"] = ver_path
+    paths.update(write_geotiffs(ds, out))
     table = case.observation_table(result.posterior.mean)
+    table = table.assign(**metrology.observation_columns(result))
     paths["observations.csv"] = atomic_write(
         out / "observations.csv", lambda p: table.to_csv(p, index=False, float_format="%.12g")
     )
@@ -165,6 +256,7 @@ def write_outputs(
             "config_hash": config_hash(result.config),
             "input_checksums": checksums,
             "units": {"totals": "t CO2 over the period", "flux": FLUX_UNITS},
+            **metrology.metrology_diagnostics(result, budget, verification),
         }
     )
     paths["diagnostics.json"] = atomic_write(
@@ -179,10 +271,11 @@ def write_outputs(
         paths["config.yaml"] = atomic_write(
             out / "config.yaml", lambda p: p.write_text(config_text, encoding="utf-8")
         )
-    if figures:
-        from cityflux.figures import write_figures
-
-        paths.update(write_figures(result, out))
+    paths.update(
+        metrology.write_figures_and_report(
+            result, out, ds, table, diag, budget, verification, figures=figures
+        )
+    )
     return paths
 
 

@@ -474,6 +474,29 @@ class CGPosterior(Posterior):
             return float(mean[0]), float(std[0])
         return mean, std
 
+    def observation_sensitivity(self, weights: Any) -> np.ndarray:
+        """``g = S⁻¹ H B a`` (n_obs, k) by batched CG solves (see :meth:`Posterior.observation_sensitivity`).
+
+        Observation coordinates (n_obs < sqrt_dim): Ritz-preconditioned CG on S, each column
+        stopped on the certified bound of its variance. Otherwise
+        ``g = R⁻¹ H L (I + K)⁻¹ Lᵀ a``, one whitened solve per aggregate. An approximate g
+        overstates the budget's total by ``δgᵀ S δg`` (second order in the solve error).
+        """
+        W, single = self._as_weights(weights)
+        Wt = W.toarray().T if hasattr(W, "toarray") else np.ascontiguousarray(W.T)
+        Wt = np.ascontiguousarray(Wt, dtype=np.float64)
+        if self._lz.space == "obs":
+            BW = self.problem.B_matmat(Wt)
+            U = self._sys.H(BW)
+            g = self.solve_variances_obs(
+                U, np.einsum("ij,ij->j", Wt, BW), "observation sensitivity"
+            )
+        else:
+            X = self.solve_whitened(self._sys.Lt(Wt), "observation sensitivity")
+            g = self._sys.Rinv(self._sys.H(self._sys.L(X)))
+        _check_output(g, "observation sensitivity S⁻¹ H B a")
+        return g[:, 0] if single else g
+
     # ------------------------------------------------------------------ other observations
     def means_for(self, y: np.ndarray) -> np.ndarray:
         """Posterior means for other observation vectors (batched CG solves)."""

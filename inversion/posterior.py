@@ -336,6 +336,35 @@ class Posterior:
         self._checked_variance(np.diag(cov).copy(), np.diag(prior_cov), "aggregate variance")
         return mean, cov
 
+    def observation_sensitivity(self, weights: Any) -> np.ndarray:
+        """Sensitivity of aggregates of the posterior mean to the observations, ``g = Kᵀ a``.
+
+        ``g = S⁻¹ H B a`` (one column per aggregate) is the change of ``aᵀ x̂`` per unit change
+        of each observation (``K = B Hᵀ S⁻¹``), so ``aᵀ x̂ = aᵀ x_a + gᵀ (y − H x_a)``. It splits
+        the posterior variance of each aggregate exactly into the prior and observation-error
+        contributions, ``aᵀ A a = (a − Hᵀg)ᵀ B (a − Hᵀg) + gᵀ R g`` (uncertainty budget).
+
+        Parameters
+        ----------
+        weights : numpy.ndarray or scipy.sparse array/matrix
+            One aggregate (n_state,) or k aggregates (k, n_state) [aggregate units per state
+            unit].
+
+        Returns
+        -------
+        numpy.ndarray
+            (n_obs, k) [aggregate units per observation unit, e.g. t CO2 per ppm]; (n_obs,)
+            for a vector of weights.
+        """
+        W, single = self._as_weights(weights)
+        g = np.empty((self.n_obs, W.shape[0]))
+        for rows, _Wt, BWt in self._iter_bw(W):
+            g[:, rows] = scipy.linalg.cho_solve(
+                self._S, self.problem.H_matmat(BWt), check_finite=False
+            )
+        _check_output(g, "observation sensitivity S⁻¹ H B a")
+        return g[:, 0] if single else g
+
     # ------------------------------------------------------------------ innovations
     @property
     def innovation(self) -> np.ndarray:

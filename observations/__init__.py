@@ -39,6 +39,13 @@ from ._registry import (
     reader_options,
     register_reader,
 )
+from ._scales import (
+    CALIBRATION_SCALES,
+    ScaleConversionError,
+    convert_scale,
+    scale_conversion,
+    scale_uncertainty,
+)
 from ._schema import (
     ERROR_COMPONENTS,
     KINDS,
@@ -49,6 +56,7 @@ from ._schema import (
 from ._tower_core import local_solar_hour
 
 __all__ = [
+    "CALIBRATION_SCALES",
     "CORRELATION_LENGTHS",
     "ERROR_COMPONENTS",
     "KINDS",
@@ -58,6 +66,7 @@ __all__ = [
     "ObservationFormatError",
     "ObservationReader",
     "QCReport",
+    "ScaleConversionError",
     "ScaleMismatchWarning",
     "SourceQC",
     "UnitsError",
@@ -67,6 +76,7 @@ __all__ = [
     "background_upwind",
     "check_scales",
     "combine",
+    "convert_scale",
     "correlation_groups",
     "detect_format",
     "inspect",
@@ -76,6 +86,8 @@ __all__ = [
     "read",
     "reader_options",
     "register_reader",
+    "scale_conversion",
+    "scale_uncertainty",
     "set_errors",
     "total_error",
     "validate_observation_set",

@@ -32,6 +32,7 @@ __all__ = [
     "append_qc",
     "apply_error_settings",
     "error_budget",
+    "error_quadratic_forms",
     "input_checksums",
     "observation_covariance",
     "qc_summary",
@@ -153,21 +154,32 @@ def read_observations(
                 ds = observations.read(path, format=fmt, **opts)
             if src.crop:
                 ds = _crop(ds, period, grid, path.name)
-            if not handled:
-                ds = apply_error_settings(ds, errors)
-                if src.error_ppm is not None:
-                    ds = _add_transport(ds, src.error_ppm)
-            elif isinstance(errors.representation, dict):
-                ds = observations.set_errors(ds, representation=errors.representation)
+            ds = apply_error_settings(ds, errors, reader_took=handled)
+            if not handled and src.error_ppm is not None:
+                ds = _add_transport(ds, src.error_ppm)
             logger.info("%s: %d observations", path, ds.sizes["obs"])
             sets.append(ds)
     return observations.combine(sets)
 
 
-def apply_error_settings(ds: xr.Dataset, errors: ObservationErrorsConfig) -> xr.Dataset:
-    """``ds`` with the transport / representation errors [ppm] of ``errors`` (when set)."""
+def apply_error_settings(
+    ds: xr.Dataset, errors: ObservationErrorsConfig, reader_took: bool = False
+) -> xr.Dataset:
+    """``ds`` on the target calibration scale (``observations.convert_scale``) with the
+    transport / representation / calibration errors [ppm] of ``errors`` (when set).
+
+    ``reader_took``: the reader already applied the single-number transport and representation
+    settings (:func:`reader_error_options`); only per-kind ones are applied here.
+    """
+    if errors.calibration_scale is not None:
+        ds = observations.convert_scale(
+            ds, errors.calibration_scale, unspecified=errors.unspecified_scale
+        )
     comps = {k: v for k, v in (("transport", errors.transport),
-                               ("representation", errors.representation)) if v is not None}  # fmt: skip
+                               ("representation", errors.representation),
+                               ("calibration", errors.calibration)) if v is not None}  # fmt: skip
+    if reader_took:
+        comps = {k: v for k, v in comps.items() if k == "calibration" or isinstance(v, dict)}
     return observations.set_errors(ds, **comps) if comps else ds
 
 
@@ -256,47 +268,120 @@ def error_budget(ds: xr.Dataset) -> dict[str, dict[str, float]]:
     return out
 
 
-def observation_covariance(ds: xr.Dataset, cfg: ObservationErrorsConfig):
+def _correlation_blocks(
+    ds: xr.Dataset, cfg: ObservationErrorsConfig
+) -> tuple[tuple[str, ...], list[tuple[np.ndarray, np.ndarray, int]]]:
+    """Correlated components and ``(index, correlation, group id)`` of every group of > 1 obs."""
+    groups = observations.correlation_groups(
+        ds, lengths=cfg.correlation_lengths or None, components=cfg.correlated_components
+    )
+    hours = ds["time"].values.astype("datetime64[ns]").astype("int64") / 3.6e12
+    lat, lon = ds["lat"].values, ds["lon"].values
+    out = []
+    for b in groups.blocks():
+        if b.size == 1:
+            continue
+        if groups.coordinate[b[0]] == "time":
+            d = np.abs(hours[b][:, None] - hours[b][None, :])
+        else:
+            d = haversine_km(lat[b][:, None], lon[b][:, None], lat[b][None, :], lon[b][None, :])
+        corr = correlation_function(d, float(groups.length[b[0]]), "exponential")
+        out.append((b, corr, int(groups.group[b[0]])))
+    return tuple(groups.components), out
+
+
+def _component_errors(ds: xr.Dataset, components: Sequence[str] | None) -> dict[str, np.ndarray]:
+    comps = observations.ERROR_COMPONENTS if components is None else tuple(components)
+    unknown = sorted(set(comps) - set(observations.ERROR_COMPONENTS))
+    if unknown:
+        raise ValueError(
+            f"components: unknown error components {unknown}; use some of "
+            f"{list(observations.ERROR_COMPONENTS)}"
+        )
+    return {c: ds[f"err_{c}"].values.astype(float) for c in comps}
+
+
+def observation_covariance(
+    ds: xr.Dataset, cfg: ObservationErrorsConfig, components: Sequence[str] | None = None
+):
     """R [ppm²]: diagonal, plus exponential correlation within each correlation group.
 
     The components in ``cfg.correlated_components`` are correlated within a group (site-day,
     overpass, scan) with the lengths of ``observations.correlation_groups`` (time [h] or
-    great-circle distance [km]); the other components are independent. Groups of one
+    great-circle distance [km]); the other components are independent. Each component is an
+    independent error source: ``R = Σ_c R_c`` with ``R_c = diag(e_c) C diag(e_c)`` (C the
+    group's correlation for a correlated component, I otherwise), so the parts of the
+    uncertainty budget (:func:`error_quadratic_forms`) add up to R exactly. Groups of one
     observation are gathered into one diagonal block.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        ObservationSet with ``err_<component>`` [ppm].
+    cfg : ObservationErrorsConfig
+    components : sequence of str, optional
+        Only these error components (default: all, ``observations.ERROR_COMPONENTS``); the
+        variances must then still be positive.
 
     Returns
     -------
     BlockDiagonalCovariance or DiagonalCovariance
     """
-    total2 = observations.total_error(ds).values ** 2
-    groups = observations.correlation_groups(
-        ds, lengths=cfg.correlation_lengths or None, components=cfg.correlated_components
-    )
-    corr2 = sum(ds[f"err_{c}"].values ** 2 for c in groups.components)
-    corr2 = np.zeros_like(total2) + corr2
-    blocks_idx = groups.blocks()
-    single = [b for b in blocks_idx if b.size == 1 or not corr2[b].any()]
-    multi = [b for b in blocks_idx if not (b.size == 1 or not corr2[b].any())]
+    errs = _component_errors(ds, components)
+    total2 = sum(e * e for e in errs.values()) + np.zeros(ds.sizes["obs"])
+    correlated, blocks_c = _correlation_blocks(ds, cfg)
+    E = np.array([errs[c] for c in correlated if c in errs]).reshape(-1, ds.sizes["obs"])
+    corr2 = (E * E).sum(axis=0)
+    multi = [blk for blk in blocks_c if corr2[blk[0]].any()]
     if not multi:
         return DiagonalCovariance(total2, name="R")
-    hours = ds["time"].values.astype("datetime64[ns]").astype("int64") / 3.6e12
-    lat, lon = ds["lat"].values, ds["lon"].values
+    in_multi = np.zeros(total2.size, bool)
     blocks, order = [], []
-    if single:
-        idx = np.concatenate(single)
-        blocks.append(DiagonalCovariance(total2[idx], name="R (independent observations)"))
-        order.append(idx)
-    for b in multi:  # one dense block per correlation group (site-day, overpass, scan)
-        if groups.coordinate[b[0]] == "time":
-            d = np.abs(hours[b][:, None] - hours[b][None, :])
-        else:
-            d = haversine_km(lat[b][:, None], lon[b][:, None], lat[b][None, :], lon[b][None, :])
-        c = correlation_function(d, float(groups.length[b[0]]), "exponential")
-        sc = np.sqrt(corr2[b])
-        mat = np.diag(total2[b] - corr2[b]) + sc[:, None] * c * sc[None, :]
-        blocks.append(DenseCovariance(mat, name=f"R block of group {int(groups.group[b[0]])}"))
+    for blk in multi:
+        in_multi[blk[0]] = True
+    single = np.flatnonzero(~in_multi)
+    if single.size:
+        blocks.append(DiagonalCovariance(total2[single], name="R (independent observations)"))
+        order.append(single)
+    for b, c, gid in multi:  # one dense block per correlation group (site-day, overpass, scan)
+        mat = np.diag(total2[b] - corr2[b]) + c * (E[:, b].T @ E[:, b])
+        blocks.append(DenseCovariance(mat, name=f"R block of group {gid}"))
         order.append(b)
     return BlockDiagonalCovariance(blocks, index=np.concatenate(order))
+
+
+def error_quadratic_forms(
+    ds: xr.Dataset, cfg: ObservationErrorsConfig, G: np.ndarray
+) -> dict[str, np.ndarray]:
+    """``diag(Gᵀ R_c G)`` for each error component c, with the R_c of
+    :func:`observation_covariance` (their sum over c is ``diag(Gᵀ R G)``).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        ObservationSet with ``err_<component>`` [ppm].
+    cfg : ObservationErrorsConfig
+    G : numpy.ndarray
+        (n_obs, k) sensitivities [unit per ppm].
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Component -> (k,) variances [unit²].
+    """
+    errs = _component_errors(ds, None)
+    correlated, blocks_c = _correlation_blocks(ds, cfg)
+    G = np.asarray(G, dtype=float).reshape(ds.sizes["obs"], -1)
+    out = {}
+    for c, e in errs.items():
+        Ge = G * e[:, None]
+        q = np.einsum("ik,ik->k", Ge, Ge)
+        if c in correlated:  # add the off-diagonal part of each correlated block
+            for b, corr, _gid in blocks_c:
+                Gb = Ge[b]
+                q += np.einsum("ik,ij,jk->k", Gb, corr - np.eye(b.size), Gb)
+        out[c] = q
+    return out
 
 
 def input_checksums(cfg: CityfluxConfig) -> dict[str, str]:

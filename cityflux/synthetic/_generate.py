@@ -133,6 +133,8 @@ def generate_inputs(cfg: CityfluxConfig) -> tuple[CaseInputs, SyntheticWorld]:
             src.dropped["cloudy sounding"] = n_cloudy
         parts[i] = stages.append_qc(part, src)
     obs = combine(parts)
+    if cfg.observation_errors.calibration_scale is not None:  # synthetic data are on it
+        obs["scale"] = ("obs", np.full(obs.sizes["obs"], cfg.observation_errors.calibration_scale))
     obs = stages.apply_error_settings(obs, cfg.observation_errors)
 
     flux = xr.DataArray(

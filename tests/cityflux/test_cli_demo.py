@@ -32,6 +32,14 @@ def test_all_outputs_written(demo_out):
         "uncertainty_reduction.png",
         "totals.png",
         "obs_fit.png",
+        "budget.csv",
+        "budget.png",
+        "verification.csv",
+        "verification.png",
+        "report.html",
+        "run.log",
+        "flux_posterior_mean_traffic.tif",
+        "flux_posterior_std_buildings.tif",
     ):
         assert (demo_out / name).stat().st_size > 0, name
     assert not list(demo_out.glob(".*.tmp")), "temporary files left behind"
@@ -111,3 +119,24 @@ def test_observation_table_matches_the_posterior(demo_out):
         sel = o["kind"] == kind
         res = o.loc[sel, "observed_ppm"] - o.loc[sel, "posterior_modelled_ppm"]
         assert np.sqrt(np.mean(res**2)) == pytest.approx(rms, rel=1e-6)
+
+
+def test_posterior_passes_the_cf_compliance_checker(demo_out):
+    """IOOS compliance-checker, CF-1.10: no error, and no warning or failed check either."""
+    from tests.cityflux._checks import cf_failures
+
+    errors, others = cf_failures(demo_out / "posterior.nc")
+    assert errors == []
+    assert others == []
+    with xr.open_dataset(demo_out / "posterior.nc") as ds:
+        flux = ds["flux_posterior"]
+        assert flux.attrs["standard_name"] == "surface_upward_mole_flux_of_carbon_dioxide"
+        assert flux.attrs["cell_measures"] == "area: cell_area"
+        assert ds["flux_posterior_std"].attrs["standard_name"].endswith(" standard_error")
+        assert ds["city_mask"].attrs["flag_values"].dtype == np.int8
+        assert (
+            ds["background_posterior_std"].attrs["long_name"]
+            != (ds["background_posterior"].attrs["long_name"])
+        )
+        assert ds.attrs["calibration_scale"] == "WMO CO2 X2019"
+        assert list(ds["sector_name"].values) == ["traffic", "buildings"]

@@ -13,6 +13,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 import xarray as xr
 import yaml
 
@@ -117,6 +118,46 @@ def test_tower_prior_total_matches_edgar(tower_run, fixtures_dir):
     assert dom["posterior_std"] <= dom["prior_std"] * (1 + 1e-9)
 
 
+def test_tower_run_posterior_passes_the_cf_compliance_checker(tower_run):
+    """A real run (ICOS tower, EDGAR, plume): CF-1.10 with no error and no other finding;
+    the tower's calibration scale (WMO CO2 X2019, from the file) is recorded."""
+    from tests.cityflux._checks import cf_failures
+
+    assert cf_failures(tower_run / "posterior.nc") == ([], [])
+    with xr.open_dataset(tower_run / "posterior.nc") as ds:
+        scales = json.loads(ds.attrs["calibration_scales"])
+    assert [(s["scale"], s["original_scale"]) for s in scales] == [("WMO CO2 X2019",) * 2]
+    obs = pd.read_csv(tower_run / "observations.csv")
+    assert (obs["calibration_scale"] == "WMO CO2 X2019").all()
+    assert (obs["err_calibration_ppm"] == 0.069).all()  # the scale's stated uncertainty
+    diag = json.loads((tower_run / "diagnostics.json").read_text())
+    assert diag["calibration_scales"]["target"] == "WMO CO2 X2019"
+
+
+def test_gridded_inventory_totals_equal_the_prior_stage(fixtures_dir, tmp_path):
+    """A gridded inventory is put on the grid by the prior stage and aggregated with the
+    weights of totals.csv: the EDGAR file used as the prior gives the prior's totals."""
+    from cityflux.config import parse_config
+    from cityflux.metrology import verify_totals
+    from cityflux.pipeline import run
+
+    data = tower_config(fixtures_dir, tmp_path / "out")
+    edgar = data["prior"]["inventories"][0]["path"]
+    data["verification"] = {
+        "inventories": [{"name": "edgar", "path": edgar, "format": "edgar",
+                         "relative_uncertainty": 0.3}],
+    }  # fmt: skip
+    cfg = parse_config(data)
+    res = run(cfg)
+    ver = verify_totals(res)
+    ed = ver.table[ver.table.inventory == "edgar"].reset_index(drop=True)
+    t = res.totals.reset_index(drop=True)
+    np.testing.assert_allclose(ed.inventory_t, t.prior, rtol=1e-9)
+    assert not ed.independent.any()  # detected: it is the prior's file
+    ud = np.sqrt(t.prior_std**2 - t.posterior_std**2)
+    np.testing.assert_allclose(ed.zeta, (t.posterior - t.prior) / ud, rtol=1e-9)
+
+
 def footprint_config(fixtures_dir, tmp_path) -> dict:
     csv = tmp_path / "rcp_tower.csv"
     csv.write_text(
@@ -187,6 +228,35 @@ def test_footprint_region_totals(footprint_run, fixtures_dir):
     assert reg.prior.sum() <= dom.prior
     assert (reg.posterior_std <= reg.prior_std * (1 + 1e-9)).all()
     assert (footprint_run / "maps.png").stat().st_size > 0
+
+
+def test_design_with_footprint_candidates(fixtures_dir, tmp_path):
+    """A candidate read from a file, its H row from its own footprint files (the STILT
+    receptor again, a second instrument): the design's std equals the dense re-solve."""
+    from cityflux.config import parse_config
+    from cityflux.metrology import run_design
+    from inversion import LinearProblem, solve
+    from inversion.covariance import BlockDiagonalCovariance, DenseCovariance
+
+    (tmp_path / "footprints").mkdir()
+    (tmp_path / "footprints" / "201512100000_-112_40.5_5_foot.nc").write_bytes(
+        (fixtures_dir / STILT).read_bytes()
+    )
+    data = footprint_config(fixtures_dir, tmp_path)
+    data["design"] = {"candidates": [{
+        "name": "RCP-2", "path": data["observations"][0]["path"], "format": "tower_csv",
+        "footprints": str(tmp_path / "footprints")}]}  # fmt: skip
+    result, res, cands = run_design(parse_config(data))
+    case, c = result.case, cands[0]
+    assert c.H.shape == case.H.shape and res.target["region"] != "domain"
+    np.testing.assert_allclose(c.H.toarray()[:, : case.state.n_flux],
+                               case.H.toarray()[:, : case.state.n_flux], rtol=1e-12)  # fmt: skip
+    H = sp.vstack([case.H, c.H], format="csr")
+    R = BlockDiagonalCovariance([case.R, DenseCovariance(c.R)])
+    post = solve(LinearProblem(H=H, x_prior=case.x_prior, y=np.zeros(2), B=case.B, R=R), "dense")
+    w = case.weights[[res.target["row"]]].toarray()[0]
+    assert res.table["std_after_t"].iloc[0] == pytest.approx(post.aggregate(w)[1], rel=1e-9)
+    assert res.table["std_after_t"].iloc[0] < res.current_std
 
 
 def _band_area(lat0, lat1, dlon_deg):
