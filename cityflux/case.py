@@ -13,6 +13,7 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,8 @@ class CaseInputs:
         Totals per region and sector / per region and UTC day.
     input_checksums : dict of str to str
         SHA-256 of every input file (real data) or of the generated arrays (synthetic).
+    footprint_files : list of pathlib.Path or None
+        Footprint files (``transport.model = footprints``); None: ``transport.footprints``.
     """
 
     grid: Grid
@@ -72,6 +75,7 @@ class CaseInputs:
     by_sector: bool = True
     by_day: bool = False
     input_checksums: dict[str, str] = field(default_factory=dict)
+    footprint_files: list[Path] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -284,8 +288,9 @@ def build_case(
     progress(f"transport ({cfg.transport.model}): H for {obs.sizes['obs']} observations")
     with timings.stage("transport"):
         tr = stages.transport_operator(
-            obs, StateVector(grid, tax, sectors), cfg.transport, inputs.met
-        )
+            obs, StateVector(grid, tax, sectors), cfg.transport, inputs.met,
+            inputs.footprint_files,
+        )  # fmt: skip
         obs = stages.drop_without_transport(obs, tr.keep, tr.report)
 
     with timings.stage("prior"):

@@ -321,8 +321,6 @@ class TransportConfig(_Section):
 
     @model_validator(mode="after")
     def _need_footprints(self) -> TransportConfig:
-        if self.model == "footprints" and self.footprints is None:
-            raise ValueError("model='footprints' needs a 'footprints' folder; set footprints: DIR")
         if self.boundary is not None and self.model != "footprints":
             raise ValueError(
                 "boundary inflow needs footprint files with particle locations "
@@ -424,6 +422,15 @@ class CityfluxConfig(_Section):
             raise ValueError(
                 "the synthetic city's observations are enhancements: set background.method to "
                 f"'none' (found {self.background.method!r})"
+            )
+        if (
+            self.synthetic is None
+            and self.transport.model == "footprints"
+            and self.transport.footprints is None
+        ):
+            raise ValueError(
+                "transport.model='footprints' needs a 'footprints' folder; set "
+                "transport.footprints: DIR (the synthetic city writes its own when omitted)"
             )
         if self.synthetic is None and not self.observations:
             raise ValueError(

@@ -102,7 +102,11 @@ def _zero_rows(h: sp.csr_array, obs: xr.Dataset, warn: bool) -> int:
 
 
 def transport_operator(
-    obs: xr.Dataset, state: StateVector, cfg: TransportConfig, met: object | None
+    obs: xr.Dataset,
+    state: StateVector,
+    cfg: TransportConfig,
+    met: object | None,
+    files: list | None = None,
 ) -> TransportResult:
     """Flux block of H for ``obs``: the plume model (``met``) or footprint files.
 
@@ -115,6 +119,8 @@ def transport_operator(
     cfg : TransportConfig
     met : transport_models.PlumeMet or None
         Plume meteorology (``cfg.model == "plume"``).
+    files : list of path, optional
+        Footprint files (default ``cfg.footprint_files()``).
 
     Returns
     -------
@@ -142,7 +148,7 @@ def transport_operator(
             "surface_altitude_m": cfg.surface_altitude_m,
         }  # fmt: skip
         return TransportResult(H=h, keep=np.ones(obs.sizes["obs"], bool), report=report)
-    files = cfg.footprint_files()
+    files = cfg.footprint_files() if files is None else list(files)
     if not files:
         raise FileNotFoundError(
             f"transport.footprints: no footprint file in {str(cfg.footprints)!r} matching "

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import xarray as xr
@@ -20,6 +22,7 @@ from inversion import FLUX_UNITS, TimeAxis
 from observations import SourceQC, combine
 
 from ._emissions import make_emissions
+from ._footprints import write_synthetic_footprints
 from ._network import make_columns, make_lidar, make_met, make_towers
 
 __all__ = ["SyntheticWorld", "generate_inputs"]
@@ -40,11 +43,15 @@ class SyntheticWorld:
     seed : int
         ``synthetic.seed``; truths and observation errors of ``run``/``demo`` are drawn from
         ``numpy.random.default_rng([seed, 1])``.
+    scratch : tempfile.TemporaryDirectory or None
+        Holds the synthetic footprint files when ``transport.footprints`` is not set (removed
+        with the world).
     """
 
     met: object
     point_sources: np.ndarray
     seed: int
+    scratch: object = None
 
 
 def _digest(*arrays: np.ndarray) -> str:
@@ -153,6 +160,13 @@ def generate_inputs(cfg: CityfluxConfig) -> tuple[CaseInputs, SyntheticWorld]:
         "synthetic city: grid %s, %d time steps, %d sectors, %d observations",
         grid.shape, time.nt, len(syn.sectors), obs.sizes["obs"],
     )  # fmt: skip
+    files, scratch = None, None
+    if cfg.transport.model == "footprints":
+        folder = cfg.transport.footprints
+        if folder is None:
+            scratch = tempfile.TemporaryDirectory(prefix="cityflux-synthetic-footprints-")
+            folder = Path(scratch.name)
+        files = write_synthetic_footprints(obs, grid, time, met, cfg.transport, Path(folder))
     inputs = CaseInputs(
         grid=grid,
         time=time,
@@ -169,8 +183,12 @@ def generate_inputs(cfg: CityfluxConfig) -> tuple[CaseInputs, SyntheticWorld]:
                 obs["time"].values.astype("int64"), obs["lat"].values, obs["lon"].values
             ),
         },
+        footprint_files=files,
     )
-    return inputs, SyntheticWorld(met=met, point_sources=emis.point_sources, seed=syn.seed)
+    world = SyntheticWorld(
+        met=met, point_sources=emis.point_sources, seed=syn.seed, scratch=scratch
+    )
+    return inputs, world
 
 
 def _whole_days(time: TimeAxis) -> bool:

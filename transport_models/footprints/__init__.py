@@ -8,6 +8,7 @@ from ._common import (
     FOOTPRINT_UNITS,
     FootprintError,
     FootprintWarning,
+    build_footprint,
     layer_bounds,
     layer_start_times,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "FootprintReader",
     "FootprintWarning",
     "available_formats",
+    "build_footprint",
     "detect_format",
     "inspect_footprint",
     "layer_bounds",
