@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 from cityflux import stages
 from cityflux._timing import Timings
 from cityflux.config import CityfluxConfig
-from cityflux.diagnostics import group_statistics
+from cityflux.diagnostics import group_statistics, innovation_precision
 from cityflux.pipeline import headline_row, prepare_case, solve_case
 
 __all__ = ["OsseResult", "run_osse"]
@@ -92,7 +92,7 @@ class OsseResult:
         ``posterior ± z·posterior_std`` with ``z`` the ``(1 + level)/2`` normal quantile.
         """
         t = self.table[self.table["row"] == (self.headline if row is None else row)]
-        z = stats.norm.ppf(0.5 + 0.5 * level)
+        z = special.ndtri(0.5 + 0.5 * level)
         return float(np.mean(np.abs(t["posterior"] - t["truth"]) <= z * t["posterior_std"]))
 
     @property
@@ -170,10 +170,10 @@ def run_osse(
     )
 
 
-def _site_table(post, case, Y: np.ndarray, first: int) -> pd.DataFrame | None:
+def _site_table(post, case, Y: np.ndarray, first: int, P) -> pd.DataFrame | None:
     if post.method == "cg":
         return None
-    st = group_statistics(post, case.obs["site"].values, (Y - case.H @ case.x_prior).T)
+    st = group_statistics(post, case.obs["site"].values, (Y - case.H @ case.x_prior).T, P=P)
     g, m = st.chi2.shape
     return pd.DataFrame(
         {
@@ -193,10 +193,11 @@ def _draws(case, model, post, totals, draws, rng, progress):
     prior = totals["prior"].to_numpy()
     std = totals["posterior_std"].to_numpy()
     parts, site_parts = [], []
+    P = innovation_precision(post) if post.method != "cg" else None
     for start in range(0, draws, BATCH):
         n = min(BATCH, draws - start)
         X, Y = model.draw(case, n, rng, first=start)
-        site_parts.append(_site_table(post, case, Y, start))
+        site_parts.append(_site_table(post, case, Y, start, P))
         means = post.means_for(Y)
         chi2 = np.atleast_1d(post.chi2_for(Y))
         part = pd.DataFrame(

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy.stats import norm
+from scipy.special import ndtri
 
 import observations
 from cityflux import stages
@@ -148,7 +148,7 @@ def coverage_interval(
         )
     if distribution != "normal":
         raise ValueError(f"distribution: expected 'normal' or 'lognormal', found {distribution!r}")
-    z = float(norm.ppf(0.5 + p / 2.0))
+    z = float(ndtri(0.5 + p / 2.0))
     m, s = np.asarray(mean, float), np.asarray(std, float)
     return m - z * s, m + z * s
 

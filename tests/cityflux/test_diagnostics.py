@@ -108,3 +108,15 @@ def test_run_diagnostics_have_sites_and_kinds(small_case):
         assert r["expected_sd"] == pytest.approx(np.sqrt(2 / r["n"]))
         assert 0 <= r["p_value"] <= 1 and 0 <= r["loo_coverage_95"] <= 1
     assert {r["kind"] for r in d["desroziers"]} == set(small_case.kinds)
+
+
+def test_statistics_from_the_dense_inverse_equal_those_from_solves(small_case):
+    from cityflux.diagnostics import innovation_precision
+
+    post = solve(small_case.problem(), method="obs-space")
+    sites = small_case.obs["site"].values.astype(str)
+    D = np.random.default_rng(2).standard_normal((post.n_obs, 3))
+    a = group_statistics(post, sites, D)
+    b = group_statistics(post, sites, D, P=innovation_precision(post))
+    for name in ("chi2", "bias", "bias_sd", "coverage_95"):
+        np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-8, atol=1e-12)
