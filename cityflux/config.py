@@ -40,6 +40,7 @@ from pydantic import (
 
 from cityflux._config_base import Section as _Section
 from cityflux._config_base import resolve_path as _resolve_path
+from cityflux._config_batch import BatchConfig, ClusterSection, QCConfig
 from cityflux._config_real import (
     BackgroundConfig,
     MetConfig,
@@ -53,7 +54,9 @@ from cityflux._config_synthetic import SyntheticConfig, TransportPerturbationCon
 
 __all__ = [
     "BackgroundConfig",
+    "BatchConfig",
     "CityfluxConfig",
+    "ClusterSection",
     "ConfigError",
     "DomainConfig",
     "InversionConfig",
@@ -65,6 +68,7 @@ __all__ = [
     "PeriodConfig",
     "PointSourcesConfig",
     "PriorConfig",
+    "QCConfig",
     "RegionsConfig",
     "SyntheticConfig",
     "TemporalConfig",
@@ -371,6 +375,8 @@ class CityfluxConfig(_Section):
     observation_errors: ObservationErrorsConfig = ObservationErrorsConfig()
     regions: RegionsConfig | None = None
     synthetic: SyntheticConfig | None = None
+    qc: QCConfig = QCConfig()
+    batch: BatchConfig = BatchConfig()
 
     @model_validator(mode="after")
     def _need_data(self) -> CityfluxConfig:
@@ -616,9 +622,50 @@ def check_inputs(cfg: CityfluxConfig) -> list[tuple[str, str]]:
     return input_problems(cfg)
 
 
+#: Parts of the configuration that do not change the science: where and how results are written
+#: and run, and the run's name.
+_NOT_SCIENCE = ("name", "output", "batch")
+
+
+def _file_digest(path: Path) -> str:
+    from cityflux._files import sha256_file_cached
+
+    return f"sha256:{sha256_file_cached(path)}" if path.is_file() else f"missing:{path}"
+
+
+def _science(cfg: CityfluxConfig) -> dict[str, Any]:
+    """The configuration as JSON with every input path replaced by its files' contents."""
+    data = cfg.model_dump(mode="json", exclude=set(_NOT_SCIENCE))
+    for i, src in enumerate(cfg.observations):
+        data["observations"][i]["path"] = [_file_digest(p) for p in src.files()]
+    for i, inv in enumerate(cfg.prior.inventories):
+        data["prior"]["inventories"][i]["path"] = _file_digest(inv.path)
+    if cfg.prior.point_sources is not None:
+        data["prior"]["point_sources"]["path"] = _file_digest(cfg.prior.point_sources.path)
+    prof = cfg.prior.temporal.profile_path()
+    if prof is not None:
+        data["prior"]["temporal"]["profiles"] = _file_digest(prof)
+    tr = data["transport"]
+    tr.pop("cache_dir", None)
+    if cfg.transport.footprints is not None:
+        tr["footprints"] = [_file_digest(p) for p in cfg.transport.footprint_files()]
+    if cfg.transport.met is not None and cfg.transport.met.path is not None:
+        tr["met"]["path"] = _file_digest(cfg.transport.met.path)
+    if cfg.regions is not None:
+        data["regions"]["path"] = _file_digest(cfg.regions.path)
+    return data
+
+
 def config_hash(cfg: CityfluxConfig) -> str:
-    """SHA-256 (hex) of the canonical JSON of the resolved configuration."""
-    text = json.dumps(cfg.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """SHA-256 (hex) of the science a configuration describes.
+
+    The canonical JSON of the configuration without ``name``, ``output``, ``batch`` and
+    ``transport.cache_dir``, with every input path replaced by the SHA-256 of its file's
+    contents (a folder or glob by the list of its files' digests). So the hash does not change
+    with the output folder or with where identical inputs lie, and changes with any input's
+    contents.
+    """
+    text = json.dumps(_science(cfg), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

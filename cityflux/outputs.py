@@ -1,16 +1,21 @@
-"""Writing run outputs atomically: posterior.nc (CF-1.10), totals.csv and the covariance of the
-totals, observations.csv, diagnostics.json, the configuration and figures.
+"""Writing run outputs: posterior.nc (CF-1.10), totals.csv and the covariance of the totals,
+observations.csv, diagnostics.json, the configuration and figures, sealed by manifest.json.
 
-Every file is written to a temporary file in the output folder and moved into place with
-``os.replace``, so a killed run never leaves a half-written output. Inputs are never modified.
-The writers take the run's :class:`~cityflux.case.Case`: synthetic and real runs write the
-same files (synthetic ones add the truth).
+Each output is made by a writer (:data:`WRITERS`: ``writer(result, folder, ctx)``) that writes
+into the run's staging folder; :func:`write_outputs` then moves the files into the output folder
+and writes ``manifest.json`` last (see :mod:`cityflux._runfolder`), so a killed run never leaves
+a mix of old and new files presented as a result. Inputs are never modified. The writers take
+the run's :class:`~cityflux.case.Case`: synthetic and real runs write the same files (synthetic
+ones add the truth).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +25,23 @@ import xarray as xr
 import yaml
 
 from cityflux._files import atomic_write, sha256_file
+from cityflux._runfolder import MANIFEST, check_out_dir, commit, new_staging
 from cityflux._version import __version__
 from cityflux.config import config_hash
 from cityflux.pipeline import RunResult
 from inversion import FLUX_UNITS
 
-__all__ = ["atomic_write", "posterior_dataset", "sha256_file", "write_outputs"]
+__all__ = [
+    "RUN_FILES",
+    "WRITERS",
+    "WriteContext",
+    "Writer",
+    "atomic_write",
+    "posterior_dataset",
+    "run_checksums",
+    "sha256_file",
+    "write_outputs",
+]
 
 OUTPUT_FILES = (
     "posterior.nc",
@@ -35,6 +51,9 @@ OUTPUT_FILES = (
     "diagnostics.json",
     "config.resolved.yaml",
 )
+#: Names a run folder may hold without a manifest (a folder written before manifests existed).
+RUN_FILES = (*OUTPUT_FILES, "config.yaml", "maps.png", "uncertainty_reduction.png", "totals.png",
+             "obs_fit.png", "osse.csv")  # fmt: skip
 
 
 def _sha256_array(*arrays: np.ndarray) -> str:
@@ -112,78 +131,149 @@ def posterior_dataset(result: RunResult, input_checksums: dict[str, str]) -> xr.
     return ds
 
 
+@dataclass(frozen=True)
+class WriteContext:
+    """What every writer is given besides the run's result.
+
+    Attributes
+    ----------
+    input_checksums : dict of str to str
+        SHA-256 of the inputs (and, for synthetic cases, of the generated data and truth).
+    config_text : str or None
+        Text of the configuration file as given.
+    figures : bool
+        Whether figures are wanted.
+    """
+
+    input_checksums: dict[str, str]
+    config_text: str | None = None
+    figures: bool = True
+
+
+#: A writer writes one or more files into the folder it is given (the run's staging folder).
+Writer = Callable[[RunResult, Path, WriteContext], None]
+
+
+def _write_posterior(result: RunResult, folder: Path, ctx: WriteContext) -> None:
+    ds = posterior_dataset(result, ctx.input_checksums)
+    enc = {v: {"zlib": True, "complevel": 4} for v in ds.data_vars if ds[v].ndim >= 2}
+    enc["time"] = {"units": "hours since 1970-01-01 00:00:00", "calendar": "standard"}
+    enc["time_bnds"] = {"units": "hours since 1970-01-01 00:00:00", "calendar": "standard"}
+    ds.to_netcdf(folder / "posterior.nc", format="NETCDF4", encoding=enc, engine="netcdf4")
+
+
+def _write_totals(result: RunResult, folder: Path, ctx: WriteContext) -> None:
+    result.totals.to_csv(folder / "totals.csv", index=False, float_format="%.10g")
+    cov = pd.DataFrame(result.totals_covariance, columns=[str(i) for i in result.totals["row"]])
+    cov.insert(0, "row", result.totals["row"].to_numpy())
+    cov.to_csv(folder / "totals_covariance.csv", index=False, float_format="%.10g")
+
+
+def _write_observations(result: RunResult, folder: Path, ctx: WriteContext) -> None:
+    table = result.case.observation_table(result.posterior.mean)
+    table.to_csv(folder / "observations.csv", index=False, float_format="%.9g")
+
+
+def _write_diagnostics(result: RunResult, folder: Path, ctx: WriteContext) -> None:
+    diag = dict(result.diagnostics)
+    diag.update(
+        {
+            "cityflux_version": __version__,
+            "config_hash": config_hash(result.config),
+            "input_checksums": ctx.input_checksums,
+            "units": {"totals": "t CO2 over the period", "flux": FLUX_UNITS},
+        }
+    )
+    text = json.dumps(_jsonable(diag), indent=2)
+    (folder / "diagnostics.json").write_text(text, encoding="utf-8")
+
+
+def _write_config(result: RunResult, folder: Path, ctx: WriteContext) -> None:
+    resolved = yaml.safe_dump(result.config.model_dump(mode="json"), sort_keys=False)
+    (folder / "config.resolved.yaml").write_text(resolved, encoding="utf-8")
+    if ctx.config_text is not None:
+        (folder / "config.yaml").write_text(ctx.config_text, encoding="utf-8")
+
+
+def _write_figures(result: RunResult, folder: Path, ctx: WriteContext) -> None:
+    if ctx.figures:
+        from cityflux.figures import write_figures
+
+        write_figures(result, folder)
+
+
+#: The writers of every run folder, in order; add one here to add an output to every run.
+WRITERS: tuple[Writer, ...] = (
+    _write_posterior, _write_totals, _write_observations, _write_diagnostics, _write_config,
+    _write_figures,
+)  # fmt: skip
+
+
+def run_checksums(result: RunResult) -> dict[str, str]:
+    """Input checksums of a run: its input files, plus the generated data of a synthetic run."""
+    case = result.case
+    checksums = dict(case.input_checksums)
+    if case.x_truth is not None:
+        checksums["synthetic_observations_sha256"] = _sha256_array(case.y)
+        checksums["synthetic_truth_sha256"] = _sha256_array(case.x_truth)
+    return checksums
+
+
 def write_outputs(
     result: RunResult,
     out_dir: str | Path,
     *,
     config_text: str | None = None,
     figures: bool = True,
+    extra_writers: Sequence[Writer] = (),
+    kind: str = "run",
 ) -> dict[str, Path]:
-    """Write every output of a run into ``out_dir``; return their paths.
+    """Write every output of a run into ``out_dir``, sealed by ``manifest.json``.
+
+    The writers (:data:`WRITERS`, then ``extra_writers``) write into a staging folder; the
+    files are then moved into ``out_dir`` and ``manifest.json`` is written last
+    (:func:`cityflux._runfolder.commit`), so a killed run never leaves a mix of old and new
+    files presented as a result. Leftovers of a killed run are removed first.
 
     Parameters
     ----------
     result : RunResult
     out_dir : path
+        The run folder (created if needed).
     config_text : str, optional
         Text of the configuration file as given (copied verbatim to ``config.yaml``).
     figures : bool
         Also write the PNG figures.
+    extra_writers : sequence of Writer
+        More writers (e.g. a batch window's core totals).
+    kind : str
+        Recorded in the manifest (``run``, ``window``).
+
+    Returns
+    -------
+    dict of str to pathlib.Path
+        Every file written, ``manifest.json`` included.
+
+    Raises
+    ------
+    OutputFolderError
+        If ``out_dir`` is a file or holds something other than a cityflux run.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    case = result.case
-    checksums = dict(case.input_checksums)
-    if case.x_truth is not None:
-        checksums["synthetic_observations_sha256"] = _sha256_array(case.y)
-        checksums["synthetic_truth_sha256"] = _sha256_array(case.x_truth)
-    paths: dict[str, Path] = {}
-    ds = posterior_dataset(result, checksums)
-    enc = {v: {"zlib": True, "complevel": 4} for v in ds.data_vars if ds[v].ndim >= 2}
-    enc["time"] = {"units": "hours since 1970-01-01 00:00:00", "calendar": "standard"}
-    enc["time_bnds"] = {"units": "hours since 1970-01-01 00:00:00", "calendar": "standard"}
-    paths["posterior.nc"] = atomic_write(
-        out / "posterior.nc",
-        lambda p: ds.to_netcdf(p, format="NETCDF4", encoding=enc, engine="netcdf4"),
-    )
-    paths["totals.csv"] = atomic_write(
-        out / "totals.csv", lambda p: result.totals.to_csv(p, index=False, float_format="%.10g")
-    )
-    cov = pd.DataFrame(result.totals_covariance, columns=[str(i) for i in result.totals["row"]])
-    cov.insert(0, "row", result.totals["row"].to_numpy())
-    paths["totals_covariance.csv"] = atomic_write(
-        out / "totals_covariance.csv", lambda p: cov.to_csv(p, index=False, float_format="%.10g")
-    )
-    table = case.observation_table(result.posterior.mean)
-    paths["observations.csv"] = atomic_write(
-        out / "observations.csv", lambda p: table.to_csv(p, index=False, float_format="%.9g")
-    )
-    diag = dict(result.diagnostics)
-    diag.update(
-        {
-            "cityflux_version": __version__,
-            "config_hash": config_hash(result.config),
-            "input_checksums": checksums,
-            "units": {"totals": "t CO2 over the period", "flux": FLUX_UNITS},
-        }
-    )
-    paths["diagnostics.json"] = atomic_write(
-        out / "diagnostics.json",
-        lambda p: p.write_text(json.dumps(_jsonable(diag), indent=2), encoding="utf-8"),
-    )
-    resolved = yaml.safe_dump(result.config.model_dump(mode="json"), sort_keys=False)
-    paths["config.resolved.yaml"] = atomic_write(
-        out / "config.resolved.yaml", lambda p: p.write_text(resolved, encoding="utf-8")
-    )
-    if config_text is not None:
-        paths["config.yaml"] = atomic_write(
-            out / "config.yaml", lambda p: p.write_text(config_text, encoding="utf-8")
-        )
-    if figures:
-        from cityflux.figures import write_figures
-
-        paths.update(write_figures(result, out))
-    return paths
+    check_out_dir(out, RUN_FILES)
+    ctx = WriteContext(run_checksums(result), config_text, figures)
+    staging = new_staging(out)
+    try:
+        for writer in (*WRITERS, *extra_writers):
+            writer(result, staging, ctx)
+        manifest = commit(
+            staging, kind=kind, config_hash=config_hash(result.config),
+            input_checksums=ctx.input_checksums,
+        )  # fmt: skip
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return {name: out / name for name in (*manifest["outputs"], MANIFEST)}
 
 
 def _jsonable(obj: Any) -> Any:

@@ -14,7 +14,7 @@ import xarray as xr
 
 import observations
 from cityflux._config_real import BackgroundConfig, ObservationErrorsConfig
-from cityflux._files import sha256_file
+from cityflux._files import sha256_file_cached
 from cityflux.config import CityfluxConfig, ObservationSource, PeriodConfig
 from inversion import Grid
 from inversion.covariance import (
@@ -241,4 +241,4 @@ def input_checksums(cfg: CityfluxConfig) -> dict[str, str]:
     ):
         if extra is not None:
             paths.append(extra)
-    return {str(p): sha256_file(p) for p in paths if p.is_file()}
+    return {str(p): sha256_file_cached(p) for p in paths if p.is_file()}
