@@ -126,6 +126,15 @@ class ObservationErrorsConfig(Section):
     correlation_lengths: dict[str, float] = Field(default_factory=dict)
     correlated_components: tuple[str, ...] = ("transport", "representation")
 
+    @field_validator("transport", "representation")
+    @classmethod
+    def _non_negative(cls, value: ErrorSpec | None) -> ErrorSpec | None:
+        values = value.values() if isinstance(value, dict) else [value]
+        bad = [v for v in values if v is not None and not v >= 0]
+        if bad:
+            raise ValueError(f"an uncertainty is >= 0 [ppm], found {bad}")
+        return value
+
     @field_validator("correlated_components")
     @classmethod
     def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:

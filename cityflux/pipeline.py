@@ -107,7 +107,13 @@ def prepare_case(
     world : cityflux.synthetic.SyntheticWorld or None
         The synthetic city's own knowledge (None for real data).
     """
+    from cityflux._memory import check_budget, plume_h_bytes, prior_bytes
+    from cityflux.stages._plausibility import check_operator
+
     timings = {} if timings is None else timings
+    n_flux, nbytes = prior_bytes(cfg)
+    progress(f"prior stage: {n_flux:,} flux unknowns, about {nbytes / 2**30:.2f} GiB")
+    check_budget(cfg, "prior stage", nbytes, f"{n_flux:,} flux unknowns")
     t0 = time.perf_counter()
     world = None
     if cfg.synthetic is not None:
@@ -118,7 +124,13 @@ def prepare_case(
     else:
         inputs = read_inputs(cfg, progress)
     timings["inputs"] = time.perf_counter() - t0
+    if cfg.transport.model == "plume":
+        n_obs = int(inputs.obs.sizes["obs"])
+        check_budget(
+            cfg, "transport (plume H)", plume_h_bytes(cfg, n_obs), f"{n_obs:,} observations"
+        )
     case = build_case(cfg, inputs, progress, timings)
+    check_operator(case.H, case.obs, case.state, cfg.transport.model)
     return case, world
 
 

@@ -13,9 +13,11 @@ import pandas as pd
 import xarray as xr
 
 import observations
+from cityflux._config_batch import QCConfig
 from cityflux._config_real import BackgroundConfig, ObservationErrorsConfig
 from cityflux._files import sha256_file_cached
 from cityflux.config import CityfluxConfig, ObservationSource, PeriodConfig
+from cityflux.stages._plausibility import naming, observation_plausibility
 from inversion import Grid
 from inversion.covariance import (
     BlockDiagonalCovariance,
@@ -91,6 +93,7 @@ def read_observations(
     period: PeriodConfig,
     grid: Grid,
     errors: ObservationErrorsConfig,
+    qc: QCConfig | None = None,
 ) -> xr.Dataset:
     """Read, crop and combine every observation source into one ObservationSet [ppm].
 
@@ -105,10 +108,14 @@ def read_observations(
     xarray.Dataset
         Combined ObservationSet with the merged QC report in ``attrs["qc_report"]``.
     """
+    qc = QCConfig() if qc is None else qc
     sets = []
-    for src in sources:
+    for i, src in enumerate(sources):
         for path in src.files():
-            ds = observations.read(path, format=src.format, **src.options)
+            with naming(path, f"observations[{i}]"):
+                ds = observations.read(path, format=src.format, **src.options)
+                ds, report = observation_plausibility(ds, qc, path)
+            ds = append_qc(ds, report)
             if src.crop:
                 ds = _crop(ds, period, grid, path.name)
             ds = apply_error_settings(ds, errors)

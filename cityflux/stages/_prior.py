@@ -10,6 +10,7 @@ import xarray as xr
 
 import priors
 from cityflux.config import DomainConfig, InversionConfig, PriorConfig
+from cityflux.stages._plausibility import check_inventory, naming
 from inversion import FLUX_UNITS, Grid, StateVector, TimeAxis
 from inversion.covariance import (
     BlockDiagonalCovariance,
@@ -69,12 +70,14 @@ def prior_flux(cfg: PriorConfig, grid: Grid, time: TimeAxis) -> tuple[xr.DataArr
     """
     parts: list[xr.DataArray] = []
     info: dict = {"inventories": []}
-    for inv in cfg.inventories:
+    for i, inv in enumerate(cfg.inventories):
         opts = dict(inv.options)
         if inv.sector is not None:
             opts.setdefault("sector", inv.sector)
-        native = priors.read_inventory(inv.path, format=inv.format, **opts)
-        on_grid = priors.regrid(native, grid)
+        with naming(inv.path, f"prior.inventories[{i}]"):
+            native = priors.read_inventory(inv.path, format=inv.format, **opts)
+            check_inventory(native, inv.path)
+            on_grid = priors.regrid(native, grid)
         parts.append(_disaggregate(on_grid, time, cfg))
         info["inventories"].append(
             {
