@@ -22,7 +22,7 @@ import yaml
 
 from cityflux._files import atomic_write
 from cityflux._runfolder import MANIFEST, commit, new_staging, read_manifest, write_json
-from cityflux.batch import CORE_TOTALS, WINDOWS_DIR, Window, WindowOutcome
+from cityflux.batch import CORE_TOTALS, H_CACHE, WINDOWS_DIR, Window, WindowOutcome
 from cityflux.config import CityfluxConfig, config_hash
 
 __all__ = ["mark_incomplete", "stitch"]
@@ -179,7 +179,7 @@ def stitch(
         }
         manifest = commit(
             staging, kind="batch", config_hash=chash, input_checksums=checksums,
-            folders=[WINDOWS_DIR], extra=extra,
+            folders=[WINDOWS_DIR, *([H_CACHE] if (out / H_CACHE).is_dir() else [])], extra=extra,
         )  # fmt: skip
     except BaseException:
         import shutil

@@ -14,6 +14,12 @@ A window whose task raises is retried ``batch.retries`` times, a worker that die
 its task rescheduled by distributed; a window that keeps failing is reported with its error
 while the others finish. The results are stitched (:mod:`cityflux._stitch`): each window
 contributes its core only.
+
+Shared inputs: the input files are hashed once (the config hash of every window covers their
+contents); footprint runs share one H cache (``<out>/h_cache`` unless ``transport.cache_dir``
+is set), so a retried or rerun window reads its H instead of the footprint files. Each window
+still reads and regrids the prior inventories itself (a shared regridded prior needs the
+inputs stage split, see the batch issue).
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ __all__ = [
     "BatchResult",
     "Window",
     "WindowOutcome",
+    "keep_dask_scheduler",
     "open_client",
     "plan_windows",
     "run_batch",
@@ -52,9 +59,10 @@ logger = logging.getLogger(__name__)
 #: Names a batch folder holds: the stitched outputs, the windows and the failure report.
 BATCH_FILES = (
     "posterior.nc", "totals.csv", "diagnostics.json", "windows.csv", "config.yaml",
-    "config.resolved.yaml", "windows", "failed_windows.json",
+    "config.resolved.yaml", "windows", "failed_windows.json", "h_cache",
 )  # fmt: skip
 WINDOWS_DIR = "windows"
+H_CACHE = "h_cache"
 CORE_TOTALS = "core_totals.csv"
 
 
@@ -273,6 +281,27 @@ def open_client(cluster: ClusterSection, n_tasks: int) -> Iterator[Any]:
             cl.close()
 
 
+@contextlib.contextmanager
+def keep_dask_scheduler() -> Iterator[None]:
+    """Restore dask's default scheduler settings on exit.
+
+    A ``distributed.Client`` (the batch's, or one a worker thread makes) sets itself as dask's
+    default scheduler and restores the setting only when it is the last client alive; without
+    this, later dask work in the same process would ask for a closed client.
+    """
+    import dask
+
+    saved = {k: dask.config.get(k, None) for k in ("scheduler", "shuffle")}
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                dask.config.config.pop(key, None)
+            else:
+                dask.config.set({key: value})
+
+
 # --------------------------------------------------------------------------- the batch
 def window_hashes(cfg: CityfluxConfig, windows: list[Window]) -> dict[str, str]:
     """Config hash of each window's configuration (window name -> hash)."""
@@ -320,6 +349,10 @@ def run_batch(
 
     out = Path(out_dir)
     check_out_dir(out, BATCH_FILES)
+    if cfg.transport.model == "footprints" and cfg.transport.cache_dir is None:
+        # one H cache for the batch: a retried or rerun window reads its H instead of the files
+        tr = cfg.transport.model_copy(update={"cache_dir": (out / H_CACHE).resolve()})
+        cfg = cfg.model_copy(update={"transport": tr})
     windows = plan_windows(cfg)
     hashes = window_hashes(cfg, windows)
     wdir = out / WINDOWS_DIR
@@ -337,6 +370,7 @@ def run_batch(
     if todo:
         wdir.mkdir(parents=True, exist_ok=True)
         with contextlib.ExitStack() as stack:
+            stack.enter_context(keep_dask_scheduler())
             if client is None:
                 client = stack.enter_context(open_client(cfg.batch.cluster, len(todo)))
             done = _submit_all(client, cfg, todo, wdir, config_text, outcomes, done, progress)
@@ -361,7 +395,7 @@ def _submit_all(client, cfg, todo, wdir, config_text, outcomes, done, progress) 
         for w in todo
     }  # fmt: skip
     n = len(outcomes)
-    for fut in as_completed(futures):
+    for fut in as_completed(list(futures), loop=client.loop):
         w = futures[fut]
         oc = outcomes[w.index]
         try:

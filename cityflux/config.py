@@ -154,6 +154,14 @@ class PeriodConfig(_Section):
     end: dt.datetime
     step: str = Field(default="1D", description="state time step, e.g. '6h' or '1D'")
 
+    @field_validator("start", "end")
+    @classmethod
+    def _utc(cls, value: dt.datetime) -> dt.datetime:
+        """Times with a UTC offset become naive UTC (all cityflux times are UTC)."""
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value
+
     @field_validator("step")
     @classmethod
     def _check_step(cls, value: str) -> str:

@@ -11,7 +11,7 @@ import xarray as xr
 import yaml
 
 from cityflux._runfolder import read_manifest, verify
-from cityflux.batch import plan_windows, run_batch
+from cityflux.batch import keep_dask_scheduler, plan_windows, run_batch
 from cityflux.cli import main
 from cityflux.config import ConfigError, load_config
 from cityflux.outputs import write_outputs
@@ -25,8 +25,8 @@ M_CO2 = 44.0095e-12  # t CO2 per µmol
 def client():
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                      dashboard_address=":0") as cluster, Client(cluster) as c:  # fmt: skip
+    with keep_dask_scheduler(), LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                      dashboard_address=":0") as cluster, Client(cluster, set_as_default=False) as c:  # fmt: skip
         yield c
 
 

@@ -580,6 +580,7 @@ def _config_cases() -> list[Case]:
         ("period.start", "2024-13-45", "period.start"),
         ("period.end", "2024-06-01T00:00:00", "period"),
         ("period.step", "fortnightly", "period.step"),
+        ("period.end", 0, "period"),  # 1970 with a UTC offset: once a raw TypeError
         ("period.step", "-1D", "period.step"),
         ("period.step", "7h", "period"),
         ("prior.relative_std", -0.5, "prior.relative_std"),
