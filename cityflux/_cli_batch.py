@@ -21,8 +21,11 @@ def batch_command(
     """Run the batch of ``cfg`` into ``out``; 0 when every window finished, 3 otherwise."""
     import logging
 
+    import distributed  # noqa: F401  (configures its loggers on import; quiet them after)
+
     if not verbose:  # distributed logs every worker start and stop at INFO
         logging.getLogger("distributed").setLevel(logging.ERROR)
+    from rich.markup import escape
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -59,7 +62,9 @@ def batch_command(
                 return
             bar.update(task, completed=done, last=f"{outcome.window.name} {outcome.status}")
             if outcome.status == "failed":
-                console.log(f"[red]window {outcome.window.name} failed[/]: {outcome.error}")
+                console.log(
+                    f"[red]window {outcome.window.name} failed[/]: {escape(outcome.error or '')}"
+                )
 
         result = run_batch(cfg, out, config_text=config_text, progress=progress)
     counts = {
@@ -69,12 +74,13 @@ def batch_command(
     if result.failed:
         table = Table("window", "core", "error", title="failed windows")
         for o in result.failed:
-            table.add_row(o.window.name, o.window.core_label, o.error or "")
+            table.add_row(o.window.name, o.window.core_label, escape(o.error or ""))
         console.print(table)
         console.print(
-            f"[bold red]error[/]: {counts['failed']} of {len(windows)} window(s) failed after "
-            f"{b.retries} retries; the others are written under {out / 'windows'}. Fix the cause "
-            "and rerun the same command: finished windows are skipped. (failed_windows.json)",
+            f"[bold red]error[/]: {counts['failed']} of {len(windows)} window(s) failed (input "
+            f"errors at once, others after {b.retries} retries); the others are written under "
+            f"{out / 'windows'}. Fix the cause and rerun the same command: finished windows are "
+            "skipped (failed_windows.json lists the errors).",
             highlight=False, soft_wrap=True,
         )  # fmt: skip
         return 3

@@ -3,9 +3,11 @@ diagnostics.json, sealed by the batch's manifest.json.
 
 Each window contributes its core only: the time bins of ``posterior.nc`` inside the core, and
 the totals of the core (``core_totals.csv``, computed by the window from its own posterior so
-that their uncertainty is exact). Rows for the whole batch period sum the windows' cores; their
-standard deviation treats the windows as independent inversions (the covariance between
-windows is not estimated), which ``diagnostics.json`` states.
+that their uncertainty is exact). Rows for the whole batch period sum the windows' cores. The
+covariance between windows is not estimated (they are separate inversions, but their errors
+correlate through the prior's time correlation and shared systematic errors), so their
+``posterior_std`` is the conservative bound for fully correlated windows (the sum of the
+windows' std); ``posterior_std_if_independent`` adds the variances instead.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ _STATIC_DIMS = {"y", "x"}
 _SUMMED = ("prior", "posterior", "truth")
 _QUADRATURE = ("prior_std", "posterior_std")
 WHOLE_NOTE = (
-    "rows with window 'all' sum the windows' core totals; their std adds the windows' "
-    "variances (windows treated as independent inversions: their covariance is not estimated)"
+    "rows with window 'all' sum the windows' core totals; the covariance between windows is "
+    "not estimated, so their prior_std / posterior_std are the bound for fully correlated "
+    "windows (sum of the windows' std) and *_std_if_independent add the variances"
 )
 
 
@@ -76,13 +79,18 @@ def _totals(windows: list[Window], wdir: Path, whole_label: str) -> pd.DataFrame
     t["window"] = t["window"].astype(str)
     core = t[t["period"].str.contains("/")]
     keys = ["region", "sector"]
-    agg: dict[str, Any] = {c: "sum" for c in _SUMMED if c in t}
-    agg.update({c: lambda s: float(np.sqrt((s**2).sum())) for c in _QUADRATURE})
+    agg: dict[str, Any] = {c: "sum" for c in (*_SUMMED, *_QUADRATURE) if c in t}
     whole = core.groupby(keys, sort=False).agg(agg).reset_index()
+    var = core.assign(**{c: core[c] ** 2 for c in _QUADRATURE}).groupby(keys, sort=False)
+    indep = np.sqrt(var[list(_QUADRATURE)].sum()).reset_index(drop=True)
     whole.insert(0, "window", "all")
     whole["period"] = whole_label
     whole["posterior_expanded_uncertainty_k2"] = 2.0 * whole["posterior_std"]
-    return pd.concat([whole[t.columns], t], ignore_index=True)
+    out = pd.concat([whole[t.columns], t], ignore_index=True)
+    for c in _QUADRATURE:
+        out[f"{c}_if_independent"] = np.nan
+        out.loc[: len(whole) - 1, f"{c}_if_independent"] = indep[c].to_numpy()
+    return out
 
 
 def _window_table(windows: list[Window], wdir: Path, hashes: dict[str, str]) -> pd.DataFrame:

@@ -10,9 +10,10 @@ manifest (:func:`cityflux.outputs.write_outputs`), adding the totals of the core
 (``core_totals.csv``). A window is finished when its folder's manifest is complete, its outputs
 match their sha256 and its config hash (which covers the contents of every input file) is that
 of the window's configuration; a rerun skips finished windows and redoes missing or stale ones.
-A window whose task raises is retried ``batch.retries`` times, a worker that dies is replaced and
-its task rescheduled by distributed; a window that keeps failing is reported with its error
-while the others finish. The results are stitched (:mod:`cityflux._stitch`): each window
+A window whose task raises is retried ``batch.retries`` times (errors of its inputs — ``ValueError``,
+``KeyError`` — are the same on every attempt and reported at once); a worker that dies is
+replaced and its task rescheduled by distributed; a window that keeps failing is reported with
+its error while the others finish. The results are stitched (:mod:`cityflux._stitch`): each window
 contributes its core only.
 
 Shared inputs: the input files are hashed once (the config hash of every window covers their
@@ -234,6 +235,21 @@ def run_window(
     }
 
 
+#: Errors of a window's inputs: the same on every attempt, so reported without retries.
+INPUT_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, NotImplementedError)
+
+
+def _window_task(
+    cfg: CityfluxConfig, window: Window, folder: str, config_text: str | None
+) -> dict[str, Any]:
+    """:func:`run_window` as a dask task: input errors are returned (not retried); any other
+    error (I/O, memory, a bug) propagates and distributed retries the task."""
+    try:
+        return run_window(cfg, window, folder, config_text)
+    except INPUT_ERRORS as err:
+        return {"error": f"{type(err).__name__}: {err}"}
+
+
 # --------------------------------------------------------------------------- cluster
 @contextlib.contextmanager
 def open_client(cluster: ClusterSection, n_tasks: int) -> Iterator[Any]:
@@ -388,7 +404,7 @@ def _submit_all(client, cfg, todo, wdir, config_text, outcomes, done, progress) 
 
     futures = {
         client.submit(
-            run_window, cfg, w, str(wdir / w.name), config_text,
+            _window_task, cfg, w, str(wdir / w.name), config_text,
             key=f"cityflux-window-{w.name}-{config_hash(window_config(cfg, w))[:12]}",
             retries=cfg.batch.retries, pure=False,
         ): w
@@ -399,10 +415,11 @@ def _submit_all(client, cfg, todo, wdir, config_text, outcomes, done, progress) 
         w = futures[fut]
         oc = outcomes[w.index]
         try:
-            fut.result()
-            oc.status = "done"
-        except Exception as err:  # the window's own error, after its retries
+            out = fut.result()
+            oc.status, oc.error = ("failed", out["error"]) if "error" in out else ("done", None)
+        except Exception as err:  # after its retries (a lost worker is not counted)
             oc.status, oc.error = "failed", f"{type(err).__name__}: {err}"
+        if oc.error is not None:
             logger.warning("batch: window %s failed: %s", w.name, oc.error)
         done += 1
         if progress is not None:

@@ -112,14 +112,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config_error(console: Console, err: Exception) -> int:
-    console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
     return EXIT_CONFIG
 
 
 def _run_error(console: Console, err: BaseException, verbose: bool) -> int:
+    from rich.markup import escape
+
     console.print(
-        f"[bold red]error[/] ({type(err).__name__}): {err}", highlight=False, soft_wrap=True
-    )
+        f"[bold red]error[/] ({type(err).__name__}): {escape(str(err))}",
+        highlight=False, soft_wrap=True,
+    )  # fmt: skip
     if verbose:
         import traceback
 
