@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
-from cityflux._config_base import Section
+from cityflux._config_base import Section, duration
 
 __all__ = ["DEFAULT_BOUNDS_PPM", "BatchConfig", "ClusterSection", "QCConfig"]
 
@@ -79,18 +78,6 @@ class ClusterSection(Section):
         return self
 
 
-def _duration(value: str, what: str, allow_zero: bool) -> str:
-    try:
-        d = pd.Timedelta(value)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"could not parse {value!r} as a duration; use e.g. '7D' or '12h'"
-        ) from None
-    if d < pd.Timedelta(0) or (d == pd.Timedelta(0) and not allow_zero):
-        raise ValueError(f"{what} must be {'>= 0' if allow_zero else '> 0'}, found {value!r}")
-    return value
-
-
 class BatchConfig(Section):
     """A long period as windows (``cityflux batch``).
 
@@ -110,9 +97,9 @@ class BatchConfig(Section):
     @field_validator("window")
     @classmethod
     def _window(cls, value: str) -> str:
-        return _duration(value, "window", allow_zero=False)
+        return duration(value, "a window length", example="'7D' or '12h'")
 
     @field_validator("overlap", "lag")
     @classmethod
     def _extra(cls, value: str) -> str:
-        return _duration(value, "overlap and lag", allow_zero=True)
+        return duration(value, "a duration", allow_zero=True, example="'1D' or '0D'")

@@ -39,6 +39,7 @@ from pydantic import (
 )
 
 from cityflux._config_base import Section as _Section
+from cityflux._config_base import duration as _duration
 from cityflux._config_base import resolve_path as _resolve_path
 from cityflux._config_batch import BatchConfig, ClusterSection, QCConfig
 from cityflux._config_real import (
@@ -165,15 +166,7 @@ class PeriodConfig(_Section):
     @field_validator("step")
     @classmethod
     def _check_step(cls, value: str) -> str:
-        try:
-            step = pd.Timedelta(value)
-        except (ValueError, TypeError):
-            raise ValueError(
-                f"could not parse {value!r} as a time step; use e.g. '1h', '6h' or '1D'"
-            ) from None
-        if step <= pd.Timedelta(0):
-            raise ValueError(f"the time step must be positive, found {value!r}")
-        return value
+        return _duration(value, "a time step", example="'1h', '6h' or '1D'")
 
     @model_validator(mode="after")
     def _check_order(self) -> PeriodConfig:
@@ -290,11 +283,7 @@ class TransportConfig(_Section):
     @field_validator("time_tolerance")
     @classmethod
     def _tol(cls, value: str) -> str:
-        try:
-            pd.Timedelta(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"could not parse {value!r} as a duration; use e.g. '30min'") from None
-        return value
+        return _duration(value, "a duration", allow_zero=True, example="'30min'")
 
     def footprint_files(self) -> list[Path]:
         """Footprint files: folder contents matching the pattern, glob matches, or the file."""

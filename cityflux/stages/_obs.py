@@ -112,7 +112,7 @@ def read_observations(
     sets = []
     for i, src in enumerate(sources):
         for path in src.files():
-            with naming(path, f"observations[{i}]"):
+            with naming(path, f"observations[{i}]", src.options):
                 ds = observations.read(path, format=src.format, **src.options)
                 ds, report = observation_plausibility(ds, qc, path)
             ds = append_qc(ds, report)

@@ -12,7 +12,7 @@ positive by the quadrature sum.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,18 +37,20 @@ ABSURD_SENSITIVITY = 1e3
 
 
 @contextlib.contextmanager
-def naming(path: Path, key: str) -> Iterator[None]:
+def naming(path: Path, key: str, options: Iterable[str] = ()) -> Iterator[None]:
     """Re-raise errors that do not name ``path`` with the path (and the config key) added.
 
-    ``TypeError`` about reader options becomes a configuration error naming ``key``.
+    A ``TypeError`` that names one of the reader ``options`` (an unknown or misspelt option)
+    becomes a configuration error naming ``<key>.options``.
     """
     from cityflux.config import ConfigError
 
     try:
         yield
     except TypeError as err:
-        if "option" in str(err) or "keyword argument" in str(err):
-            raise ConfigError(f"{key}: {path}: {err}", [(key, str(err))]) from None
+        if any(repr(o) in str(err) for o in options):
+            k = f"{key}.options"
+            raise ConfigError(f"{k}: {err} (reading {path})", [(k, str(err))]) from None
         raise
     except (ValueError, KeyError, OSError) as err:
         text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)

@@ -74,7 +74,7 @@ def prior_flux(cfg: PriorConfig, grid: Grid, time: TimeAxis) -> tuple[xr.DataArr
         opts = dict(inv.options)
         if inv.sector is not None:
             opts.setdefault("sector", inv.sector)
-        with naming(inv.path, f"prior.inventories[{i}]"):
+        with naming(inv.path, f"prior.inventories[{i}]", opts):
             native = priors.read_inventory(inv.path, format=inv.format, **opts)
             check_inventory(native, inv.path)
             on_grid = priors.regrid(native, grid)

@@ -192,3 +192,12 @@ def test_transient_errors_are_retried_input_errors_are_not(make_small_config, cl
     assert res.outcomes[1].error == "ValueError: bad data in this window"
     names = [w.name for w in plan_windows(cfg)]
     assert attempts == {names[0]: 2, names[1]: 1, names[2]: 1}
+
+
+def test_existing_scheduler_address(make_small_config, client, tmp_path):
+    addr = client.scheduler.address
+    cfg = _cfg(make_small_config, "period.end=2024-06-05T00:00:00", "batch.window=1D",
+               "batch.cluster.kind=address", f"batch.cluster.address={addr}")  # fmt: skip
+    res = run_batch(cfg, tmp_path / "b")  # opens its own client on the running scheduler
+    assert [o.status for o in res.outcomes] == ["done", "done"]
+    assert client.scheduler_info()["workers"], "the scheduler was closed with the batch client"

@@ -391,7 +391,7 @@ def _cases() -> list[Case]:
              error(2, "observations[0].path")))  # fmt: skip
     # reader options
     add(Case("obspack_unknown_option", "tower", conf("observations[0].options", {"bogus": 1}),
-             error(2, "bogus")))  # fmt: skip
+             error(2, "observations[0].options")))  # fmt: skip
     add(Case("obspack_option_wrong_type", "tower",
              conf("observations[0].options", {"hours": "noon"}), error(2, "hours")))  # fmt: skip
     add(Case("obspack_option_species_ch4", "tower",
@@ -487,7 +487,7 @@ def _cases() -> list[Case]:
     add(Case("edgar_missing_file", "tower", conf("prior.inventories[0].path", "/nonexistent.nc"),
              error(2, "prior.inventories[0].path")))  # fmt: skip
     add(Case("edgar_unknown_option", "tower", conf("prior.inventories[0].options", {"bogus": 1}),
-             error(2, "bogus")))  # fmt: skip
+             error(2, "prior.inventories[0].options")))  # fmt: skip
     add(
         Case(
             "edgar_bbox_wrong_length",
