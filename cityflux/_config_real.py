@@ -158,6 +158,15 @@ class ObservationErrorsConfig(Section):
             )
         return value
 
+    @field_validator("transport", "representation")
+    @classmethod
+    def _non_negative(cls, value: ErrorSpec | None) -> ErrorSpec | None:
+        values = value.values() if isinstance(value, dict) else [value]
+        bad = [v for v in values if v is not None and not v >= 0]
+        if bad:
+            raise ValueError(f"uncertainties must be >= 0 [ppm], found {bad}")
+        return value
+
     @field_validator("correlated_components")
     @classmethod
     def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write", "sha256_file"]
+__all__ = ["atomic_write", "sha256_file", "sha256_file_cached"]
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
@@ -49,3 +50,14 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=4096)
+def _sha256_keyed(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(Path(path))
+
+
+def sha256_file_cached(path: Path) -> str:
+    """:func:`sha256_file`, computed once per process for a file of unchanged size and mtime."""
+    st = Path(path).stat()
+    return _sha256_keyed(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)

@@ -37,7 +37,10 @@ def _observation_problems(cfg: CityfluxConfig) -> list[tuple[str, str]]:
         if not files:
             out.append((f"{key}.path", f"no file matches {str(src.path)!r}; fix the path or glob"))
         for path in files:
-            if not path.is_file():
+            if path.is_dir():
+                out.append((f"{key}.path", f"{str(path)!r} is a folder, not a file; give a file, "
+                            "a list of files or a glob such as DIR/*.nc"))  # fmt: skip
+            elif not path.is_file():
                 out.append(_missing(f"{key}.path", path))
             elif src.format is None:
                 try:
@@ -89,7 +92,10 @@ def _prior_problems(cfg: CityfluxConfig) -> list[tuple[str, str]]:
     formats = priors.inventory_formats()
     for i, inv in enumerate(cfg.prior.inventories):
         key = f"prior.inventories[{i}]"
-        if not inv.path.is_file() and not (inv.path.is_dir() and inv.path.suffix == ".zarr"):
+        if inv.path.is_dir() and inv.path.suffix != ".zarr":
+            out.append((f"{key}.path", f"{str(inv.path)!r} is a folder, not an inventory file; "
+                        "give the file's path"))  # fmt: skip
+        elif not (inv.path.is_file() or inv.path.is_dir()):
             out.append(_missing(f"{key}.path", inv.path))
         if inv.format is not None and inv.format not in formats:
             out.append(

@@ -9,6 +9,7 @@ returns a :class:`Case`; the pipeline solves it and the writers take it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -25,6 +26,7 @@ import observations
 from cityflux import stages
 from cityflux._timing import Timings
 from cityflux.config import CityfluxConfig, ObservationErrorsConfig
+from cityflux.stages._plausibility import naming
 from inversion import Grid, LinearProblem, StateVector, TimeAxis
 
 __all__ = ["Case", "CaseInputs", "build_case", "read_inputs"]
@@ -230,12 +232,16 @@ def read_inputs(cfg: CityfluxConfig, progress: Progress = _quiet) -> CaseInputs:
     grid = stages.build_grid(cfg.domain)
     tax = TimeAxis.regular(cfg.period.start, cfg.period.end, cfg.period.step)
     progress(f"reading {len(cfg.observations)} observation source(s)")
-    obs = stages.read_observations(cfg.observations, cfg.period, grid, cfg.observation_errors)
+    obs = stages.read_observations(
+        cfg.observations, cfg.period, grid, cfg.observation_errors, cfg.qc
+    )
     progress(f"prior from {len(cfg.prior.inventories)} inventory file(s)")
     flux, prior_info = stages.prior_flux(cfg.prior, grid, tax)
     met = None
     if cfg.transport.model == "plume":
-        met = stages.load_met(cfg.transport.met, cfg.period)
+        met_path = cfg.transport.met.path
+        with contextlib.nullcontext() if met_path is None else naming(met_path, "transport.met"):
+            met = stages.load_met(cfg.transport.met, cfg.period)
     regions = None
     if cfg.regions is not None:
         regions = stages.region_fractions(cfg.regions, grid)

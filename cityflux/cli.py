@@ -1,11 +1,13 @@
-"""The ``cityflux`` command line: ``demo``, ``run``, ``osse``, ``validate``, ``inventory``,
-``design`` and ``report``.
+"""The ``cityflux`` command line: ``demo``, ``run``, ``osse``, ``batch``, ``validate``,
+``receptors``, ``design``, ``report`` and ``inventory``.
 
 Thin by design: parse arguments, load the configuration (with ``--set KEY=VALUE`` overrides),
-call the pipeline, show progress and a summary with rich. Configuration problems and missing
-files exit with code 2 and a message naming the key; a run that stops on its inputs
-(unreadable or empty data, a solver that does not converge or does not fit memory) exits with
-code 3, the error's type and message, and the traceback with ``-v``.
+check the output folder, call the pipeline, show progress and a summary with rich.
+Configuration problems, missing files and an unusable output folder exit with code 2 and a
+message naming the key or path, before any work; a run that stops on its inputs (unreadable or
+empty data, a solver that does not converge or does not fit memory) exits with code 3, the
+error's type and message, and the traceback with ``-v``. No other exception reaches the user
+as a raw traceback: anything unexpected also exits with code 3 and its type and message.
 
 Heavy modules (numpy, xarray, the libraries) are imported only by the command that needs them,
 so ``cityflux --help`` answers at once.
@@ -80,6 +82,13 @@ def _parser() -> argparse.ArgumentParser:
     osse.add_argument("--out", type=Path, required=True, help="output folder (osse.csv)")
     osse.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
     _with_set(osse)
+    batch = sub.add_parser(
+        "batch", parents=[common],
+        help="a long period as windows on dask (resumable: finished windows are skipped)",
+    )  # fmt: skip
+    batch.add_argument("config", type=Path)
+    batch.add_argument("--out", type=Path, default=None, help="batch folder (default output.dir)")
+    _with_set(batch)
     val = sub.add_parser(
         "validate",
         parents=[common],
@@ -123,14 +132,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config_error(console: Console, err: Exception) -> int:
-    console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
     return EXIT_CONFIG
 
 
 def _run_error(console: Console, err: BaseException, verbose: bool) -> int:
+    from rich.markup import escape
+
     console.print(
-        f"[bold red]error[/] ({type(err).__name__}): {err}", highlight=False, soft_wrap=True
-    )
+        f"[bold red]error[/] ({type(err).__name__}): {escape(str(err))}",
+        highlight=False, soft_wrap=True,
+    )  # fmt: skip
     if verbose:
         import traceback
 
@@ -160,11 +174,13 @@ def _load(
 
 def _execute(console: Console, cfg: CityfluxConfig, config_text: str, out: Path, figures: bool):
     from cityflux._cli_tables import kind_table, qc_table, real_totals_table
+    from cityflux._runfolder import check_out_dir
     from cityflux._runlog import run_log, status_from_logs
     from cityflux.config import config_hash
-    from cityflux.outputs import write_outputs
+    from cityflux.outputs import RUN_FILES, write_outputs
     from cityflux.pipeline import run
 
+    check_out_dir(out, RUN_FILES)  # before the solve, not after
     t_start = time.perf_counter()
     with (
         run_log(out / "run.log") as log,
@@ -197,7 +213,8 @@ def _execute(console: Console, cfg: CityfluxConfig, config_text: str, out: Path,
 def _osse(console: Console, cfg: CityfluxConfig, args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from cityflux._files import atomic_write
+    from cityflux._runfolder import check_out_dir, commit, new_staging
+    from cityflux.config import config_hash
     from cityflux.osse import run_osse
 
     if cfg.synthetic is None:
@@ -206,15 +223,23 @@ def _osse(console: Console, cfg: CityfluxConfig, args: argparse.Namespace) -> in
         )
     if args.draws < 1:
         return _config_error(console, ValueError(f"--draws must be >= 1, found {args.draws}"))
+    check_out_dir(args.out, ("osse.csv", "osse_sites.csv", "config.yaml"))
     cols = (TextColumn("draws"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
     with Progress(*cols, TimeRemainingColumn(), console=console, transient=True) as bar:
         task = bar.add_task("draws", total=args.draws)
         res = run_osse(
             cfg, args.draws, seed=args.seed, progress=lambda d, n: bar.update(task, completed=d)
         )
-    path = atomic_write(
-        args.out / "osse.csv", lambda p: res.table.to_csv(p, index=False, float_format="%.10g")
-    )
+    staging = new_staging(args.out)
+    res.table.to_csv(staging / "osse.csv", index=False, float_format="%.10g")
+    if res.sites is not None:
+        res.sites.to_csv(staging / "osse_sites.csv", index=False, float_format="%.8g")
+    (staging / "config.yaml").write_text(args.config.read_text(encoding="utf-8"), encoding="utf-8")
+    commit(
+        staging, kind="osse", config_hash=config_hash(cfg), input_checksums={},
+        extra={"draws": args.draws, "seed": args.seed},
+    )  # fmt: skip
+    path = args.out / "osse.csv"
     s = res.summary()
     h = res.table[res.table["row"] == res.headline].iloc[0]
     console.print(
@@ -226,10 +251,6 @@ def _osse(console: Console, cfg: CityfluxConfig, args: argparse.Namespace) -> in
         f"{s['coverage_95']:.3f}; mean chi2/n {s['mean_chi2']:.3f}"
     )
     if res.sites is not None:
-        atomic_write(
-            args.out / "osse_sites.csv",
-            lambda p: res.sites.to_csv(p, index=False, float_format="%.8g"),
-        )
         rates = res.flag_rates()
         console.print(
             "sites flagged as inconsistent (share of draws): "
@@ -371,6 +392,12 @@ def _dispatch(console: Console, args: argparse.Namespace) -> int:
         return _receptors(console, cfg, args.out)
     if args.command == "design":
         return _design(console, cfg, args.out if args.out is not None else cfg.output.dir)
+    if args.command == "batch":
+        from cityflux._cli_batch import batch_command
+
+        return batch_command(
+            console, cfg, text, args.out or cfg.output.dir, bool(getattr(args, "verbose", False))
+        )
     if args.out is not None:
         cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"dir": args.out})})
     return _execute(console, cfg, text, cfg.output.dir, figures=cfg.output.figures)
@@ -387,18 +414,18 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
     console = Console(stderr=False)
+    from cityflux._runfolder import OutputFolderError
     from cityflux.config import ConfigError
     from ingest import ReaderOptionError
-    from inversion import ConvergenceError, MemoryBudgetError
 
-    stops: tuple[type[BaseException], ...] = (
-        NotImplementedError, KeyError, ValueError, ConvergenceError, MemoryBudgetError, OSError,
-    )  # fmt: skip
     try:
         return _dispatch(console, args)
-    except (ConfigError, FileNotFoundError, ReaderOptionError) as err:
+    except (ConfigError, FileNotFoundError, ReaderOptionError, OutputFolderError) as err:
         return _config_error(console, err)
-    except stops as err:
+    except KeyboardInterrupt:
+        console.print("[bold red]interrupted[/]: no result was written (rerun to resume)")
+        return 130
+    except Exception as err:  # every other stop: its type and reason, the traceback with -v
         return _run_error(console, err, verbose)
 
 

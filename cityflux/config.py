@@ -39,7 +39,9 @@ from pydantic import (
 )
 
 from cityflux._config_base import Section as _Section
+from cityflux._config_base import duration as _duration
 from cityflux._config_base import resolve_path as _resolve_path
+from cityflux._config_batch import BatchConfig, ClusterSection, QCConfig
 from cityflux._config_metrology import DesignConfig, VerificationConfig
 from cityflux._config_real import (
     BackgroundConfig,
@@ -56,8 +58,10 @@ from cityflux._config_synthetic import SyntheticConfig, TransportPerturbationCon
 
 __all__ = [
     "BackgroundConfig",
+    "BatchConfig",
     "BoundaryConfig",
     "CityfluxConfig",
+    "ClusterSection",
     "ConfigError",
     "DomainConfig",
     "InversionConfig",
@@ -69,6 +73,7 @@ __all__ = [
     "PeriodConfig",
     "PointSourcesConfig",
     "PriorConfig",
+    "QCConfig",
     "RegionsConfig",
     "SamplingConfig",
     "SyntheticConfig",
@@ -155,18 +160,18 @@ class PeriodConfig(_Section):
     end: dt.datetime
     step: str = Field(default="1D", description="state time step, e.g. '6h' or '1D'")
 
+    @field_validator("start", "end")
+    @classmethod
+    def _utc(cls, value: dt.datetime) -> dt.datetime:
+        """Times with a UTC offset become naive UTC (all cityflux times are UTC)."""
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value
+
     @field_validator("step")
     @classmethod
     def _check_step(cls, value: str) -> str:
-        try:
-            step = pd.Timedelta(value)
-        except (ValueError, TypeError):
-            raise ValueError(
-                f"could not parse {value!r} as a time step; use e.g. '1h', '6h' or '1D'"
-            ) from None
-        if step <= pd.Timedelta(0):
-            raise ValueError(f"the time step must be positive, found {value!r}")
-        return value
+        return _duration(value, "a time step", example="'1h', '6h' or '1D'")
 
     @model_validator(mode="after")
     def _check_order(self) -> PeriodConfig:
@@ -297,11 +302,7 @@ class TransportConfig(_Section):
     @field_validator("time_tolerance")
     @classmethod
     def _tol(cls, value: str) -> str:
-        try:
-            pd.Timedelta(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"could not parse {value!r} as a duration; use e.g. '30min'") from None
-        return value
+        return _duration(value, "a duration", allow_zero=True, example="'30min'")
 
     def footprint_files(self) -> list[Path]:
         """Footprint files: folder contents matching the pattern, glob matches, or the file."""
@@ -405,6 +406,8 @@ class CityfluxConfig(_Section):
     synthetic: SyntheticConfig | None = None
     verification: VerificationConfig = VerificationConfig()
     design: DesignConfig | None = None
+    qc: QCConfig = QCConfig()
+    batch: BatchConfig = BatchConfig()
 
     @model_validator(mode="after")
     def _need_data(self) -> CityfluxConfig:
@@ -659,9 +662,50 @@ def check_inputs(cfg: CityfluxConfig) -> list[tuple[str, str]]:
     return input_problems(cfg)
 
 
+#: Parts of the configuration that do not change the science: where and how results are written
+#: and run, and the run's name.
+_NOT_SCIENCE = ("name", "output", "batch")
+
+
+def _file_digest(path: Path) -> str:
+    from cityflux._files import sha256_file_cached
+
+    return f"sha256:{sha256_file_cached(path)}" if path.is_file() else f"missing:{path}"
+
+
+def _science(cfg: CityfluxConfig) -> dict[str, Any]:
+    """The configuration as JSON with every input path replaced by its files' contents."""
+    data = cfg.model_dump(mode="json", exclude=set(_NOT_SCIENCE))
+    for i, src in enumerate(cfg.observations):
+        data["observations"][i]["path"] = [_file_digest(p) for p in src.files()]
+    for i, inv in enumerate(cfg.prior.inventories):
+        data["prior"]["inventories"][i]["path"] = _file_digest(inv.path)
+    if cfg.prior.point_sources is not None:
+        data["prior"]["point_sources"]["path"] = _file_digest(cfg.prior.point_sources.path)
+    prof = cfg.prior.temporal.profile_path()
+    if prof is not None:
+        data["prior"]["temporal"]["profiles"] = _file_digest(prof)
+    tr = data["transport"]
+    tr.pop("cache_dir", None)
+    if cfg.transport.footprints is not None:
+        tr["footprints"] = [_file_digest(p) for p in cfg.transport.footprint_files()]
+    if cfg.transport.met is not None and cfg.transport.met.path is not None:
+        tr["met"]["path"] = _file_digest(cfg.transport.met.path)
+    if cfg.regions is not None:
+        data["regions"]["path"] = _file_digest(cfg.regions.path)
+    return data
+
+
 def config_hash(cfg: CityfluxConfig) -> str:
-    """SHA-256 (hex) of the canonical JSON of the resolved configuration."""
-    text = json.dumps(cfg.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """SHA-256 (hex) of the science a configuration describes.
+
+    The canonical JSON of the configuration without ``name``, ``output``, ``batch`` and
+    ``transport.cache_dir``, with every input path replaced by the SHA-256 of its file's
+    contents (a folder or glob by the list of its files' digests). So the hash does not change
+    with the output folder or with where identical inputs lie, and changes with any input's
+    contents.
+    """
+    text = json.dumps(_science(cfg), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

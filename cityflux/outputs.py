@@ -1,17 +1,22 @@
-"""Writing run outputs atomically: posterior.nc (CF-1.10), totals.csv and the covariance of the
-totals, budget.csv, verification.csv, GeoTIFF maps, observations.csv, diagnostics.json, the
-configuration, figures and report.html.
+"""Writing run outputs: posterior.nc (CF-1.10), totals.csv and the covariance of the totals,
+budget.csv, verification.csv, GeoTIFF maps, observations.csv, diagnostics.json, the
+configuration, figures and report.html, sealed by manifest.json.
 
-Every file is written to a temporary file in the output folder and moved into place with
-``os.replace``, so a killed run never leaves a half-written output. Inputs are never modified.
-The writers take the run's :class:`~cityflux.case.Case`: synthetic and real runs write the
-same files (synthetic ones add the truth).
+The writers (:data:`WRITERS`) write into a staging folder; :func:`write_outputs` then commits
+the files into the run folder and writes ``manifest.json`` last
+(:mod:`cityflux._runfolder`), so a killed run never leaves a mix of old and new files
+presented as a result. Inputs are never modified. The writers take the run's
+:class:`~cityflux.case.Case`: synthetic and real runs write the same files (synthetic ones add
+the truth).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +28,7 @@ import yaml
 from cityflux import metrology, stages
 from cityflux._files import atomic_write, sha256_file
 from cityflux._geotiff import write_geotiffs
+from cityflux._runfolder import MANIFEST, check_out_dir, commit, new_staging
 from cityflux._version import __version__
 from cityflux.config import config_hash
 from cityflux.pipeline import RunResult
@@ -30,9 +36,14 @@ from inversion import FLUX_UNITS
 
 __all__ = [
     "FLUX_STANDARD_NAME",
+    "RUN_FILES",
+    "WRITERS",
+    "WriteContext",
+    "Writer",
     "atomic_write",
     "netcdf_encoding",
     "posterior_dataset",
+    "run_checksums",
     "sha256_file",
     "write_outputs",
 ]
@@ -41,10 +52,19 @@ OUTPUT_FILES = (
     "posterior.nc",
     "totals.csv",
     "totals_covariance.csv",
+    "budget.csv",
     "observations.csv",
     "diagnostics.json",
     "config.resolved.yaml",
+    "report.html",
 )
+#: Names (or patterns) a run folder may hold without a manifest (a run killed before its
+#: manifest, or written before manifests existed); ``run.log`` is written by the CLI while the
+#: run goes on and is not part of the manifest.
+RUN_FILES = (
+    *OUTPUT_FILES, "config.yaml", "verification.csv", "run.log", "osse.csv", "osse_sites.csv",
+    "*.png", "flux_posterior_*.tif",
+)  # fmt: skip
 
 
 def _sha256_array(*arrays: np.ndarray) -> str:
@@ -198,85 +218,167 @@ def netcdf_encoding(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
     return enc
 
 
+@dataclass(frozen=True)
+class WriteContext:
+    """What every writer is given besides the run's result.
+
+    Attributes
+    ----------
+    input_checksums : dict of str to str
+        SHA-256 of the inputs (and, for synthetic cases, of the generated data and truth).
+    config_text : str or None
+        Text of the configuration file as given.
+    figures : bool
+        Whether figures are wanted.
+    products : dict
+        What one writer computed for the next (posterior dataset, observation table,
+        budget, verification, diagnostics), so that nothing is computed twice.
+    """
+
+    input_checksums: dict[str, str]
+    config_text: str | None = None
+    figures: bool = True
+    products: dict[str, Any] = field(default_factory=dict)
+
+
+#: A writer writes one or more files into the folder it is given (the run's staging folder).
+Writer = Callable[[RunResult, Path, WriteContext], None]
+
+
+def _write_posterior(result: RunResult, folder: Path, ctx: WriteContext) -> None:
+    ds = posterior_dataset(result, ctx.input_checksums)
+    ctx.products["dataset"] = ds
+    ds.to_netcdf(
+        folder / "posterior.nc", format="NETCDF4", encoding=netcdf_encoding(ds), engine="netcdf4"
+    )
+
+
+def _write_totals(result: RunResult, folder: Path, ctx: WriteContext) -> None:
+    result.totals.to_csv(folder / "totals.csv", index=False, float_format="%.10g")
+    cov = pd.DataFrame(result.totals_covariance, columns=[str(i) for i in result.totals["row"]])
+    cov.insert(0, "row", result.totals["row"].to_numpy())
+    cov.to_csv(folder / "totals_covariance.csv", index=False, float_format="%.10g")
+
+
+def _write_metrology(result: RunResult, folder: Path, ctx: WriteContext) -> None:
+    _, ctx.products["budget"] = metrology.write_budget(result, folder)
+    _, ctx.products["verification"] = metrology.write_verification(result, folder)
+    write_geotiffs(ctx.products["dataset"], folder)
+
+
+def _write_observations(result: RunResult, folder: Path, ctx: WriteContext) -> None:
+    table = result.case.observation_table(result.posterior.mean)
+    table = table.assign(**metrology.observation_columns(result))
+    ctx.products["observations"] = table
+    table.to_csv(folder / "observations.csv", index=False, float_format="%.12g")
+
+
+def _write_diagnostics(result: RunResult, folder: Path, ctx: WriteContext) -> None:
+    diag = dict(result.diagnostics)
+    diag.update(
+        {
+            "cityflux_version": __version__,
+            "config_hash": config_hash(result.config),
+            "input_checksums": ctx.input_checksums,
+            "units": {"totals": "t CO2 over the period", "flux": FLUX_UNITS},
+            **metrology.metrology_diagnostics(
+                result, ctx.products["budget"], ctx.products["verification"]
+            ),
+        }
+    )
+    ctx.products["diagnostics"] = diag
+    text = json.dumps(_jsonable(diag), indent=2)
+    (folder / "diagnostics.json").write_text(text, encoding="utf-8")
+
+
+def _write_config(result: RunResult, folder: Path, ctx: WriteContext) -> None:
+    resolved = yaml.safe_dump(result.config.model_dump(mode="json"), sort_keys=False)
+    (folder / "config.resolved.yaml").write_text(resolved, encoding="utf-8")
+    if ctx.config_text is not None:
+        (folder / "config.yaml").write_text(ctx.config_text, encoding="utf-8")
+
+
+def _write_figures_and_report(result: RunResult, folder: Path, ctx: WriteContext) -> None:
+    p = ctx.products
+    metrology.write_figures_and_report(
+        result, folder, p["dataset"], p["observations"], p["diagnostics"], p["budget"],
+        p["verification"], figures=ctx.figures,
+    )  # fmt: skip
+
+
+#: The writers of every run folder, in order; add one here to add an output to every run.
+WRITERS: tuple[Writer, ...] = (
+    _write_posterior, _write_totals, _write_metrology, _write_observations, _write_diagnostics,
+    _write_config, _write_figures_and_report,
+)  # fmt: skip
+
+
+def run_checksums(result: RunResult) -> dict[str, str]:
+    """Input checksums of a run: its input files, plus the generated data of a synthetic run."""
+    case = result.case
+    checksums = dict(case.input_checksums)
+    if case.x_truth is not None:
+        checksums["synthetic_observations_sha256"] = _sha256_array(case.y)
+        checksums["synthetic_truth_sha256"] = _sha256_array(case.x_truth)
+    return checksums
+
+
 def write_outputs(
     result: RunResult,
     out_dir: str | Path,
     *,
     config_text: str | None = None,
     figures: bool = True,
+    extra_writers: Sequence[Writer] = (),
+    kind: str = "run",
 ) -> dict[str, Path]:
-    """Write every output of a run into ``out_dir``; return their paths.
+    """Write every output of a run into ``out_dir``, sealed by ``manifest.json``.
+
+    The writers (:data:`WRITERS`, then ``extra_writers``) write into a staging folder; the
+    files are then moved into ``out_dir`` and ``manifest.json`` is written last
+    (:func:`cityflux._runfolder.commit`), so a killed run never leaves a mix of old and new
+    files presented as a result. Leftovers of a killed run are removed first.
 
     Parameters
     ----------
     result : RunResult
     out_dir : path
+        The run folder (created if needed).
     config_text : str, optional
         Text of the configuration file as given (copied verbatim to ``config.yaml``).
     figures : bool
-        Also write the PNG figures (report.html, with the figures embedded, is always
+        Also write the PNG figures (report.html, with its figures embedded, is always
         written).
+    extra_writers : sequence of Writer
+        More writers (e.g. a batch window's core totals).
+    kind : str
+        Recorded in the manifest (``run``, ``window``).
+
+    Returns
+    -------
+    dict of str to pathlib.Path
+        Every file written, ``manifest.json`` included.
+
+    Raises
+    ------
+    OutputFolderError
+        If ``out_dir`` is a file or holds something other than a cityflux run.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    case = result.case
-    checksums = dict(case.input_checksums)
-    if case.x_truth is not None:
-        checksums["synthetic_observations_sha256"] = _sha256_array(case.y)
-        checksums["synthetic_truth_sha256"] = _sha256_array(case.x_truth)
-    paths: dict[str, Path] = {}
-    ds = posterior_dataset(result, checksums)
-    enc = netcdf_encoding(ds)
-    paths["posterior.nc"] = atomic_write(
-        out / "posterior.nc",
-        lambda p: ds.to_netcdf(p, format="NETCDF4", encoding=enc, engine="netcdf4"),
-    )
-    paths["totals.csv"] = atomic_write(
-        out / "totals.csv", lambda p: result.totals.to_csv(p, index=False, float_format="%.10g")
-    )
-    cov = pd.DataFrame(result.totals_covariance, columns=[str(i) for i in result.totals["row"]])
-    cov.insert(0, "row", result.totals["row"].to_numpy())
-    paths["totals_covariance.csv"] = atomic_write(
-        out / "totals_covariance.csv", lambda p: cov.to_csv(p, index=False, float_format="%.10g")
-    )
-    paths["budget.csv"], budget = metrology.write_budget(result, out)
-    ver_path, verification = metrology.write_verification(result, out)
-    if ver_path is not None:
-        paths["verification.csv"] = ver_path
-    paths.update(write_geotiffs(ds, out))
-    table = case.observation_table(result.posterior.mean)
-    table = table.assign(**metrology.observation_columns(result))
-    paths["observations.csv"] = atomic_write(
-        out / "observations.csv", lambda p: table.to_csv(p, index=False, float_format="%.12g")
-    )
-    diag = dict(result.diagnostics)
-    diag.update(
-        {
-            "cityflux_version": __version__,
-            "config_hash": config_hash(result.config),
-            "input_checksums": checksums,
-            "units": {"totals": "t CO2 over the period", "flux": FLUX_UNITS},
-            **metrology.metrology_diagnostics(result, budget, verification),
-        }
-    )
-    paths["diagnostics.json"] = atomic_write(
-        out / "diagnostics.json",
-        lambda p: p.write_text(json.dumps(_jsonable(diag), indent=2), encoding="utf-8"),
-    )
-    resolved = yaml.safe_dump(result.config.model_dump(mode="json"), sort_keys=False)
-    paths["config.resolved.yaml"] = atomic_write(
-        out / "config.resolved.yaml", lambda p: p.write_text(resolved, encoding="utf-8")
-    )
-    if config_text is not None:
-        paths["config.yaml"] = atomic_write(
-            out / "config.yaml", lambda p: p.write_text(config_text, encoding="utf-8")
-        )
-    paths.update(
-        metrology.write_figures_and_report(
-            result, out, ds, table, diag, budget, verification, figures=figures
-        )
-    )
-    return paths
+    check_out_dir(out, RUN_FILES)
+    ctx = WriteContext(run_checksums(result), config_text, figures)
+    staging = new_staging(out)
+    try:
+        for writer in (*WRITERS, *extra_writers):
+            writer(result, staging, ctx)
+        manifest = commit(
+            staging, kind=kind, config_hash=config_hash(result.config),
+            input_checksums=ctx.input_checksums,
+        )  # fmt: skip
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return {name: out / name for name in (*manifest["outputs"], MANIFEST)}
 
 
 def _jsonable(obj: Any) -> Any:

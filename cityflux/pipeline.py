@@ -108,7 +108,13 @@ def prepare_case(
     world : cityflux.synthetic.SyntheticWorld or None
         The synthetic city's own knowledge (None for real data).
     """
+    from cityflux._memory import check_budget, plume_h_bytes, prior_bytes
+    from cityflux.stages._plausibility import check_operator
+
     timings = Timings() if timings is None else timings
+    n_flux, nbytes = prior_bytes(cfg)
+    progress(f"prior stage: {n_flux:,} flux unknowns, about {nbytes / 2**30:.2f} GiB")
+    check_budget(cfg, "prior stage", nbytes, f"{n_flux:,} flux unknowns")
     world = None
     with timings.stage("inputs"):
         if cfg.synthetic is not None:
@@ -118,7 +124,13 @@ def prepare_case(
             inputs, world = synthetic.generate_inputs(cfg)
         else:
             inputs = read_inputs(cfg, progress)
+    if cfg.transport.model == "plume":
+        n_obs = int(inputs.obs.sizes["obs"])
+        check_budget(
+            cfg, "transport (plume H)", plume_h_bytes(cfg, n_obs), f"{n_obs:,} observations"
+        )
     case = build_case(cfg, inputs, progress, timings)
+    check_operator(case.H, case.obs, case.state, cfg.transport.model)
     return case, world
 
 
@@ -145,7 +157,9 @@ def receptor_samples(cfg: CityfluxConfig, progress: Progress = _quiet) -> Any:
     else:
         grid = stages.build_grid(cfg.domain)
         progress(f"reading {len(cfg.observations)} observation source(s)")
-        obs = stages.read_observations(cfg.observations, cfg.period, grid, cfg.observation_errors)
+        obs = stages.read_observations(
+            cfg.observations, cfg.period, grid, cfg.observation_errors, cfg.qc
+        )
     obs = stages.remove_background(obs, cfg.background)
     return transport_models.sample_receptors(obs, cfg.transport.sampling_options())
 

@@ -3,22 +3,22 @@ remove the background, and build the observation error covariance R with its err
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-import ingest
 import observations
 import transport_models
+from cityflux._config_batch import QCConfig
 from cityflux._config_real import BackgroundConfig, ObservationErrorsConfig
-from cityflux._files import sha256_file
+from cityflux._files import sha256_file_cached
 from cityflux.config import CityfluxConfig, ObservationSource, PeriodConfig
+from cityflux.stages._plausibility import naming, observation_plausibility
 from inversion import Grid
 from inversion.covariance import (
     BlockDiagonalCovariance,
@@ -37,7 +37,6 @@ __all__ = [
     "observation_covariance",
     "qc_summary",
     "read_observations",
-    "reader_options_key",
     "remove_background",
     "subtract_column_apriori",
 ]
@@ -92,15 +91,6 @@ def _add_transport(ds: xr.Dataset, error_ppm: float) -> xr.Dataset:
     return ds.assign(err_transport=("obs", new, dict(ds["err_transport"].attrs)))
 
 
-@contextlib.contextmanager
-def reader_options_key(key: str) -> Iterator[None]:
-    """Prefix the dotted config key to an unknown-reader-option error raised in the block."""
-    try:
-        yield
-    except ingest.ReaderOptionError as err:
-        raise ingest.ReaderOptionError(f"{key}: {err}") from None
-
-
 def reader_error_options(
     src: ObservationSource, fmt: str, errors: ObservationErrorsConfig
 ) -> tuple[dict, bool]:
@@ -130,6 +120,7 @@ def read_observations(
     period: PeriodConfig,
     grid: Grid,
     errors: ObservationErrorsConfig,
+    qc: QCConfig | None = None,
 ) -> xr.Dataset:
     """Read, crop and combine every observation source into one ObservationSet [ppm].
 
@@ -145,13 +136,16 @@ def read_observations(
     xarray.Dataset
         Combined ObservationSet with the merged QC report in ``attrs["qc_report"]``.
     """
+    qc = QCConfig() if qc is None else qc
     sets = []
     for i, src in enumerate(sources):
         for path in src.files():
-            fmt = src.format or observations.detect_format(path)
-            opts, handled = reader_error_options(src, fmt, errors)
-            with reader_options_key(f"observations[{i}].options"):
+            with naming(path, f"observations[{i}]", src.options):
+                fmt = src.format or observations.detect_format(path)
+                opts, handled = reader_error_options(src, fmt, errors)
                 ds = observations.read(path, format=fmt, **opts)
+                ds, report = observation_plausibility(ds, qc, path)
+            ds = append_qc(ds, report)
             if src.crop:
                 ds = _crop(ds, period, grid, path.name)
             ds = apply_error_settings(ds, errors, reader_took=handled)
@@ -397,4 +391,4 @@ def input_checksums(cfg: CityfluxConfig) -> dict[str, str]:
     ):
         if extra is not None:
             paths.append(extra)
-    return {str(p): sha256_file(p) for p in paths if p.is_file()}
+    return {str(p): sha256_file_cached(p) for p in paths if p.is_file()}

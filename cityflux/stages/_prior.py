@@ -10,7 +10,7 @@ import xarray as xr
 
 import priors
 from cityflux.config import DomainConfig, InversionConfig, PriorConfig
-from cityflux.stages._obs import reader_options_key
+from cityflux.stages._plausibility import check_inventory, naming
 from inversion import FLUX_UNITS, Grid, StateVector, TimeAxis
 from inversion.covariance import (
     BlockDiagonalCovariance,
@@ -74,9 +74,10 @@ def prior_flux(cfg: PriorConfig, grid: Grid, time: TimeAxis) -> tuple[xr.DataArr
         opts = dict(inv.options)
         if inv.sector is not None:
             opts.setdefault("sector", inv.sector)
-        with reader_options_key(f"prior.inventories[{i}].options"):
+        with naming(inv.path, f"prior.inventories[{i}]", opts):
             native = priors.read_inventory(inv.path, format=inv.format, **opts)
-        on_grid = priors.regrid(native, grid)
+            check_inventory(native, inv.path)
+            on_grid = priors.regrid(native, grid)
         parts.append(_disaggregate(on_grid, time, cfg))
         info["inventories"].append(
             {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,8 @@ import observations
 import transport_models
 from cityflux._config_real import MetConfig, OffsetConfig
 from cityflux.config import PeriodConfig, TransportConfig
-from cityflux.stages._obs import append_qc, reader_options_key
+from cityflux.stages._obs import append_qc
+from cityflux.stages._plausibility import naming
 from inversion import StateVector
 
 __all__ = [
@@ -154,7 +156,10 @@ def transport_operator(
             f"transport.footprints: no footprint file in {str(cfg.footprints)!r} matching "
             f"{cfg.footprint_pattern!r}"
         )
-    with reader_options_key("transport.footprint_options"):
+    with naming(
+        Path(str(cfg.footprints)), "transport", cfg.footprint_options,
+        options_key="transport.footprint_options",
+    ):  # fmt: skip
         op = _assemble(files, flux_state, obs, cfg)
     return _footprint_result(op, obs, files, cfg)
 

@@ -1,0 +1,773 @@
+"""The standing corpus of broken inputs: each case makes its files from the real fixtures in
+../shared/fixtures (or small synthetic files), a configuration, and states the outcome expected
+from ``cityflux run`` (or ``validate`` / ``batch``): an exit code with a message fragment that
+names the file, variable or dotted key, or "dropped and counted" (exit 0 with a QC drop whose
+reason contains the fragment).
+
+Used by ``test_corpus.py`` (one parametrised test) and by ``python tests/corpus/run_corpus.py``,
+which prints the outcome table (ok / silent wrong / raw traceback / hang / unclear).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+import yaml
+
+HTM = "insitu/co2_htm_tower-insitu_424_allvalid-150magl_small.nc"
+EDGAR = "inventories/edgar_v6.0_CO2_excl_short-cycle_org_C_2015_TOTALS.5.3x5.1.nc"
+STILT = "stilt/pystilt_r_foot_201512100000_-112_40.5_5.nc"
+SLC = "boundaries/clickthathood_salt-lake-city.geojson"
+FP_NAME = "201512100000_-112_40.5_5_foot.nc"
+CSV_HEAD = "time,site,lat,lon,intake_height,value,value_unc\n"
+CSV_ROW = "2015-12-10T00:00:00Z,RCP,40.5,-112.0,5,415.3,0.2\n"
+HANG_S = 60  # a case still running after this long is a hang
+
+
+@dataclass(frozen=True)
+class Expect:
+    """``exit``: expected exit code; ``fragment``: text the output must contain (case-blind);
+    ``dropped``: for exit 0, a QC drop reason that must be counted (contains ``fragment``)."""
+
+    exit: int
+    fragment: str
+    dropped: bool = False
+
+
+def error(code: int, fragment: str) -> Expect:
+    return Expect(code, fragment)
+
+
+def dropped(reason: str) -> Expect:
+    return Expect(0, reason, dropped=True)
+
+
+Edit = Callable[[dict, Path, Path], Any]
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    base: str  # tower | stilt | synth
+    edit: Edit  # edit(config data, case folder, fixtures) may write files; returns nothing
+    expect: Expect
+    command: str = "run"
+    args: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------- base configs
+def tower_base(fx: Path, d: Path) -> dict:
+    return {
+        "name": "corpus-tower",
+        "domain": {"center_lon": 13.4189, "center_lat": 56.0976, "nx": 6, "ny": 6,
+                   "resolution_m": 4000.0},
+        "period": {"start": "2016-12-13T00:00:00", "end": "2016-12-17T00:00:00", "step": "1D"},
+        "prior": {"inventories": [{"path": str(fx / EDGAR), "format": "edgar"}],
+                  "relative_std": 0.5, "floor_std": 0.01,
+                  "temporal": {"profile_for": {"total": "flat"}}},
+        "observations": [{"path": str(fx / HTM), "format": "obspack",
+                          "options": {"hours": [10, 18]}, "error_ppm": 2.0}],
+        "background": {"method": "constant", "value_ppm": 400.0, "error_ppm": 1.0},
+        "transport": {"model": "plume", "met": {"wind_speed": 5.0, "wind_direction": 250.0,
+                      "boundary_layer_height": 800.0, "stability": "D"}},
+        "inversion": {"method": "obs-space", "spatial_length_km": 6.0,
+                      "temporal_length_h": 24.0},
+        "output": {"dir": str(d / "out"), "figures": False},
+    }  # fmt: skip
+
+
+def stilt_base(fx: Path, d: Path) -> dict:
+    (d / "footprints").mkdir(exist_ok=True)
+    (d / "footprints" / FP_NAME).write_bytes((fx / STILT).read_bytes())
+    (d / "obs.csv").write_text(CSV_HEAD + CSV_ROW, encoding="utf-8")
+    return {
+        "name": "corpus-stilt",
+        "domain": {"bounds": [-112.2, 40.4, -111.8, 40.8], "resolution_deg": 0.05},
+        "period": {"start": "2015-12-09T12:00:00", "end": "2015-12-10T06:00:00", "step": "6h"},
+        "prior": {"inventories": [{"path": str(fx / EDGAR), "format": "edgar",
+                                   "options": {"bbox": [-113.0, 40.0, -111.0, 41.0]}}],
+                  "temporal": {"profile_for": {"total": "flat"}}},
+        "observations": [{"path": str(d / "obs.csv"), "format": "tower_csv", "error_ppm": 2.0}],
+        "background": {"method": "constant", "value_ppm": 410.0, "error_ppm": 1.0},
+        "transport": {"model": "footprints", "footprints": str(d / "footprints"),
+                      "threshold": 0.0, "time_tolerance": "30min"},
+        "output": {"dir": str(d / "out"), "figures": False},
+    }  # fmt: skip
+
+
+def synth_base(fx: Path, d: Path) -> dict:
+    root = Path(__file__).resolve().parents[2]
+    data = yaml.safe_load((root / "examples" / "osse_small.yaml").read_text(encoding="utf-8"))
+    data["domain"].update(nx=8, ny=8, resolution_m=2000.0)
+    data["period"].update(start="2024-06-03T00:00:00", end="2024-06-05T00:00:00")
+    data["output"] = {"dir": str(d / "out"), "figures": False}
+    return data
+
+
+BASES = {"tower": tower_base, "stilt": stilt_base, "synth": synth_base}
+
+
+# --------------------------------------------------------------------------- file makers
+def _nc(src: Path, dst: Path, change: Callable[[xr.Dataset], xr.Dataset]) -> Path:
+    with xr.open_dataset(src, decode_times=False) as ds:
+        out = change(ds.load())
+    out.to_netcdf(dst)
+    return dst
+
+
+def obs_nc(change: Callable[[xr.Dataset], xr.Dataset]) -> Edit:
+    """Replace the tower observation file by a changed copy of the HTM ObsPack file."""
+
+    def edit(c: dict, d: Path, fx: Path) -> None:
+        c["observations"][0]["path"] = str(_nc(fx / HTM, d / "htm.nc", change))
+
+    return edit
+
+
+def inv_nc(change: Callable[[xr.Dataset], xr.Dataset]) -> Edit:
+    def edit(c: dict, d: Path, fx: Path) -> None:
+        name = "edgar_v6.0_CO2_excl_short-cycle_org_C_2015_TOTALS.nc"
+        c["prior"]["inventories"][0]["path"] = str(_nc(fx / EDGAR, d / name, change))
+
+    return edit
+
+
+def fp_nc(change: Callable[[xr.Dataset], xr.Dataset]) -> Edit:
+    def edit(c: dict, d: Path, fx: Path) -> None:
+        _nc(fx / STILT, d / "footprints" / FP_NAME, change)
+
+    return edit
+
+
+def obs_csv(rows: str, head: str = CSV_HEAD) -> Edit:
+    def edit(c: dict, d: Path, fx: Path) -> None:
+        (d / "obs.csv").write_text(head + rows, encoding="utf-8")
+
+    return edit
+
+
+def raw_file(which: str, data: bytes | Callable[[bytes], bytes]) -> Edit:
+    """Replace an input by raw bytes (or a function of the original's bytes)."""
+
+    def edit(c: dict, d: Path, fx: Path) -> None:
+        if which == "obs":
+            src, key = fx / HTM, ("observations", 0)
+        elif which == "inv":
+            src, key = fx / EDGAR, ("prior", "inventories", 0)
+        else:
+            src, key = fx / STILT, None
+        blob = data(src.read_bytes()) if callable(data) else data
+        if key is None:
+            (d / "footprints" / FP_NAME).write_bytes(blob)
+            return
+        dst = d / f"{which}_broken.nc"
+        dst.write_bytes(blob)
+        node = c
+        for k in key:
+            node = node[k]
+        node["path"] = str(dst)
+
+    return edit
+
+
+def setv(var: str, value: Any, index: Any = 0) -> Callable[[xr.Dataset], xr.Dataset]:
+    def change(ds: xr.Dataset) -> xr.Dataset:
+        arr = ds[var].values.copy()
+        if index is None:
+            arr[...] = value
+        else:
+            arr.reshape(-1)[index] = value
+        ds[var] = (ds[var].dims, arr, ds[var].attrs)
+        return ds
+
+    return change
+
+
+def attr(var: str, key: str, value: Any) -> Callable[[xr.Dataset], xr.Dataset]:
+    def change(ds: xr.Dataset) -> xr.Dataset:
+        if value is None:
+            ds[var].attrs.pop(key, None)
+        else:
+            ds[var].attrs[key] = value
+        return ds
+
+    return change
+
+
+def conf(path: str, value: Any) -> Edit:
+    """Set a dotted key of the configuration (``a.b[0].c``); value None deletes it."""
+
+    def edit(c: dict, d: Path, fx: Path) -> None:
+        parts: list[Any] = []
+        for piece in path.split("."):
+            name, *idx = piece.replace("]", "").split("[")
+            parts.append(name)
+            parts.extend(int(i) for i in idx)
+        node = c
+        for p in parts[:-1]:
+            if isinstance(p, str) and p not in node:
+                node[p] = {}
+            node = node[p]
+        if value is None:
+            node.pop(parts[-1], None)
+        else:
+            node[parts[-1]] = value
+
+    return edit
+
+
+def chain(*edits: Edit) -> Edit:
+    def edit(c: dict, d: Path, fx: Path) -> None:
+        for e in edits:
+            e(c, d, fx)
+
+    return edit
+
+
+def whole(change: Callable[[dict], Any]) -> Edit:
+    def edit(c: dict, d: Path, fx: Path) -> None:
+        change(c)
+
+    return edit
+
+
+def _swap_latlon(ds: xr.Dataset) -> xr.Dataset:
+    return ds.rename({"lat": "lon_tmp", "lon": "lat"}).rename({"lon_tmp": "lon"})
+
+
+def _same_times(ds: xr.Dataset) -> xr.Dataset:
+    t = ds["time"].values.copy()
+    t[1] = t[0]
+    return ds.assign_coords(time=("time", t, ds["time"].attrs))
+
+
+def _scale_coord(name: str, factor: float) -> Callable[[xr.Dataset], xr.Dataset]:
+    def change(ds: xr.Dataset) -> xr.Dataset:
+        return ds.assign_coords({name: (name, ds[name].values * factor, ds[name].attrs)})
+
+    return change
+
+
+def _drop(var: str) -> Callable[[xr.Dataset], xr.Dataset]:
+    return lambda ds: ds.drop_vars(var)
+
+
+def _rename(old: str, new: str) -> Callable[[xr.Dataset], xr.Dataset]:
+    return lambda ds: ds.rename({old: new})
+
+
+def _foreign_out(c: dict, d: Path, fx: Path) -> None:
+    (d / "out").mkdir()
+    (d / "out" / "thesis.tex").write_text("precious", encoding="utf-8")
+
+
+def _out_is_file(c: dict, d: Path, fx: Path) -> None:
+    (d / "out").write_text("not a folder", encoding="utf-8")
+
+
+def _inv_dir(c: dict, d: Path, fx: Path) -> None:
+    (d / "inventory_dir.nc").mkdir()
+    c["prior"]["inventories"][0]["path"] = str(d / "inventory_dir.nc")
+
+
+def _obs_dir(c: dict, d: Path, fx: Path) -> None:
+    (d / "obs_dir.nc").mkdir()
+    c["observations"][0]["path"] = str(d / "obs_dir.nc")
+
+
+def _empty_fp_folder(c: dict, d: Path, fx: Path) -> None:
+    (d / "footprints" / FP_NAME).unlink()
+
+
+def _met_csv(text: str) -> Edit:
+    def edit(c: dict, d: Path, fx: Path) -> None:
+        (d / "met.csv").write_text(text, encoding="utf-8")
+        c["transport"]["met"] = {"path": str(d / "met.csv")}
+
+    return edit
+
+
+MET_HEAD = "time,wind_speed,wind_direction,boundary_layer_height,stability\n"
+
+
+def _met_rows(row: str) -> str:
+    return MET_HEAD + "".join(
+        row.replace("T00", f"T{h:02d}").replace("DAY", f"{13 + day}")
+        for day in range(4)
+        for h in range(24)
+    )
+
+
+def _regions(text: str | None, name_column: str = "name") -> Edit:
+    def edit(c: dict, d: Path, fx: Path) -> None:
+        path = d / "regions.geojson"
+        if text is None:
+            path = fx / SLC
+        else:
+            path.write_text(text, encoding="utf-8")
+        c["regions"] = {"path": str(path), "name_column": name_column}
+
+    return edit
+
+
+def _htm_one_value(v: float) -> Callable[[xr.Dataset], xr.Dataset]:
+    """Set the value of records 40..43 (a midday hour inside the period) to ``v`` [mol mol-1]."""
+
+    def change(ds: xr.Dataset) -> xr.Dataset:
+        arr = ds["value"].values.copy()
+        arr[40:44] = v
+        ds["value"] = (ds["value"].dims, arr, ds["value"].attrs)
+        return ds
+
+    return change
+
+
+def _near_city(v: float) -> Callable[[xr.Dataset], xr.Dataset]:
+    """EDGAR cells within 3 degrees of Hyltemossa set to ``v`` [kg m-2 s-1]."""
+
+    def change(ds: xr.Dataset) -> xr.Dataset:
+        near = (abs(ds.lat - 56.1) < 3) & (abs(ds.lon - 13.4) < 3)
+        return ds.assign(emi_co2=ds["emi_co2"].where(~near, v))
+
+    return change
+
+
+def _cases() -> list[Case]:
+    out: list[Case] = []
+    add = out.append
+    # ---- observations: ObsPack file values (per record plausibility; dropped and counted)
+    for v in (np.inf, -np.inf):  # the reader drops them as missing values (counted)
+        add(Case(f"obspack_value_{v:g}", "tower", obs_nc(_htm_one_value(v)),
+                 dropped("missing value")))  # fmt: skip
+    for v in (1e30, 1e-2, -4e-4, 0.0, 3e-5, 5.0, 2e-4, 1.6e-3):
+        add(Case(f"obspack_value_{v:g}", "tower", obs_nc(_htm_one_value(v)),
+                 dropped("implausible")))  # fmt: skip
+    add(Case("obspack_value_nan", "tower", obs_nc(_htm_one_value(np.nan)), dropped("")))
+    add(Case("obspack_all_values_absurd", "tower", obs_nc(setv("value", 1e30, None)),
+             error(3, "htm.nc")))  # fmt: skip
+    add(Case("obspack_all_values_nan", "tower", obs_nc(setv("value", np.nan, None)),
+             error(3, "htm.nc")))  # fmt: skip
+    for u in (None, "furlongs", "", "K", "ppm ppm"):
+        add(Case(f"obspack_value_units_{u}", "tower", obs_nc(attr("value", "units", u)),
+                 error(3, "value")))  # fmt: skip
+    add(Case("obspack_value_units_ppb_scaled_wrong", "tower",
+             obs_nc(attr("value", "units", "nmol mol-1")), error(3, "htm.nc")))  # fmt: skip
+    for var in ("value", "time", "latitude", "longitude"):
+        add(Case(f"obspack_missing_{var}", "tower", obs_nc(_drop(var)), error(3, "htm.nc")))
+    add(Case("obspack_time_units_garbage", "tower", obs_nc(attr("time", "units", "bananas")),
+             error(3, "htm.nc")))  # fmt: skip
+    add(Case("obspack_time_units_missing", "tower", obs_nc(attr("time", "units", None)),
+             error(3, "htm.nc")))  # fmt: skip
+    add(Case("obspack_all_outside_period", "tower",
+             conf("period", {"start": "2020-01-01T00:00:00", "end": "2020-01-03T00:00:00",
+                             "step": "1D"}), error(3, "none of the")))  # fmt: skip
+    add(Case("obspack_latitude_200", "tower", obs_nc(setv("latitude", 200.0, None)),
+             error(3, "latitude")))  # fmt: skip
+    add(Case("obspack_negative_unc", "tower", obs_nc(setv("value_std_dev", -1e-6, None)),
+             error(3, "htm.nc")))  # fmt: skip
+    # truncated, empty, garbage, wrong kind of file, directory
+    add(Case("obspack_truncated_half", "tower", raw_file("obs", lambda b: b[: len(b) // 2]),
+             error(3, "obs_broken.nc")))  # fmt: skip
+    add(Case("obspack_truncated_header", "tower", raw_file("obs", lambda b: b[:100]),
+             error(3, "obs_broken.nc")))  # fmt: skip
+    add(Case("obspack_empty_file", "tower", raw_file("obs", b""), error(3, "obs_broken.nc")))
+    add(Case("obspack_random_bytes", "tower",
+             raw_file("obs", bytes(np.random.default_rng(0).integers(0, 256, 4096, np.uint8))),
+             error(3, "obs_broken.nc")))  # fmt: skip
+    add(Case("obspack_text_file", "tower", raw_file("obs", b"time,value\n1,2\n"),
+             error(3, "obs_broken.nc")))  # fmt: skip
+    add(Case("obspack_path_is_directory", "tower", _obs_dir, error(2, "obs_dir.nc")))
+    add(Case("obspack_missing_file", "tower", conf("observations[0].path", "/nonexistent.nc"),
+             error(2, "observations[0].path")))  # fmt: skip
+    # reader options
+    add(Case("obspack_unknown_option", "tower", conf("observations[0].options", {"bogus": 1}),
+             error(2, "observations[0].options")))  # fmt: skip
+    add(Case("obspack_option_wrong_type", "tower",
+             conf("observations[0].options", {"hours": "noon"}), error(2, "hours")))  # fmt: skip
+    add(Case("obspack_option_species_ch4", "tower",
+             conf("observations[0].options", {"species": "ch4"}), error(3, "ch4")))  # fmt: skip
+    add(Case("obspack_wrong_format_name", "tower", conf("observations[0].format", "obspak"),
+             error(2, "observations[0].format")))  # fmt: skip
+    add(Case("obspack_format_mismatch_csv", "tower", conf("observations[0].format",
+             "tower_csv"), error(3, "htm.nc" if False else "co2_htm")))  # fmt: skip
+    add(Case("obs_error_ppm_negative", "tower", conf("observations[0].error_ppm", -2.0),
+             error(2, "observations[0].error_ppm")))  # fmt: skip
+    add(Case("obs_error_ppm_zero", "tower", conf("observations[0].error_ppm", 0.0),
+             error(2, "observations[0].error_ppm")))  # fmt: skip
+    # ---- observations: tower CSV (text edits of the STILT-receptor tower)
+    row = CSV_ROW.strip()
+    for name, line, exp in (
+        ("value_text", row.replace("415.3", "abc"), error(3, "obs.csv")),
+        ("value_empty", row.replace("415.3", ""), error(3, "obs.csv")),
+        ("value_1e30", row.replace("415.3", "1e30"), error(3, "obs.csv")),
+        ("value_10000", row.replace("415.3", "10000"), error(3, "obs.csv")),
+        ("value_negative", row.replace("415.3", "-415.3"), error(3, "obs.csv")),
+        ("value_nan", row.replace("415.3", "nan"), error(3, "obs.csv")),
+        ("value_inf", row.replace("415.3", "inf"), error(3, "obs.csv")),
+        ("unc_negative", row.replace(",0.2", ",-0.2"), error(3, "negative")),
+        ("unc_nan", row.replace(",0.2", ",nan"), error(3, "obs.csv")),
+        ("unc_huge", row.replace(",0.2", ",1e6"), error(3, "obs.csv")),
+        ("time_garbage", row.replace("2015-12-10T00:00:00Z", "yesterday"), error(3, "obs.csv")),
+        ("time_empty", row.replace("2015-12-10T00:00:00Z", ""), error(3, "obs.csv")),
+        ("lat_95", row.replace("40.5", "95"), error(3, "obs.csv")),
+        ("lon_400", row.replace("-112.0", "400"), error(3, "obs.csv")),
+        ("lat_text", row.replace("40.5", "north"), error(3, "obs.csv")),
+        ("height_negative", row.replace(",5,", ",-5,"), error(3, "obs.csv")),
+        ("unc_negative_small", row.replace(",0.2", ",-1e-9"), error(3, "negative")),
+    ):
+        add(Case(f"tower_csv_{name}", "stilt", obs_csv(line + "\n"), exp))
+    good = CSV_ROW
+    add(Case("tower_csv_header_only", "stilt", obs_csv(""), error(3, "obs.csv")))
+    add(Case("tower_csv_missing_value_column", "stilt",
+             obs_csv("2015-12-10T00:00:00Z,RCP,40.5,-112.0,5,0.2\n",
+                     "time,site,lat,lon,intake_height,value_unc\n"), error(3, "value")))  # fmt: skip
+    add(Case("tower_csv_missing_time_column", "stilt",
+             obs_csv("RCP,40.5,-112.0,5,415.3,0.2\n", "site,lat,lon,intake_height,value,value_unc\n"),
+             error(3, "time")))  # fmt: skip
+    add(
+        Case(
+            "tower_csv_semicolons",
+            "stilt",
+            obs_csv(good.replace(",", ";"), CSV_HEAD.replace(",", ";")),
+            error(3, "obs.csv"),
+        )
+    )
+    add(Case("tower_csv_ragged_row", "stilt", obs_csv(good.strip() + ",7,8\n"),
+             error(3, "obs.csv")))  # fmt: skip
+    add(Case("tower_csv_binary", "stilt", obs_csv("\x00\x01\x02garbage\n"), error(3, "obs.csv")))
+    add(
+        Case(
+            "tower_csv_outside_domain",
+            "stilt",
+            obs_csv(good.replace("40.5,-112.0", "10.0,10.0")),
+            error(3, "none of the"),
+        )
+    )
+    add(Case("tower_csv_units_bogus", "stilt", conf("observations[0].options", {"units": "furlong"}),
+             error(3, "furlong")))  # fmt: skip
+    # ---- inventories (EDGAR copies)
+    for v, tag in ((1e30, "1e30"), (np.nan, "nan"), (np.inf, "inf"), (-1.0, "minus1")):
+        add(
+            Case(
+                f"edgar_cell_{tag}",
+                "tower",
+                inv_nc(setv("emi_co2", v, 0)),
+                error(3, "emi_co2" if tag in ("nan", "inf", "minus1") else "absurd"),
+            )
+        )
+    add(Case("edgar_all_nan", "tower", inv_nc(setv("emi_co2", np.nan, None)),
+             error(3, "emi_co2")))  # fmt: skip
+    add(Case("edgar_lat_beyond_90", "tower", inv_nc(_scale_coord("lat", 2.0)),
+             error(3, "lat")))  # fmt: skip
+    add(Case("edgar_lat_lon_swapped", "tower", inv_nc(_swap_latlon), error(3, "lat")))
+    add(Case("edgar_lon_shifted_out_of_range", "tower", inv_nc(_scale_coord("lon", 3.0)),
+             error(3, "lon")))  # fmt: skip
+    for u in (None, "furlongs", "kg m-2", ""):
+        add(Case(f"edgar_units_{u}", "tower", inv_nc(attr("emi_co2", "units", u)),
+                 error(3, "units")))  # fmt: skip
+    add(Case("edgar_cell_1e30_near_city", "tower", inv_nc(_near_city(1e30)), error(3, "absurd")))
+    add(Case("edgar_cell_1e9_near_city", "tower", inv_nc(_near_city(1e9)), error(3, "absurd")))
+    add(Case("edgar_truncated", "tower", raw_file("inv", lambda b: b[: len(b) // 2]),
+             error(3, "inv_broken.nc")))  # fmt: skip
+    add(Case("edgar_empty_file", "tower", raw_file("inv", b""), error(3, "inv_broken.nc")))
+    add(Case("edgar_text_file", "tower", raw_file("inv", b"lat,lon,flux\n"),
+             error(3, "inv_broken.nc")))  # fmt: skip
+    add(Case("edgar_path_is_directory", "tower", _inv_dir,
+             error(2, "prior.inventories[0].path")))  # fmt: skip
+    add(Case("edgar_missing_file", "tower", conf("prior.inventories[0].path", "/nonexistent.nc"),
+             error(2, "prior.inventories[0].path")))  # fmt: skip
+    add(Case("edgar_unknown_option", "tower", conf("prior.inventories[0].options", {"bogus": 1}),
+             error(2, "prior.inventories[0].options")))  # fmt: skip
+    add(
+        Case(
+            "edgar_bbox_wrong_length",
+            "tower",
+            conf("prior.inventories[0].options", {"bbox": [1, 2]}),
+            error(2, "bbox"),
+        )
+    )
+    add(Case("edgar_bbox_outside", "tower",
+             conf("prior.inventories[0].options", {"bbox": [100, -10, 110, 0]}),
+             error(3, "edgar")))  # fmt: skip
+    add(Case("edgar_unknown_format", "tower", conf("prior.inventories[0].format", "edger"),
+             error(2, "prior.inventories[0].format")))  # fmt: skip
+    add(Case("edgar_wrong_format_odiac", "tower", conf("prior.inventories[0].format", "odiac"),
+             error(3, "edgar_v6")))  # fmt: skip
+    # ---- footprints (STILT copies)
+    for v, tag in ((1e30, "1e30"), (np.nan, "nan"), (np.inf, "inf"), (-1.0, "negative")):
+        add(Case(f"stilt_cell_{tag}", "stilt", fp_nc(setv("foot", v, 20000)),
+                 error(3, FP_NAME)))  # fmt: skip
+    add(Case("stilt_cell_1e30_in_domain", "stilt", fp_nc(setv("foot", 1e30, 109 * 200 + 100)),
+             error(3, "absurd")))  # fmt: skip
+    add(Case("stilt_cell_1e5_in_domain", "stilt", fp_nc(setv("foot", 1e5, 109 * 200 + 100)),
+             error(3, "absurd")))  # fmt: skip
+    add(Case("stilt_all_nan", "stilt", fp_nc(setv("foot", np.nan, None)), error(3, FP_NAME)))
+    add(Case("stilt_identical_layer_times", "stilt", fp_nc(_same_times), error(3, "layer")))
+    add(Case("stilt_time_units_garbage", "stilt", fp_nc(attr("time", "units", "bananas")),
+             error(3, FP_NAME)))  # fmt: skip
+    add(Case("stilt_lat_lon_swapped", "stilt", fp_nc(_swap_latlon), error(3, FP_NAME)))
+    add(Case("stilt_lat_beyond_90", "stilt", fp_nc(_scale_coord("lat", 3.0)), error(3, FP_NAME)))
+    add(Case("stilt_variable_renamed", "stilt", fp_nc(_rename("foot", "bar")), error(3, FP_NAME)))
+    add(Case("stilt_truncated", "stilt", raw_file("fp", lambda b: b[: len(b) // 2]),
+             error(3, FP_NAME)))  # fmt: skip
+    add(Case("stilt_empty_file", "stilt", raw_file("fp", b""), error(3, FP_NAME)))
+    add(Case("stilt_text_file", "stilt", raw_file("fp", b"not a footprint\n"),
+             error(3, FP_NAME)))  # fmt: skip
+    add(Case("stilt_folder_empty", "stilt", _empty_fp_folder, error(2, "transport.footprints")))
+    add(Case("stilt_folder_missing", "stilt", conf("transport.footprints", "/nonexistent"),
+             error(2, "transport.footprints")))  # fmt: skip
+    add(Case("stilt_unknown_format", "stilt", conf("transport.footprint_format", "stilty"),
+             error(2, "transport.footprint_format")))  # fmt: skip
+    add(Case("stilt_unknown_option", "stilt", conf("transport.footprint_options", {"bogus": 1}),
+             error(2, "bogus")))  # fmt: skip
+    add(
+        Case(
+            "stilt_no_receptor_match",
+            "stilt",
+            obs_csv(CSV_ROW.replace("T00:00:00Z", "T03:00:00Z")),
+            error(3, "receptor"),
+        )
+    )
+    # ---- met CSV
+    ok_row = "2016-12-DAYT00:00:00,5,250,800,D\n"
+    add(Case("met_missing_column", "tower", _met_csv("time,wind_speed\n2016-12-13T00:00,5\n"),
+             error(3, "met.csv")))  # fmt: skip
+    for name, r in (
+        ("wind_negative", ok_row.replace(",5,", ",-5,")),
+        ("wind_nan", ok_row.replace(",5,", ",nan,")),
+        ("blh_zero", ok_row.replace(",800,", ",0,")),
+        ("stability_Z", ok_row.replace(",D", ",Z")),
+        ("direction_text", ok_row.replace(",250,", ",west,")),
+        ("time_garbage", ok_row.replace("2016-12-DAYT00:00:00", "soon")),
+    ):
+        add(Case(f"met_{name}", "tower", _met_csv(_met_rows(r)), error(3, "met.csv")))
+    add(Case("met_hours_missing", "tower", _met_csv(MET_HEAD + "2016-12-13T00:00:00,5,250,800,D\n"),
+             error(3, "met")))  # fmt: skip
+    add(Case("met_empty", "tower", _met_csv(""), error(3, "met.csv")))
+    # ---- regions
+    add(Case("regions_not_json", "tower", _regions("{not json"), error(3, "regions.geojson")))
+    add(Case("regions_no_features", "tower",
+             _regions('{"type": "FeatureCollection", "features": []}'),
+             error(3, "regions.geojson")))  # fmt: skip
+    add(Case("regions_name_column_missing", "tower", _regions(None, "nom"), error(3, "nom")))
+    add(Case("regions_outside_domain", "tower", _regions(None), error(3, "region")))
+    return out
+
+
+def _config_cases() -> list[Case]:
+    out: list[Case] = []
+    add = out.append
+    s = "synth"
+    for key, value, frag in (
+        ("domain.nx", 1, "domain.nx"),
+        ("domain.nx", "ten", "domain.nx"),
+        ("domain.nx", 5000, "domain.nx"),
+        ("domain.resolution_m", -1000.0, "domain.resolution_m"),
+        ("domain.resolution_m", 0.0, "domain.resolution_m"),
+        ("domain.center_lat", 95.0, "domain.center_lat"),
+        ("domain.center_lon", 200.0, "domain.center_lon"),
+        ("domain.colour", "blue", "domain.colour"),
+        ("period.start", "2024-13-45", "period.start"),
+        ("period.end", "2024-06-01T00:00:00", "period"),
+        ("period.step", "fortnightly", "period.step"),
+        ("period.end", 0, "period"),  # 1970 with a UTC offset: once a raw TypeError
+        ("period.step", "-1D", "period.step"),
+        ("period.step", "7h", "period"),
+        ("prior.relative_std", -0.5, "prior.relative_std"),
+        ("prior.relative_std", 0.0, "prior.relative_std"),
+        ("prior.floor_std", -1.0, "prior.floor_std"),
+        ("inversion.method", "magic", "inversion.method"),
+        ("inversion.spatial_length_km", -4.0, "inversion.spatial_length_km"),
+        ("inversion.temporal_length_h", 0.0, "inversion.temporal_length_h"),
+        ("inversion.spatial_kind", "triangular", "inversion.spatial_kind"),
+        ("inversion.memory_budget_gib", -1.0, "inversion.memory_budget_gib"),
+        ("inversion.cg.tol", 2.0, "inversion.cg.tol"),
+        ("inversion.cg.rank", "most", "inversion.cg.rank"),
+        ("background.method", "guess", "background.method"),
+        ("background.offsets.std_ppm", -1.0, "background.offsets.std_ppm"),
+        ("background.offsets.by", "planet", "background.offsets.by"),
+        ("synthetic.n_towers", -3, "synthetic.n_towers"),
+        ("synthetic.seed", "abc", "synthetic.seed"),
+        ("synthetic.truth.prior_error_scale", -1.0, "synthetic.truth.prior_error_scale"),
+        ("output.figures", "maybe", "output.figures"),
+        ("batch.window", "soon", "batch.window"),
+        ("batch.window", "0D", "batch.window"),
+        ("batch.overlap", "-1D", "batch.overlap"),
+        ("batch.retries", -1, "batch.retries"),
+        ("batch.cluster.kind", "cloud", "batch.cluster.kind"),
+        ("batch.cluster.kind", "address", "batch.cluster"),
+        ("qc.bounds_ppm", {"tower": [500, 300]}, "qc.bounds_ppm"),
+        ("qc.bounds_ppm", {"balloon": [300, 500]}, "qc.bounds_ppm"),
+        ("qc.max_error_ppm", 0.0, "qc.max_error_ppm"),
+        ("transport.model", "teleport", "transport.model"),
+        ("transport.subcell", 0, "transport.subcell"),
+        ("transport.time_tolerance", "a while", "transport.time_tolerance"),
+        ("observation_errors.transport", -1.0, "observation_errors"),
+        ("unknown_section", {"a": 1}, "unknown_section"),
+        ("domain", None, "domain"),
+        ("period", None, "period"),
+    ):
+        add(Case(f"config_{key}_{value}".replace(" ", "_"), s, conf(key, value), error(2, frag)))
+    add(Case("config_synthetic_and_observations", s,
+             conf("observations", [{"path": "x.nc"}]), error(2, "observations")))  # fmt: skip
+    add(Case("config_synthetic_lonlat_domain", s,
+             conf("domain", {"bounds": [8, 47, 9, 48], "resolution_deg": 0.1}),
+             error(2, "domain")))  # fmt: skip
+    add(Case("config_real_without_met", "tower", conf("transport.met", None),
+             error(2, "transport.met")))  # fmt: skip
+    add(Case("config_real_without_inventories", "tower", conf("prior.inventories", []),
+             error(2, "prior.inventories")))  # fmt: skip
+    add(
+        Case(
+            "config_lonlat_bounds_inverted",
+            "stilt",
+            conf("domain.bounds", [-111.8, 40.4, -112.2, 40.8]),
+            error(2, "domain"),
+        )
+    )
+    add(Case("config_top_level_list", s, lambda c, d, fx: None, error(2, "mapping"),
+             args=("--raw", "- a\n- b\n")))  # fmt: skip
+    add(Case("config_yaml_syntax", s, lambda c, d, fx: None, error(2, "YAML"),
+             args=("--raw", "domain: {nx: [1, 2\n")))  # fmt: skip
+    add(Case("config_empty_file", s, lambda c, d, fx: None, error(2, "mapping"),
+             args=("--raw", "")))  # fmt: skip
+    add(Case("set_malformed_key", s, lambda c, d, fx: None, error(2, "--set"),
+             args=("--set", "domain..nx=3")))  # fmt: skip
+    add(Case("set_no_equals", s, lambda c, d, fx: None, error(2, "--set"),
+             args=("--set", "domain.nx")))  # fmt: skip
+    add(Case("set_bad_yaml", s, lambda c, d, fx: None, error(2, "--set"),
+             args=("--set", "domain.nx=[1,")))  # fmt: skip
+    add(Case("set_index_out_of_range", "tower", lambda c, d, fx: None, error(2, "--set"),
+             args=("--set", "observations[5].error_ppm=1")))  # fmt: skip
+    # output folders
+    add(Case("output_is_a_file", s, _out_is_file, error(2, "not a folder")))
+    add(Case("output_holds_foreign_files", s, _foreign_out, error(2, "thesis.tex")))
+    add(Case("batch_output_is_a_file", s, _out_is_file, error(2, "not a folder"),
+             command="batch"))  # fmt: skip
+    add(Case("batch_window_not_multiple_of_step", s,
+             chain(conf("batch.window", "36h"), conf("batch.cluster.processes", False)),
+             error(2, "batch.window"), command="batch"))  # fmt: skip
+    add(Case("batch_slurm_without_jobqueue", s, conf("batch.cluster.kind", "slurm"),
+             error(2, "dask-jobqueue"), command="batch"))  # fmt: skip
+    # memory: estimated and refused before the work, with the number
+    add(Case("memory_huge_grid_10m", s,
+             chain(conf("domain.nx", 2000), conf("domain.ny", 2000), conf("domain.resolution_m", 10.0),
+                   conf("period.end", "2024-06-10T00:00:00"), conf("period.step", "6h")),
+             error(3, "GiB")))  # fmt: skip
+    add(Case("memory_budget_tiny", s, conf("inversion.memory_budget_gib", 1e-6), error(3, "GiB")))
+    add(Case("memory_budget_tiny_cg", s,
+             chain(conf("inversion.memory_budget_gib", 1e-6), conf("inversion.method", "cg")),
+             error(3, "GiB")))  # fmt: skip
+    # validate refuses what run would refuse on its files
+    add(Case("validate_inventory_directory", "tower", _inv_dir,
+             error(2, "prior.inventories[0].path"), command="validate"))  # fmt: skip
+    add(Case("validate_missing_obs", "tower", conf("observations[0].path", "/nonexistent.nc"),
+             error(2, "observations[0].path"), command="validate"))  # fmt: skip
+    return out
+
+
+def all_cases() -> list[Case]:
+    """Every case of the corpus (names are unique)."""
+    cases = _cases() + _config_cases()
+    names = [c.name for c in cases]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+    return cases
+
+
+# --------------------------------------------------------------------------- running a case
+@dataclass
+class Outcome:
+    code: int | None  # None: an exception escaped (raw traceback) or the case hung
+    text: str
+    escaped: str | None = None
+    hung: bool = False
+    diagnostics: dict | None = None
+
+
+def prepare(case: Case, d: Path, fx: Path) -> list[str]:
+    """Write the case's files and configuration into ``d``; return the CLI arguments."""
+    d.mkdir(parents=True, exist_ok=True)
+    data = BASES[case.base](fx, d)
+    cfg = d / "config.yaml"
+    args = list(case.args)
+    if args[:1] == ["--raw"]:
+        cfg.write_text(args[1], encoding="utf-8")
+        args = args[2:]
+    else:
+        case.edit(data, d, fx)
+        cfg.write_text(yaml.safe_dump(copy.deepcopy(data), sort_keys=False), encoding="utf-8")
+    if case.command == "batch":
+        args += ["--set", "batch.cluster.processes=false", "--set", "batch.cluster.workers=1"]
+    if case.command == "validate":
+        return ["validate", str(cfg), *args]
+    return [case.command, str(cfg), "--out", str(d / "out"), *args]
+
+
+class _HangError(Exception):
+    pass
+
+
+def run_case(case: Case, d: Path, fx: Path) -> Outcome:
+    """Run the case through ``cityflux.cli.main`` in this process (stdout and stderr captured)."""
+    from cityflux.cli import main
+
+    argv = prepare(case, d, fx)
+    buf = io.StringIO()
+
+    def alarm(signum: int, frame: Any) -> None:
+        raise _HangError
+
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(HANG_S)
+    try:
+        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+            code = main(argv)
+    except _HangError:
+        return Outcome(None, buf.getvalue(), hung=True)
+    except SystemExit as err:  # argparse
+        code = int(err.code or 0)
+    except BaseException as err:
+        return Outcome(None, buf.getvalue(), escaped=f"{type(err).__name__}: {err}")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    diag_path = d / "out" / "diagnostics.json"
+    diag = json.loads(diag_path.read_text()) if code == 0 and diag_path.is_file() else None
+    return Outcome(code, buf.getvalue(), diagnostics=diag)
+
+
+def classify(case: Case, o: Outcome) -> str:
+    """``ok``, ``silent wrong``, ``raw traceback``, ``hang`` or ``unclear``."""
+    if o.hung:
+        return "hang"
+    if o.escaped is not None:
+        return "raw traceback"
+    exp = case.expect
+    text = " ".join(o.text.split()).lower()
+    if exp.dropped:
+        if o.code != 0:
+            return "unclear"
+        drops = [
+            reason
+            for s in (o.diagnostics or {}).get("qc", {}).get("sources", [])
+            for reason, n in s.get("dropped", {}).items()
+            if n > 0 and "selection" not in s.get("source", "")
+        ]
+        return "ok" if any(exp.fragment.lower() in r.lower() for r in drops) else "silent wrong"
+    if o.code == 0:
+        return "silent wrong"
+    if "traceback (most recent call last)" in text:
+        return "raw traceback"
+    if o.code != exp.exit or exp.fragment.lower() not in text:
+        return "unclear"
+    return "ok"
