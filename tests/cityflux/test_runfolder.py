@@ -59,7 +59,9 @@ def test_commit_killed_midway_leaves_an_incomplete_manifest_then_recovers(
     real_replace = os.replace
 
     def dying_replace(src, dst):
-        if str(dst).endswith(".csv"):  # after the incomplete manifest and two outputs
+        # killed while the staged files move into place (after the incomplete manifest)
+        moving_out = ".cityflux-staging-" in str(src) and ".cityflux-staging-" not in str(dst)
+        if moving_out and str(dst).endswith(".csv"):
             calls["n"] += 1
             raise KeyboardInterrupt("killed")
         return real_replace(src, dst)
