@@ -129,12 +129,21 @@ def posterior_dataset(result: RunResult, input_checksums: dict[str, str]) -> xr.
         specs["flux_truth"] = (
             city.x_truth, "true CO2 flux of the synthetic city", FLUX_STANDARD_NAME, None,
         )  # fmt: skip
-    blk = city.state.blocks.get(stages.OFFSET_BLOCK)
-    if blk is not None:
-        ds = _label_coord(
-            ds, "offset", [str(v) for v in blk.labels],
-            f"group of the background offset (per {city.offset_by})",
-        )  # fmt: skip
+    extra = []  # (state block, dimension, variable prefix, what)
+    for block, dim, prefix, label in (
+        (stages.OFFSET_BLOCK, "offset", "background", "background offset"),
+        (stages.BOUNDARY_BLOCK, "curtain", "boundary", "lateral boundary curtain"),
+    ):
+        blk = city.state.blocks.get(block)
+        if blk is None:
+            continue
+        what = (
+            f"group of the background offset (per {city.offset_by})"
+            if block == stages.OFFSET_BLOCK
+            else "boundary curtain: side, height band [m], time window"
+        )
+        ds = _label_coord(ds, dim, [str(v) for v in blk.labels], what)
+        extra.append((blk, dim, prefix, label))
     nf = city.state.n_flux
     for name, (vec, long_name, standard_name, ancillary) in specs.items():
         vec = np.asarray(vec, dtype=float)
@@ -149,19 +158,17 @@ def posterior_dataset(result: RunResult, input_checksums: dict[str, str]) -> xr.
             attrs["ancillary_variables"] = ancillary
         flux = vec[:nf].reshape(city.state.flux_shape)
         ds[name] = xr.Variable(("sector", "time", "y", "x"), flux, attrs)
-        if blk is None:
-            continue
-        what = long_name.split(" CO2 flux")[0]  # prior / posterior / true (MC error: skipped)
         if "Monte-Carlo" in long_name:
             continue
+        what = long_name.split(" CO2 flux")[0]  # prior / posterior / true
         is_std = name.endswith("_std")
-        bg_name = name.replace("flux_", "background_")
-        ds[bg_name] = xr.Variable(
-            ("offset",), vec[blk.slice],
-            {"units": "ppm", "coordinates": "offset_name",
-             "long_name": f"background offset uncertainty ({what}, 1 sigma)" if is_std
-             else f"background offset ({what})"},
-        )  # fmt: skip
+        for blk, dim, prefix, label in extra:
+            ds[name.replace("flux_", f"{prefix}_")] = xr.Variable(
+                (dim,), vec[blk.slice],
+                {"units": "ppm", "coordinates": f"{dim}_name",
+                 "long_name": f"{label} uncertainty ({what}, 1 sigma)" if is_std
+                 else f"{label} ({what})"},
+            )  # fmt: skip
     crs_attrs = city.grid.crs.to_cf()
     ds["crs"] = xr.DataArray(np.int32(0), attrs=crs_attrs)
     if not city.grid.is_geographic:

@@ -335,11 +335,13 @@ def diagnostics(
         "timings_s": timings.wall,
         "cpu_s": timings.cpu,
     }
-    if stages.OFFSET_BLOCK in case.state.blocks:
-        blk = case.state.blocks[stages.OFFSET_BLOCK]
-        diag["background_offsets_posterior_ppm"] = dict(
-            zip(blk.labels, post.mean[blk.slice].tolist(), strict=True)
-        )
+    for block, key in (
+        (stages.OFFSET_BLOCK, "background_offsets_posterior_ppm"),
+        (stages.BOUNDARY_BLOCK, "boundary_curtains_posterior_ppm"),
+    ):
+        if block in case.state.blocks:
+            blk = case.state.blocks[block]
+            diag[key] = dict(zip(blk.labels, post.mean[blk.slice].tolist(), strict=True))
     if cfg.synthetic is not None:
         diag["synthetic_truth"] = {
             "as_assumed": cfg.synthetic.truth.as_assumed,

@@ -166,3 +166,73 @@ def test_run_with_footprints_for_every_kind(kind, fixtures_dir, tmp_path, base):
     d = yaml.safe_load((out / "diagnostics.json").read_text())
     assert d["transport"]["matching"]["receptors"]["unmatched"] == 0
     assert d["transport"]["zero_rows"] == 0
+
+
+NAME_TAC = "name/openghg_TAC-100magl_UKV_TEST_201607.nc"
+TAC_LAT, TAC_LON = 52.51776123, 1.13873291
+
+
+def test_run_with_boundary_inflow_from_name_particle_locations(fixtures_dir, tmp_path):
+    """transport.boundary: the NAME particle-location fractions become a state block per side,
+    height band and day; its H block equals a hand sum of the file (netCDF4) and the run
+    writes the curtains' prior and posterior to posterior.nc and diagnostics.json."""
+    from cityflux.config import load_config
+    from cityflux.pipeline import prepare_case
+    from cityflux.stages import BOUNDARY_BLOCK
+
+    fp_dir = tmp_path / "footprints"
+    fp_dir.mkdir()
+    (fp_dir / Path(NAME_TAC).name).write_bytes((fixtures_dir / NAME_TAC).read_bytes())
+    csv = tmp_path / "tac.csv"
+    rows = "".join(
+        f"2016-07-01T0{h}:00:00Z,TAC,{TAC_LAT},{TAC_LON},100,{405 + h},0.2\n" for h in range(3)
+    )
+    csv.write_text("time,site,lat,lon,intake_height,value,value_unc\n" + rows, "utf-8")
+    data = {
+        "name": "tac-boundary",
+        "domain": {"bounds": [-0.5, 51.2, 3.5, 53.8], "resolution_deg": 0.1},
+        "period": {"start": "2016-06-30T00:00:00", "end": "2016-07-01T06:00:00", "step": "6h"},
+        "prior": {
+            "inventories": [{"path": str(fixtures_dir / EDGAR), "format": "edgar",
+                             "options": {"bbox": [-2.0, 50.0, 5.0, 55.0]}}],
+            "temporal": {"profile_for": {"total": "flat"}},
+        },
+        # the CSV's stamps are the receptor times of the NAME releases: stated, not shifted
+        "observations": [{"path": str(csv), "format": "tower_csv", "error_ppm": 1.0,
+                          "options": {"time_stamp": "midpoint"}}],
+        "background": {"method": "constant", "value_ppm": 400.0, "error_ppm": 1.0},
+        "transport": {
+            "model": "footprints", "footprints": str(fp_dir), "threshold": 0.0,
+            "footprint_options": {"back_hours": 24},
+            "boundary": {"bands_m": [0.0, 2000.0, 20000.0], "window": "1D", "std_ppm": 2.0},
+        },
+        "inversion": {"method": "obs-space", "spatial_length_km": 20.0},
+        "output": {"dir": str(tmp_path / "out"), "figures": False},
+    }  # fmt: skip
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump(data), "utf-8")
+    case, _ = prepare_case(load_config(cfg_path))
+    blk = case.state.blocks[BOUNDARY_BLOCK]
+    H = case.H[:, blk.slice].toarray()
+    # hand: per side, the particle fractions of the levels whose height lies in each band
+    with netCDF4.Dataset(fixtures_dir / NAME_TAC) as nc:
+        heights = np.asarray(nc["height"][:])
+        band = np.searchsorted([0.0, 2000.0, 20000.0], heights, side="right") - 1
+        for j, label in enumerate(blk.labels):
+            side = label[0]
+            b = 0 if "0m-2000m" in label else 1
+            frac = np.asarray(nc[f"particle_locations_{side}"][:], dtype=np.float64)
+            hand = frac[band == b].sum(axis=(0, 1))  # (3 receptors)
+            np.testing.assert_allclose(H[:, j], hand, rtol=1e-10, atol=1e-15)
+    assert len(blk.labels) == 8  # 4 sides x 2 bands x 1 day
+    assert np.all(H.sum(axis=1) <= 1 + 1e-3) and np.all(H.sum(axis=1) > 0)
+    assert main(["run", str(cfg_path)]) == 0
+    out = tmp_path / "out"
+    with xr.open_dataset(out / "posterior.nc") as ds:
+        assert list(ds["curtain_name"].values) == list(blk.labels)
+        np.testing.assert_allclose(ds["boundary_prior"].values, 0.0)
+        np.testing.assert_allclose(ds["boundary_prior_std"].values, 2.0)
+        assert np.all(ds["boundary_posterior_std"].values <= 2.0 + 1e-12)
+    d = yaml.safe_load((out / "diagnostics.json").read_text())
+    assert set(d["boundary_curtains_posterior_ppm"]) == set(blk.labels)
+    assert d["transport"]["boundary"]["n_curtains"] == 8
