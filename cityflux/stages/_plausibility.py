@@ -19,6 +19,7 @@ import numpy as np
 import xarray as xr
 
 import observations
+import transport_models
 from cityflux._config_batch import QCConfig
 
 __all__ = [
@@ -32,8 +33,9 @@ __all__ = [
 
 #: |flux| above this is absurd [µmol m-2 s-1] (a 20 Mt/yr plant in one 100 m cell is ~1.4e6).
 ABSURD_FLUX = 1e7
-#: |H| above this is absurd [ppm per (µmol m-2 s-1)] (footprints are O(0.01–1) per cell).
-ABSURD_SENSITIVITY = 1e3
+#: |H| above this is absurd [ppm per (µmol m-2 s-1)] (footprints are O(0.01–1) per cell); the
+#: footprint readers refuse such cells in the files with the same bound.
+ABSURD_SENSITIVITY = transport_models.ABSURD_SENSITIVITY
 
 
 @contextlib.contextmanager

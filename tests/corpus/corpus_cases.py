@@ -36,20 +36,32 @@ HANG_S = 60  # a case still running after this long is a hang
 
 @dataclass(frozen=True)
 class Expect:
-    """``exit``: expected exit code; ``fragment``: text the output must contain (case-blind);
-    ``dropped``: for exit 0, a QC drop reason that must be counted (contains ``fragment``)."""
+    """``exit``: expected exit code; ``fragment``: text the output must contain (case-blind;
+    a tuple: every part), with the case's own folder replaced by ``<case>`` so that a fragment
+    never matches the case's name; ``dropped``: for exit 0, a QC drop reason that must be
+    counted (contains ``fragment``); ``warned``: for exit 0, an assumption or warning of the QC
+    report in diagnostics.json that contains ``fragment`` (the user is told, not silent)."""
 
     exit: int
-    fragment: str
+    fragment: str | tuple[str, ...]
     dropped: bool = False
+    warned: bool = False
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        return (self.fragment,) if isinstance(self.fragment, str) else self.fragment
 
 
-def error(code: int, fragment: str) -> Expect:
-    return Expect(code, fragment)
+def error(code: int, *fragments: str) -> Expect:
+    return Expect(code, fragments[0] if len(fragments) == 1 else fragments)
 
 
 def dropped(reason: str) -> Expect:
     return Expect(0, reason, dropped=True)
+
+
+def warned(fragment: str) -> Expect:
+    return Expect(0, fragment, warned=True)
 
 
 Edit = Callable[[dict, Path, Path], Any]
@@ -58,11 +70,14 @@ Edit = Callable[[dict, Path, Path], Any]
 @dataclass(frozen=True)
 class Case:
     name: str
-    base: str  # tower | stilt | synth
+    base: str | Callable[[Path, Path], dict]  # a name in BASES, or base(fixtures, folder)
     edit: Edit  # edit(config data, case folder, fixtures) may write files; returns nothing
     expect: Expect
     command: str = "run"
     args: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:  # names become folder names: no spaces
+        object.__setattr__(self, "name", self.name.replace(" ", "_"))
 
 
 # --------------------------------------------------------------------------- base configs
@@ -320,6 +335,18 @@ def _regions(text: str | None, name_column: str = "name") -> Edit:
     return edit
 
 
+def _varying_negative(var: str) -> Callable[[xr.Dataset], xr.Dataset]:
+    """``var`` of records 0..9 set to distinct negative values (corrupt, not a sentinel)."""
+
+    def change(ds: xr.Dataset) -> xr.Dataset:
+        arr = ds[var].values.copy()
+        arr[:10] = -np.linspace(1e-7, 1e-6, 10)
+        ds[var] = (ds[var].dims, arr, ds[var].attrs)
+        return ds
+
+    return change
+
+
 def _htm_one_value(v: float) -> Callable[[xr.Dataset], xr.Dataset]:
     """Set the value of records 40..43 (a midday hour inside the period) to ``v`` [mol mol-1]."""
 
@@ -359,7 +386,9 @@ def _cases() -> list[Case]:
              error(3, "htm.nc")))  # fmt: skip
     for u in (None, "furlongs", "", "K", "ppm ppm"):
         add(Case(f"obspack_value_units_{u}", "tower", obs_nc(attr("value", "units", u)),
-                 error(3, "value")))  # fmt: skip
+                 error(3, "htm.nc", "variable 'value'")))  # fmt: skip
+    add(Case("obspack_value_units_ppm", "tower", obs_nc(attr("value", "units", "ppm")),
+             error(3, "htm.nc", "variable 'value'", "'ppm'", "plausible")))  # fmt: skip
     add(Case("obspack_value_units_ppb_scaled_wrong", "tower",
              obs_nc(attr("value", "units", "nmol mol-1")), error(3, "htm.nc")))  # fmt: skip
     for var in ("value", "time", "latitude", "longitude"):
@@ -373,8 +402,11 @@ def _cases() -> list[Case]:
                              "step": "1D"}), error(3, "none of the")))  # fmt: skip
     add(Case("obspack_latitude_200", "tower", obs_nc(setv("latitude", 200.0, None)),
              error(3, "latitude")))  # fmt: skip
+    # one repeated negative std is a missing-value sentinel (stated); varying ones are corrupt
     add(Case("obspack_negative_unc", "tower", obs_nc(setv("value_std_dev", -1e-6, None)),
-             error(3, "htm.nc")))  # fmt: skip
+             warned("value_std_dev sentinels")))  # fmt: skip
+    add(Case("obspack_negative_unc_varying", "tower", obs_nc(_varying_negative("value_std_dev")),
+             error(3, "htm.nc", "variable 'value_std_dev'", "negative")))  # fmt: skip
     # truncated, empty, garbage, wrong kind of file, directory
     add(Case("obspack_truncated_half", "tower", raw_file("obs", lambda b: b[: len(b) // 2]),
              error(3, "obs_broken.nc")))  # fmt: skip
@@ -393,7 +425,8 @@ def _cases() -> list[Case]:
     add(Case("obspack_unknown_option", "tower", conf("observations[0].options", {"bogus": 1}),
              error(2, "observations[0].options")))  # fmt: skip
     add(Case("obspack_option_wrong_type", "tower",
-             conf("observations[0].options", {"hours": "noon"}), error(2, "hours")))  # fmt: skip
+             conf("observations[0].options", {"hours": "noon"}),
+             error(2, "observations[0].options", "'hours'")))  # fmt: skip
     add(Case("obspack_option_species_ch4", "tower",
              conf("observations[0].options", {"species": "ch4"}), error(3, "ch4")))  # fmt: skip
     add(Case("obspack_wrong_format_name", "tower", conf("observations[0].format", "obspak"),
@@ -414,8 +447,8 @@ def _cases() -> list[Case]:
         ("value_negative", row.replace("415.3", "-415.3"), error(3, "obs.csv")),
         ("value_nan", row.replace("415.3", "nan"), error(3, "obs.csv")),
         ("value_inf", row.replace("415.3", "inf"), error(3, "obs.csv")),
-        ("unc_negative", row.replace(",0.2", ",-0.2"), error(3, "negative")),
-        ("unc_nan", row.replace(",0.2", ",nan"), error(3, "obs.csv")),
+        ("unc_negative", row.replace(",0.2", ",-0.2"), error(3, "obs.csv", "'value_unc'", "row")),
+        ("unc_nan", row.replace(",0.2", ",nan"), error(3, "obs.csv", "missing uncertainty")),
         ("unc_huge", row.replace(",0.2", ",1e6"), error(3, "obs.csv")),
         ("time_garbage", row.replace("2015-12-10T00:00:00Z", "yesterday"), error(3, "obs.csv")),
         ("time_empty", row.replace("2015-12-10T00:00:00Z", ""), error(3, "obs.csv")),
@@ -423,7 +456,7 @@ def _cases() -> list[Case]:
         ("lon_400", row.replace("-112.0", "400"), error(3, "obs.csv")),
         ("lat_text", row.replace("40.5", "north"), error(3, "obs.csv")),
         ("height_negative", row.replace(",5,", ",-5,"), error(3, "obs.csv")),
-        ("unc_negative_small", row.replace(",0.2", ",-1e-9"), error(3, "negative")),
+        ("unc_negative_small", row.replace(",0.2", ",-1e-9"), error(3, "obs.csv", "'value_unc'")),
     ):
         add(Case(f"tower_csv_{name}", "stilt", obs_csv(line + "\n"), exp))
     good = CSV_ROW
@@ -471,7 +504,7 @@ def _cases() -> list[Case]:
              error(3, "lat")))  # fmt: skip
     add(Case("edgar_lat_lon_swapped", "tower", inv_nc(_swap_latlon), error(3, "lat")))
     add(Case("edgar_lon_shifted_out_of_range", "tower", inv_nc(_scale_coord("lon", 3.0)),
-             error(3, "lon")))  # fmt: skip
+             error(3, "edgar_v6.0", "coordinate 'lon'")))  # fmt: skip
     for u in (None, "furlongs", "kg m-2", ""):
         add(Case(f"edgar_units_{u}", "tower", inv_nc(attr("emi_co2", "units", u)),
                  error(3, "units")))  # fmt: skip
@@ -493,7 +526,7 @@ def _cases() -> list[Case]:
             "edgar_bbox_wrong_length",
             "tower",
             conf("prior.inventories[0].options", {"bbox": [1, 2]}),
-            error(2, "bbox"),
+            error(2, "prior.inventories[0].options", "'bbox'"),
         )
     )
     add(Case("edgar_bbox_outside", "tower",
@@ -506,7 +539,7 @@ def _cases() -> list[Case]:
     # ---- footprints (STILT copies)
     for v, tag in ((1e30, "1e30"), (np.nan, "nan"), (np.inf, "inf"), (-1.0, "negative")):
         add(Case(f"stilt_cell_{tag}", "stilt", fp_nc(setv("foot", v, 20000)),
-                 error(3, FP_NAME)))  # fmt: skip
+                 error(3, FP_NAME, "'foot'")))  # fmt: skip
     add(Case("stilt_cell_1e30_in_domain", "stilt", fp_nc(setv("foot", 1e30, 109 * 200 + 100)),
              error(3, "absurd")))  # fmt: skip
     add(Case("stilt_cell_1e5_in_domain", "stilt", fp_nc(setv("foot", 1e5, 109 * 200 + 100)),
@@ -514,9 +547,11 @@ def _cases() -> list[Case]:
     add(Case("stilt_all_nan", "stilt", fp_nc(setv("foot", np.nan, None)), error(3, FP_NAME)))
     add(Case("stilt_identical_layer_times", "stilt", fp_nc(_same_times), error(3, "layer")))
     add(Case("stilt_time_units_garbage", "stilt", fp_nc(attr("time", "units", "bananas")),
-             error(3, FP_NAME)))  # fmt: skip
-    add(Case("stilt_lat_lon_swapped", "stilt", fp_nc(_swap_latlon), error(3, FP_NAME)))
-    add(Case("stilt_lat_beyond_90", "stilt", fp_nc(_scale_coord("lat", 3.0)), error(3, FP_NAME)))
+             error(3, FP_NAME, "'bananas'")))  # fmt: skip
+    add(Case("stilt_lat_lon_swapped", "stilt", fp_nc(_swap_latlon),
+             error(3, FP_NAME, "coordinate y (latitude)")))  # fmt: skip
+    add(Case("stilt_lat_beyond_90", "stilt", fp_nc(_scale_coord("lat", 3.0)),
+             error(3, FP_NAME, "coordinate y (latitude)")))  # fmt: skip
     add(Case("stilt_variable_renamed", "stilt", fp_nc(_rename("foot", "bar")), error(3, FP_NAME)))
     add(Case("stilt_truncated", "stilt", raw_file("fp", lambda b: b[: len(b) // 2]),
              error(3, FP_NAME)))  # fmt: skip
@@ -529,7 +564,7 @@ def _cases() -> list[Case]:
     add(Case("stilt_unknown_format", "stilt", conf("transport.footprint_format", "stilty"),
              error(2, "transport.footprint_format")))  # fmt: skip
     add(Case("stilt_unknown_option", "stilt", conf("transport.footprint_options", {"bogus": 1}),
-             error(2, "bogus")))  # fmt: skip
+             error(2, "transport.footprint_options", "bogus")))  # fmt: skip
     add(
         Case(
             "stilt_no_receptor_match",
@@ -697,7 +732,7 @@ class Outcome:
 def prepare(case: Case, d: Path, fx: Path) -> list[str]:
     """Write the case's files and configuration into ``d``; return the CLI arguments."""
     d.mkdir(parents=True, exist_ok=True)
-    data = BASES[case.base](fx, d)
+    data = (BASES[case.base] if isinstance(case.base, str) else case.base)(fx, d)
     cfg = d / "config.yaml"
     args = list(case.args)
     if args[:1] == ["--raw"]:
@@ -743,7 +778,15 @@ def run_case(case: Case, d: Path, fx: Path) -> Outcome:
         signal.signal(signal.SIGALRM, old)
     diag_path = d / "out" / "diagnostics.json"
     diag = json.loads(diag_path.read_text()) if code == 0 and diag_path.is_file() else None
-    return Outcome(code, buf.getvalue(), diagnostics=diag)
+    return Outcome(code, _scrub(buf.getvalue(), d), diagnostics=diag)
+
+
+def _scrub(text: str, d: Path) -> str:
+    """The output with the case folder written ``<case>`` (also where the console wrapped it)."""
+    folder = str(d)
+    text = text.replace(folder, "<case>")
+    flat = " ".join(text.split())
+    return flat.replace(folder, "<case>") if folder in flat else text
 
 
 def classify(case: Case, o: Outcome) -> str:
@@ -754,20 +797,27 @@ def classify(case: Case, o: Outcome) -> str:
         return "raw traceback"
     exp = case.expect
     text = " ".join(o.text.split()).lower()
-    if exp.dropped:
+    if exp.dropped or exp.warned:
         if o.code != 0:
             return "unclear"
-        drops = [
-            reason
-            for s in (o.diagnostics or {}).get("qc", {}).get("sources", [])
-            for reason, n in s.get("dropped", {}).items()
-            if n > 0 and "selection" not in s.get("source", "")
-        ]
-        return "ok" if any(exp.fragment.lower() in r.lower() for r in drops) else "silent wrong"
+        qc = (o.diagnostics or {}).get("qc", {})
+        if exp.dropped:
+            told = [
+                reason
+                for s in qc.get("sources", [])
+                for reason, n in s.get("dropped", {}).items()
+                if n > 0 and "selection" not in s.get("source", "")
+            ]
+        else:
+            told = [
+                f"{k}: {v}" for s in qc.get("sources", []) for k, v in s["assumptions"].items()
+            ] + [str(w) for w in qc.get("warnings", [])]
+        found = any(all(p.lower() in r.lower() for p in exp.parts) for r in told)
+        return "ok" if found else "silent wrong"
     if o.code == 0:
         return "silent wrong"
     if "traceback (most recent call last)" in text:
         return "raw traceback"
-    if o.code != exp.exit or exp.fragment.lower() not in text:
+    if o.code != exp.exit or not all(p.lower() in text for p in exp.parts):
         return "unclear"
     return "ok"

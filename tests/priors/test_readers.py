@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import shutil
 from pathlib import Path
 
@@ -348,3 +349,29 @@ def test_edgar_v8_emissions_per_cell_need_their_time(tmp_path):
     area = da["cell_area"].values
     expect = 3.0 * 1e12 / 44.0095 / area / (365 * 86400.0)  # 2022 has 365 days
     np.testing.assert_allclose(da.values[0], expect, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("change", "coord"),
+    [
+        (lambda ds: ds.assign_coords(lon=ds.lon * 3), "'lon' (longitude)"),
+        (lambda ds: ds.assign_coords(lat=ds.lat * 2), "'lat' (latitude)"),
+        (lambda ds: ds.rename({"lat": "t", "lon": "lat"}).rename({"t": "lon"}), "'lat' (latitude)"),
+    ],
+)
+def test_edgar_coordinates_out_of_range_refused(fixtures_dir, tmp_path, change, coord):
+    """Longitudes beyond 360, latitudes beyond ±90 or swapped axes are refused naming the file
+    and the coordinate (never wrapped or clipped into a plausible-looking grid)."""
+    with xr.open_dataset(fixtures_dir / EDGAR) as ds:
+        bad = change(ds.load())
+    p = tmp_path / "edgar_2015_TOTALS.nc"
+    bad.to_netcdf(p)
+    with pytest.raises(
+        ValueError, match=rf"edgar_2015_TOTALS\.nc:emi_co2: coordinate {re.escape(coord)} spans"
+    ):
+        priors.read_inventory(p)
+
+
+def test_edgar_bbox_of_wrong_length_refused(fixtures_dir):
+    with pytest.raises(TypeError, match=r"option 'bbox' = \[1, 2\] has the wrong type"):
+        priors.read_inventory(fixtures_dir / EDGAR, bbox=[1, 2])
