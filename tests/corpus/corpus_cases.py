@@ -5,7 +5,9 @@ names the file, variable or dotted key, or "dropped and counted" (exit 0 with a 
 reason contains the fragment).
 
 Used by ``test_corpus.py`` (one parametrised test) and by ``python tests/corpus/run_corpus.py``,
-which prints the outcome table (ok / silent wrong / raw traceback / hang / unclear).
+which prints the outcome table (ok / silent wrong / raw traceback / hang / unclear). The cases of
+configurations are in ``corpus_config.py``, those of the readers added by the readers refactor
+(TCCON, OpenGHG columns, Lite files, NAME, PARIS, FLEXPART) in ``corpus_readers.py``.
 """
 
 from __future__ import annotations
@@ -273,6 +275,26 @@ def _scale_coord(name: str, factor: float) -> Callable[[xr.Dataset], xr.Dataset]
     return change
 
 
+def _shift_coord(name: str, offset: float) -> Callable[[xr.Dataset], xr.Dataset]:
+    def change(ds: xr.Dataset) -> xr.Dataset:
+        return ds.assign_coords({name: (name, ds[name].values + offset, ds[name].attrs)})
+
+    return change
+
+
+def _nan_coord(name: str) -> Callable[[xr.Dataset], xr.Dataset]:
+    def change(ds: xr.Dataset) -> xr.Dataset:
+        v = ds[name].values.astype(float)
+        v[3] = np.nan
+        return ds.assign_coords({name: (name, v, ds[name].attrs)})
+
+    return change
+
+
+def _swap_vars(a: str, b: str) -> Callable[[xr.Dataset], xr.Dataset]:
+    return lambda ds: ds.rename({a: "swap_tmp"}).rename({b: a}).rename({"swap_tmp": b})
+
+
 def _drop(var: str) -> Callable[[xr.Dataset], xr.Dataset]:
     return lambda ds: ds.drop_vars(var)
 
@@ -281,16 +303,7 @@ def _rename(old: str, new: str) -> Callable[[xr.Dataset], xr.Dataset]:
     return lambda ds: ds.rename({old: new})
 
 
-def _foreign_out(c: dict, d: Path, fx: Path) -> None:
-    (d / "out").mkdir()
-    (d / "out" / "thesis.tex").write_text("precious", encoding="utf-8")
-
-
-def _out_is_file(c: dict, d: Path, fx: Path) -> None:
-    (d / "out").write_text("not a folder", encoding="utf-8")
-
-
-def _inv_dir(c: dict, d: Path, fx: Path) -> None:
+def inv_dir(c: dict, d: Path, fx: Path) -> None:
     (d / "inventory_dir.nc").mkdir()
     c["prior"]["inventories"][0]["path"] = str(d / "inventory_dir.nc")
 
@@ -429,6 +442,13 @@ def _cases() -> list[Case]:
              error(2, "observations[0].options", "'hours'")))  # fmt: skip
     add(Case("obspack_option_species_ch4", "tower",
              conf("observations[0].options", {"species": "ch4"}), error(3, "ch4")))  # fmt: skip
+    add(Case("obspack_option_intake_list", "tower",
+             conf("observations[0].options", {"intake_height": [1, 2]}),
+             error(2, "observations[0].options", "'intake_height'")))  # fmt: skip
+    add(Case("obspack_icos_smr_varying_negative", "tower", obs_nc(_varying_negative("icos_SMR")),
+             error(3, "htm.nc", "variable 'icos_SMR'")))  # fmt: skip
+    add(Case("obspack_lat_lon_swapped", "tower", obs_nc(_swap_vars("latitude", "longitude")),
+             error(3, "htm.nc", "outside the domain")))  # fmt: skip
     add(Case("obspack_wrong_format_name", "tower", conf("observations[0].format", "obspak"),
              error(2, "observations[0].format")))  # fmt: skip
     add(Case("obspack_format_mismatch_csv", "tower", conf("observations[0].format",
@@ -460,6 +480,14 @@ def _cases() -> list[Case]:
     ):
         add(Case(f"tower_csv_{name}", "stilt", obs_csv(line + "\n"), exp))
     good = CSV_ROW
+    second = CSV_ROW.replace("T00:00:00Z", "T01:00:00Z")
+    add(Case("tower_csv_unc_empty_one_row", "stilt", obs_csv(good + second.replace(",0.2", ",")),
+             dropped("missing uncertainty")))  # fmt: skip
+    add(Case("tower_csv_lon_nan_one_row", "stilt",
+             obs_csv(good + second.replace("-112.0", "nan")), dropped("missing position")))  # fmt: skip
+    add(Case("tower_csv_std_negative", "stilt",
+             obs_csv(good.strip() + ",-0.3\n", CSV_HEAD.strip() + ",std\n"),
+             error(3, "obs.csv", "'std'")))  # fmt: skip
     add(Case("tower_csv_header_only", "stilt", obs_csv(""), error(3, "obs.csv")))
     add(Case("tower_csv_missing_value_column", "stilt",
              obs_csv("2015-12-10T00:00:00Z,RCP,40.5,-112.0,5,0.2\n",
@@ -515,7 +543,7 @@ def _cases() -> list[Case]:
     add(Case("edgar_empty_file", "tower", raw_file("inv", b""), error(3, "inv_broken.nc")))
     add(Case("edgar_text_file", "tower", raw_file("inv", b"lat,lon,flux\n"),
              error(3, "inv_broken.nc")))  # fmt: skip
-    add(Case("edgar_path_is_directory", "tower", _inv_dir,
+    add(Case("edgar_path_is_directory", "tower", inv_dir,
              error(2, "prior.inventories[0].path")))  # fmt: skip
     add(Case("edgar_missing_file", "tower", conf("prior.inventories[0].path", "/nonexistent.nc"),
              error(2, "prior.inventories[0].path")))  # fmt: skip
@@ -532,6 +560,11 @@ def _cases() -> list[Case]:
     add(Case("edgar_bbox_outside", "tower",
              conf("prior.inventories[0].options", {"bbox": [100, -10, 110, 0]}),
              error(3, "edgar")))  # fmt: skip
+    add(Case("edgar_option_year_text", "tower",
+             conf("prior.inventories[0].options", {"year": "twenty"}),
+             error(2, "prior.inventories[0].options", "'year'")))  # fmt: skip
+    add(Case("edgar_lon_nan", "tower", inv_nc(_nan_coord("lon")),
+             error(3, "edgar_v6.0", "coordinate 'lon'")))  # fmt: skip
     add(Case("edgar_unknown_format", "tower", conf("prior.inventories[0].format", "edger"),
              error(2, "prior.inventories[0].format")))  # fmt: skip
     add(Case("edgar_wrong_format_odiac", "tower", conf("prior.inventories[0].format", "odiac"),
@@ -552,6 +585,13 @@ def _cases() -> list[Case]:
              error(3, FP_NAME, "coordinate y (latitude)")))  # fmt: skip
     add(Case("stilt_lat_beyond_90", "stilt", fp_nc(_scale_coord("lat", 3.0)),
              error(3, FP_NAME, "coordinate y (latitude)")))  # fmt: skip
+    add(Case("stilt_lon_beyond_360", "stilt", fp_nc(_shift_coord("lon", 720.0)),
+             error(3, FP_NAME, "coordinate x (longitude)")))  # fmt: skip
+    add(Case("stilt_units_pmol", "stilt", fp_nc(attr("foot", "units", "ppm (pmol-1 m2 s)")),
+             error(3, FP_NAME, "absurd")))  # fmt: skip
+    add(Case("stilt_option_wrong_type", "stilt",
+             conf("transport.footprint_options", {"backtime_hours": "long"}),
+             error(2, "transport.footprint_options", "'backtime_hours'")))  # fmt: skip
     add(Case("stilt_variable_renamed", "stilt", fp_nc(_rename("foot", "bar")), error(3, FP_NAME)))
     add(Case("stilt_truncated", "stilt", raw_file("fp", lambda b: b[: len(b) // 2]),
              error(3, FP_NAME)))  # fmt: skip
@@ -599,121 +639,12 @@ def _cases() -> list[Case]:
     return out
 
 
-def _config_cases() -> list[Case]:
-    out: list[Case] = []
-    add = out.append
-    s = "synth"
-    for key, value, frag in (
-        ("domain.nx", 1, "domain.nx"),
-        ("domain.nx", "ten", "domain.nx"),
-        ("domain.nx", 5000, "domain.nx"),
-        ("domain.resolution_m", -1000.0, "domain.resolution_m"),
-        ("domain.resolution_m", 0.0, "domain.resolution_m"),
-        ("domain.center_lat", 95.0, "domain.center_lat"),
-        ("domain.center_lon", 200.0, "domain.center_lon"),
-        ("domain.colour", "blue", "domain.colour"),
-        ("period.start", "2024-13-45", "period.start"),
-        ("period.end", "2024-06-01T00:00:00", "period"),
-        ("period.step", "fortnightly", "period.step"),
-        ("period.end", 0, "period"),  # 1970 with a UTC offset: once a raw TypeError
-        ("period.step", "-1D", "period.step"),
-        ("period.step", "7h", "period"),
-        ("prior.relative_std", -0.5, "prior.relative_std"),
-        ("prior.relative_std", 0.0, "prior.relative_std"),
-        ("prior.floor_std", -1.0, "prior.floor_std"),
-        ("inversion.method", "magic", "inversion.method"),
-        ("inversion.spatial_length_km", -4.0, "inversion.spatial_length_km"),
-        ("inversion.temporal_length_h", 0.0, "inversion.temporal_length_h"),
-        ("inversion.spatial_kind", "triangular", "inversion.spatial_kind"),
-        ("inversion.memory_budget_gib", -1.0, "inversion.memory_budget_gib"),
-        ("inversion.cg.tol", 2.0, "inversion.cg.tol"),
-        ("inversion.cg.rank", "most", "inversion.cg.rank"),
-        ("background.method", "guess", "background.method"),
-        ("background.offsets.std_ppm", -1.0, "background.offsets.std_ppm"),
-        ("background.offsets.by", "planet", "background.offsets.by"),
-        ("synthetic.n_towers", -3, "synthetic.n_towers"),
-        ("synthetic.seed", "abc", "synthetic.seed"),
-        ("synthetic.truth.prior_error_scale", -1.0, "synthetic.truth.prior_error_scale"),
-        ("output.figures", "maybe", "output.figures"),
-        ("batch.window", "soon", "batch.window"),
-        ("batch.window", "0D", "batch.window"),
-        ("batch.overlap", "-1D", "batch.overlap"),
-        ("batch.retries", -1, "batch.retries"),
-        ("batch.cluster.kind", "cloud", "batch.cluster.kind"),
-        ("batch.cluster.kind", "address", "batch.cluster"),
-        ("qc.bounds_ppm", {"tower": [500, 300]}, "qc.bounds_ppm"),
-        ("qc.bounds_ppm", {"balloon": [300, 500]}, "qc.bounds_ppm"),
-        ("qc.max_error_ppm", 0.0, "qc.max_error_ppm"),
-        ("transport.model", "teleport", "transport.model"),
-        ("transport.subcell", 0, "transport.subcell"),
-        ("transport.time_tolerance", "a while", "transport.time_tolerance"),
-        ("observation_errors.transport", -1.0, "observation_errors"),
-        ("unknown_section", {"a": 1}, "unknown_section"),
-        ("domain", None, "domain"),
-        ("period", None, "period"),
-    ):
-        add(Case(f"config_{key}_{value}".replace(" ", "_"), s, conf(key, value), error(2, frag)))
-    add(Case("config_synthetic_and_observations", s,
-             conf("observations", [{"path": "x.nc"}]), error(2, "observations")))  # fmt: skip
-    add(Case("config_synthetic_lonlat_domain", s,
-             conf("domain", {"bounds": [8, 47, 9, 48], "resolution_deg": 0.1}),
-             error(2, "domain")))  # fmt: skip
-    add(Case("config_real_without_met", "tower", conf("transport.met", None),
-             error(2, "transport.met")))  # fmt: skip
-    add(Case("config_real_without_inventories", "tower", conf("prior.inventories", []),
-             error(2, "prior.inventories")))  # fmt: skip
-    add(
-        Case(
-            "config_lonlat_bounds_inverted",
-            "stilt",
-            conf("domain.bounds", [-111.8, 40.4, -112.2, 40.8]),
-            error(2, "domain"),
-        )
-    )
-    add(Case("config_top_level_list", s, lambda c, d, fx: None, error(2, "mapping"),
-             args=("--raw", "- a\n- b\n")))  # fmt: skip
-    add(Case("config_yaml_syntax", s, lambda c, d, fx: None, error(2, "YAML"),
-             args=("--raw", "domain: {nx: [1, 2\n")))  # fmt: skip
-    add(Case("config_empty_file", s, lambda c, d, fx: None, error(2, "mapping"),
-             args=("--raw", "")))  # fmt: skip
-    add(Case("set_malformed_key", s, lambda c, d, fx: None, error(2, "--set"),
-             args=("--set", "domain..nx=3")))  # fmt: skip
-    add(Case("set_no_equals", s, lambda c, d, fx: None, error(2, "--set"),
-             args=("--set", "domain.nx")))  # fmt: skip
-    add(Case("set_bad_yaml", s, lambda c, d, fx: None, error(2, "--set"),
-             args=("--set", "domain.nx=[1,")))  # fmt: skip
-    add(Case("set_index_out_of_range", "tower", lambda c, d, fx: None, error(2, "--set"),
-             args=("--set", "observations[5].error_ppm=1")))  # fmt: skip
-    # output folders
-    add(Case("output_is_a_file", s, _out_is_file, error(2, "not a folder")))
-    add(Case("output_holds_foreign_files", s, _foreign_out, error(2, "thesis.tex")))
-    add(Case("batch_output_is_a_file", s, _out_is_file, error(2, "not a folder"),
-             command="batch"))  # fmt: skip
-    add(Case("batch_window_not_multiple_of_step", s,
-             chain(conf("batch.window", "36h"), conf("batch.cluster.processes", False)),
-             error(2, "batch.window"), command="batch"))  # fmt: skip
-    add(Case("batch_slurm_without_jobqueue", s, conf("batch.cluster.kind", "slurm"),
-             error(2, "dask-jobqueue"), command="batch"))  # fmt: skip
-    # memory: estimated and refused before the work, with the number
-    add(Case("memory_huge_grid_10m", s,
-             chain(conf("domain.nx", 2000), conf("domain.ny", 2000), conf("domain.resolution_m", 10.0),
-                   conf("period.end", "2024-06-10T00:00:00"), conf("period.step", "6h")),
-             error(3, "GiB")))  # fmt: skip
-    add(Case("memory_budget_tiny", s, conf("inversion.memory_budget_gib", 1e-6), error(3, "GiB")))
-    add(Case("memory_budget_tiny_cg", s,
-             chain(conf("inversion.memory_budget_gib", 1e-6), conf("inversion.method", "cg")),
-             error(3, "GiB")))  # fmt: skip
-    # validate refuses what run would refuse on its files
-    add(Case("validate_inventory_directory", "tower", _inv_dir,
-             error(2, "prior.inventories[0].path"), command="validate"))  # fmt: skip
-    add(Case("validate_missing_obs", "tower", conf("observations[0].path", "/nonexistent.nc"),
-             error(2, "observations[0].path"), command="validate"))  # fmt: skip
-    return out
-
-
 def all_cases() -> list[Case]:
     """Every case of the corpus (names are unique)."""
-    cases = _cases() + _config_cases()
+    from corpus_config import config_cases
+    from corpus_readers import reader_cases
+
+    cases = _cases() + config_cases() + reader_cases()
     names = [c.name for c in cases]
     assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
     return cases

@@ -9,14 +9,17 @@ a silent wrong answer, a raw traceback, a hang or an unclear message. No case is
 
 from __future__ import annotations
 
+import re
+
 import pytest
-from corpus_cases import all_cases, classify, run_case
+from corpus_cases import Case, all_cases, classify, run_case, warned
+from corpus_readers import BASES
 
 CASES = all_cases()
 
 
 def test_corpus_is_large_enough():
-    assert len(CASES) >= 150
+    assert len(CASES) >= 210
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -29,3 +32,15 @@ def test_broken_input(case, tmp_path, fixtures_dir):
         f"{case.expect.fragment!r}{kind}, got exit "
         f"{outcome.code}: {outcome.escaped or outcome.text[-2000:]}"
     )
+
+
+@pytest.mark.parametrize("base", sorted(BASES))
+def test_reader_bases_run(base, tmp_path, fixtures_dir):
+    """Each base of the new readers' cases is valid unbroken (``cityflux validate`` builds the
+    whole case: exit 0 with observations used), so that a case fails because of what it
+    breaks."""
+    case = Case(f"base_{base}", BASES[base], lambda c, d, fx: None, warned(""), "validate")
+    outcome = run_case(case, tmp_path / "case", fixtures_dir)
+    assert outcome.code == 0, outcome.escaped or outcome.text[-2000:]
+    n_obs = re.search(r"n_obs = (\d+)", " ".join(outcome.text.split()))
+    assert n_obs is not None and int(n_obs.group(1)) >= 1, outcome.text[-2000:]

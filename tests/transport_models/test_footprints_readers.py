@@ -344,3 +344,19 @@ def test_swapped_or_scaled_coordinates_refused(tmp_path, change, coord):
     _edit(p, change)
     with pytest.raises(FootprintError, match=rf"{p.name}: coordinate {coord} .* degrees, beyond"):
         read_footprint(p)
+
+
+def test_flexpart_nan_refused_not_summed_away(tmp_path):
+    """NaN in spec001_mr is refused (the sum over age classes once skipped it: an all-zero
+    footprint and exit 0)."""
+    p = tmp_path / "grid_time_nan.nc"
+    with xr.open_dataset(FLEXPART) as ds:
+        sub = ds.isel(pointspec=[0], numpoint=[0], time=slice(0, 4)).load()
+    v = sub["spec001_mr"].values.copy()
+    v[..., 2, 0, 10, 10] = np.nan
+    sub["spec001_mr"] = (sub["spec001_mr"].dims, v, sub["spec001_mr"].attrs)
+    sub.to_netcdf(p)
+    with pytest.raises(
+        FootprintError, match=r"grid_time_nan\.nc: variable 'spec001_mr' holds 1 NaN"
+    ):
+        read_footprint(p)

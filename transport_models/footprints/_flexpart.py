@@ -128,7 +128,7 @@ def read_flexpart(
         if not h > 0:
             raise FootprintError(f"{path}: lowest output height {h} m is not positive")
         if "nageclass" in da.dims:
-            da = da.sum("nageclass")
+            da = da.sum("nageclass", skipna=False)  # NaN stays NaN: refused below
         da = da.isel(height=0).transpose("pointspec", "time", "latitude", "longitude")
         times = decoded_times(ds["time"].values, "time", ds["time"].attrs.get("units"), path)
         values = load_values(da, path)

@@ -254,7 +254,8 @@ def read_boundary_sensitivity(
         for side, name in zip(_SIDES, names, strict=True):
             da = ds[name]
             along = [d for d in da.dims if d not in ("time", "height")]
-            v = load_values(da.sum(along).transpose("time", "height"), path).astype(float)
+            v = load_values(da.sum(along, skipna=False).transpose("time", "height"), path)
+            v = v.astype(float)
             if not np.isfinite(v).all():
                 raise FootprintError(f"{path}: {name} holds NaN/inf values")
             if resolve == "side":
