@@ -12,7 +12,7 @@ positive by the quadrature sum.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ from cityflux._config_batch import QCConfig
 __all__ = [
     "ABSURD_FLUX",
     "ABSURD_SENSITIVITY",
+    "check_distinct_inventories",
     "check_inventory",
     "check_operator",
     "naming",
@@ -199,6 +200,39 @@ def check_inventory(native: xr.DataArray, path: Path) -> None:
         f"value(s) (|flux| > {ABSURD_FLUX:g} µmol m-2 s-1 after unit conversion), first "
         f"{v[idx]:.4g} at {where}; fix the file or its units"
     )
+
+
+def check_distinct_inventories(inventories: Sequence) -> None:
+    """Refuse an inventory listed twice (the same bytes read with the same format, options and
+    sector, under the same or another name): its emissions would be summed twice.
+
+    Raises
+    ------
+    cityflux.config.ConfigError
+        Naming both ``prior.inventories[i]`` keys and the files.
+    """
+    from cityflux._files import sha256_file_cached
+    from cityflux.config import ConfigError
+
+    def key(inv) -> tuple:
+        return (inv.format, inv.sector, repr(sorted(inv.options.items())))
+
+    seen: dict[tuple, int] = {}
+    for j, inv in enumerate(inventories):
+        if not Path(inv.path).is_file():
+            continue  # folders and missing files are refused by the readers with their keys
+        k = (Path(inv.path).stat().st_size, *key(inv))
+        i = seen.setdefault(k, j)
+        if i == j:
+            continue
+        first = inventories[i]
+        if sha256_file_cached(Path(first.path)) == sha256_file_cached(Path(inv.path)):
+            msg = (
+                f"prior.inventories[{j}] ({inv.path}) holds the same file as "
+                f"prior.inventories[{i}] ({first.path}) with the same format, sector and "
+                "options: its emissions would be counted twice; remove one of them"
+            )
+            raise ConfigError(msg, [(f"prior.inventories[{j}]", msg)])
 
 
 def check_operator(H, obs: xr.Dataset, state, transport: str) -> None:

@@ -295,6 +295,31 @@ def _swap_vars(a: str, b: str) -> Callable[[xr.Dataset], xr.Dataset]:
     return lambda ds: ds.rename({a: "swap_tmp"}).rename({b: a}).rename({"swap_tmp": b})
 
 
+def _twice(section: str, copy: bool) -> Edit:
+    """List the first source of ``section`` (dotted) twice, the second time as a copy."""
+
+    def edit(c: dict, d: Path, fx: Path) -> None:
+        node = c
+        for k in section.split("."):
+            node = node[k]
+        again = dict(node[0])
+        if copy:
+            src = Path(again["path"])
+            again["path"] = str(d / f"copy_{src.name}")
+            Path(again["path"]).write_bytes(src.read_bytes())
+        node.append(again)
+
+    return edit
+
+
+def _points(rows: str, options: dict) -> Edit:
+    def edit(c: dict, d: Path, fx: Path) -> None:
+        (d / "points.csv").write_text("name,lon,lat,emission,units,sector\n" + rows)
+        c["prior"]["point_sources"] = {"path": str(d / "points.csv"), "options": options}
+
+    return edit
+
+
 def _drop(var: str) -> Callable[[xr.Dataset], xr.Dataset]:
     return lambda ds: ds.drop_vars(var)
 
@@ -449,6 +474,11 @@ def _cases() -> list[Case]:
              error(3, "htm.nc", "variable 'icos_SMR'")))  # fmt: skip
     add(Case("obspack_lat_lon_swapped", "tower", obs_nc(_swap_vars("latitude", "longitude")),
              error(3, "htm.nc", "outside the domain")))  # fmt: skip
+    # the same data twice would count twice (once exit 0 with 64 observations)
+    add(Case("obspack_listed_twice", "tower", _twice("observations", copy=False),
+             error(3, "co2_htm", "more than one source")))  # fmt: skip
+    add(Case("obspack_copy_listed_twice", "tower", _twice("observations", copy=True),
+             error(3, "copy_co2_htm", "more than one source")))  # fmt: skip
     add(Case("obspack_wrong_format_name", "tower", conf("observations[0].format", "obspak"),
              error(2, "observations[0].format")))  # fmt: skip
     add(Case("obspack_format_mismatch_csv", "tower", conf("observations[0].format",
@@ -565,10 +595,29 @@ def _cases() -> list[Case]:
              error(2, "prior.inventories[0].options", "'year'")))  # fmt: skip
     add(Case("edgar_lon_nan", "tower", inv_nc(_nan_coord("lon")),
              error(3, "edgar_v6.0", "coordinate 'lon'")))  # fmt: skip
+    # the same inventory twice would be summed twice (once exit 0 with twice the prior)
+    add(Case("edgar_listed_twice", "tower", _twice("prior.inventories", copy=False),
+             error(2, "prior.inventories[1]", "counted twice")))  # fmt: skip
+    add(Case("edgar_copy_listed_twice", "tower", _twice("prior.inventories", copy=True),
+             error(2, "prior.inventories[1]", "copy_edgar", "counted twice")))  # fmt: skip
     add(Case("edgar_unknown_format", "tower", conf("prior.inventories[0].format", "edger"),
              error(2, "prior.inventories[0].format")))  # fmt: skip
     add(Case("edgar_wrong_format_odiac", "tower", conf("prior.inventories[0].format", "odiac"),
              error(3, "edgar_v6")))  # fmt: skip
+    # ---- point sources (a CSV beside the EDGAR prior; one plant at Hyltemossa)
+    plant = "P1,13.42,56.10,1.0,Mt CO2 yr-1,energy\n"
+    for name, rows, options, exp in (
+        ("lon_lat_swapped", "P1,56.10,13.42,1.0,Mt CO2 yr-1,energy\n", {},
+         error(3, "points.csv", "none of the 1 point sources")),
+        ("lat_95", plant.replace("56.10", "95.0"), {}, error(3, "points.csv", "beyond ±90")),
+        ("absurd", plant.replace(",1.0,", ",1e30,"), {}, error(3, "points.csv", "absurd")),
+        ("nan", plant.replace(",1.0,", ",nan,"), {}, error(3, "points.csv", "non-finite")),
+        ("negative", plant.replace(",1.0,", ",-1.0,"), {}, error(3, "points.csv", "negative")),
+        ("units_unknown", plant.replace("Mt CO2 yr-1", "furlongs yr-1"), {},
+         error(3, "points.csv", "furlongs")),
+        ("unknown_option", plant, {"bogus": 1}, error(2, "prior.point_sources.options", "bogus")),
+    ):  # fmt: skip
+        add(Case(f"points_{name}", "tower", _points(rows, options), exp))
     # ---- footprints (STILT copies)
     for v, tag in ((1e30, "1e30"), (np.nan, "nan"), (np.inf, "inf"), (-1.0, "negative")):
         add(Case(f"stilt_cell_{tag}", "stilt", fp_nc(setv("foot", v, 20000)),
@@ -629,6 +678,20 @@ def _cases() -> list[Case]:
     add(Case("met_hours_missing", "tower", _met_csv(MET_HEAD + "2016-12-13T00:00:00,5,250,800,D\n"),
              error(3, "met")))  # fmt: skip
     add(Case("met_empty", "tower", _met_csv(""), error(3, "met.csv")))
+    # physically impossible met and units mistakes (once exit 0)
+    for name, r, what in (
+        ("wind_150", ok_row.replace(",5,", ",150,"), "wind_speed"),
+        ("blh_50000", ok_row.replace(",800,", ",50000,"), "boundary_layer_height"),
+        ("pressure_pa", ok_row.replace(",D", ",D,101325"), "pressure"),
+        ("temperature_celsius", ok_row.replace(",D", ",D,15"), "temperature"),
+    ):
+        head = MET_HEAD.strip() + {"pressure_pa": ",pressure", "temperature_celsius":
+                                   ",temperature"}.get(name, "") + "\n"  # fmt: skip
+        rows = _met_rows(r).split("\n", 1)[1]
+        add(Case(f"met_{name}", "tower", _met_csv(head + rows), error(3, "met.csv", what)))
+    for v in (4000.0, 0.0004):
+        add(Case(f"background_value_{v:g}", "tower", conf("background.value_ppm", v),
+                 error(2, "background.value_ppm", "plausible")))  # fmt: skip
     # ---- regions
     add(Case("regions_not_json", "tower", _regions("{not json"), error(3, "regions.geojson")))
     add(Case("regions_no_features", "tower",

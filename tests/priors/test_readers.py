@@ -375,3 +375,24 @@ def test_edgar_coordinates_out_of_range_refused(fixtures_dir, tmp_path, change, 
 def test_edgar_bbox_of_wrong_length_refused(fixtures_dir):
     with pytest.raises(TypeError, match=r"option 'bbox' = \[1, 2\] has the wrong type"):
         priors.read_inventory(fixtures_dir / EDGAR, bbox=[1, 2])
+
+
+def test_point_sources_out_of_range_refused_outside_warned(tmp_path, caplog):
+    """A latitude beyond ±90 (swapped columns) is refused naming the file and the source;
+    sources outside the grid are dropped with a warning and counted."""
+    p = tmp_path / "plants.csv"
+    p.write_text(
+        "name,lon,lat,emission,units\nA,13.4,56.1,1,Mt CO2 yr-1\nB,56.1,93.4,1,Mt CO2 yr-1\n"
+    )
+    with pytest.raises(ValueError, match=r"plants\.csv: 1 point source\(s\) .* \(first 'B'"):
+        priors.read_point_sources(p)
+    q = tmp_path / "two.csv"
+    q.write_text(
+        "name,lon,lat,emission,units\nA,13.4,56.1,1,Mt CO2 yr-1\nB,56.1,13.4,1,Mt CO2 yr-1\n"
+    )
+    from inversion import Grid
+
+    grid = Grid.from_bounds("EPSG:4326", (13.0, 55.8, 13.8, 56.4), 0.1)
+    placed = priors.place_point_sources(priors.read_point_sources(q), grid)
+    assert placed.n_outside == 1 and placed.names == ("A",)
+    assert "1 of 2 point sources lie outside the grid" in caplog.text
