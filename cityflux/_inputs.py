@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cityflux._config_batch import DEFAULT_BOUNDS_PPM
+
 if TYPE_CHECKING:  # pragma: no cover
     from cityflux.config import CityfluxConfig
 
@@ -114,9 +116,30 @@ def _prior_problems(cfg: CityfluxConfig) -> list[tuple[str, str]]:
     return out
 
 
+def _background_problems(cfg: CityfluxConfig) -> list[tuple[str, str]]:
+    """A constant background outside every kind's plausible range (``qc.bounds_ppm``): a value
+    in the wrong units (0.0004 for 400 ppm) or a typo would make every enhancement absurd."""
+    bg = cfg.background
+    if bg.method != "constant" or bg.value_ppm is None:
+        return []
+    qc = cfg.qc
+    lo = min(qc.bounds(k)[0] for k in DEFAULT_BOUNDS_PPM)
+    hi = max(qc.bounds(k)[1] for k in DEFAULT_BOUNDS_PPM)
+    if lo <= bg.value_ppm <= hi:
+        return []
+    msg = (
+        f"{bg.value_ppm:g} ppm lies outside the plausible CO2 mole fractions [{lo:g}, {hi:g}] "
+        "ppm of every observation kind (qc.bounds_ppm); the background is a mole fraction in "
+        "ppm (400 ppm, not 0.0004 mol mol-1)"
+    )
+    return [("background.value_ppm", msg)]
+
+
 def input_problems(cfg: CityfluxConfig) -> list[tuple[str, str]]:
-    """Every problem with the input files of ``cfg`` (empty list when all is well)."""
+    """Every problem with the input files of ``cfg`` (empty list when all is well), and a
+    constant background outside the plausible range of the observations."""
     out = _observation_problems(cfg) + _transport_problems(cfg) + _prior_problems(cfg)
+    out += _background_problems(cfg)
     if cfg.regions is not None and not (cfg.regions.path.is_file() or cfg.regions.path.is_dir()):
         out.append(_missing("regions.path", cfg.regions.path))
     from cityflux._config_metrology import metrology_input_problems

@@ -3,13 +3,17 @@
 A :class:`Registry` maps format names to reader functions ``reader(path, **options)``. When no
 format is given, :meth:`Registry.detect` opens the file once as a :class:`FileProbe` (magic bytes,
 NetCDF header or the first text lines, never the data) and asks each format's ``sniff(probe)`` in
-priority order. Options are checked against the reader's signature before the file is read.
+priority order. Options are checked against the reader's signature before the file is read:
+their names, and their values against the parameters' type annotations (pydantic, lax mode:
+a YAML list fits the tuple the reader declares).
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
+import typing
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -220,6 +224,34 @@ def _zarr_header(path: Path):
         return {}, {}, {}, str(exc)
 
 
+def _plain(value: Any) -> Any:
+    """numpy scalars and arrays as Python objects (for validation against annotations)."""
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic) and not isinstance(value, np.datetime64 | np.timedelta64):
+        return value.item()
+    return value
+
+
+@functools.cache
+def _option_adapter(reader: Callable[..., Any], key: str) -> Any:
+    """A pydantic TypeAdapter for the annotation of ``reader``'s parameter ``key`` (or None)."""
+    try:
+        hint = typing.get_type_hints(reader).get(key)
+    except Exception:  # an annotation that cannot be resolved is not checked
+        return None
+    if hint is None or hint is Any:
+        return None
+    from pydantic import ConfigDict, TypeAdapter
+
+    try:
+        return TypeAdapter(hint, config=ConfigDict(arbitrary_types_allowed=True))
+    except Exception:  # a type pydantic cannot check (callables, protocols)
+        return None
+
+
 @dataclass(frozen=True)
 class ReaderEntry:
     """One registered format: its reader, sniffer, priority and one-line description."""
@@ -360,7 +392,18 @@ class Registry:
         )
 
     def check_options(self, name: str, options: Mapping[str, Any]) -> None:
-        """Raise :class:`ReaderOptionError` naming any option ``name``'s reader does not take."""
+        """Check ``options`` against the signature of ``name``'s reader.
+
+        Each value is validated against its parameter's type annotation (pydantic, lax mode:
+        ``[10, 18]`` fits ``tuple[float, float]``); options whose annotation cannot be resolved
+        are not checked. The reader gets the values as given.
+
+        Raises
+        ------
+        ReaderOptionError
+            (a ``TypeError`` and ``ValueError``) naming an option the reader does not take, or
+            an option whose value does not fit its type (what was expected, what was found).
+        """
         accepted = self.get(name).options
         if accepted is None:
             return
@@ -370,6 +413,23 @@ class Registry:
                 f"{self.what} reader {name!r} does not accept option(s) {unknown}; accepted "
                 f"options: {sorted(accepted)}. Check the spelling in the reader options"
             )
+        reader = self.get(name).reader
+        for key, value in options.items():
+            adapter = _option_adapter(reader, key)
+            if adapter is None:
+                continue
+            try:
+                adapter.validate_python(_plain(value))
+            except ValueError as err:  # pydantic.ValidationError
+                why = "; ".join(e["msg"] for e in getattr(err, "errors", list)()[:3]) or str(err)
+                expected = accepted[key].annotation
+                if not isinstance(expected, str):
+                    expected = getattr(expected, "__name__", str(expected))
+                raise ReaderOptionError(
+                    f"{self.what} reader {name!r}: option {key!r} = {value!r} has the wrong "
+                    f"type or shape: expected {expected} ({why}). Fix the value in the reader "
+                    "options"
+                ) from None
 
     def resolve(self, path: str | Path, format: str | None, options: Mapping[str, Any]) -> str:
         """Check the path, detect the format when None, check the options; return the name."""

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from ._exceptions import ObservationFormatError, ScaleMismatchWarning
@@ -98,6 +99,44 @@ def check_scales(ds: xr.Dataset) -> list[str]:
     return msgs
 
 
+def _set_name(ds: xr.Dataset, i: int) -> str:
+    if ds.attrs.get("source_file"):
+        return str(ds.attrs["source_file"])
+    if "qc_report" in ds.attrs:
+        return qc_report(ds).sources[0].source
+    return f"set {i}"
+
+
+def _refuse_shared_records(parts: Sequence[xr.Dataset], names: Sequence[str]) -> None:
+    """Refuse records (kind, site, time, position, height) held by more than one set: the same
+    file twice, a copy, or overlapping releases would count each observation twice."""
+    if len(parts) < 2:
+        return
+    cols = {
+        "set": np.repeat(np.arange(len(parts)), [p.sizes["obs"] for p in parts]),
+        **{k: np.concatenate([p[k].values.astype(str) for p in parts]) for k in ("kind", "site")},
+        "time": np.concatenate([p["time"].values.astype("datetime64[ns]") for p in parts]),
+        **{k: np.concatenate([np.round(p[k].values.astype(float), 6) for p in parts])
+           for k in ("lat", "lon", "alt")},
+    }  # fmt: skip
+    df = pd.DataFrame(cols)
+    sets_per = df.groupby(["kind", "site", "time", "lat", "lon", "alt"], dropna=False)["set"]
+    shared = df[sets_per.transform("nunique") > 1]
+    if shared.empty:
+        return
+    first = shared.iloc[0]
+    both = sorted(set(shared["set"]))
+    n = len(shared.drop_duplicates(["kind", "site", "time", "lat", "lon", "alt"]))
+    when = np.datetime_as_string(np.datetime64(first["time"], "s"))
+    raise ObservationFormatError(
+        f"{n} observation records appear in more than one source "
+        f"({', '.join(names[i] for i in both)}): same kind, site, time, position and height, "
+        f"e.g. {first['kind']} site {first['site']!r} at {when}; the same "
+        "observations twice would count twice in the inversion: remove the duplicated source "
+        "(a file listed twice, a copy of it, or overlapping releases of one record)"
+    )
+
+
 def combine(sets: Sequence[xr.Dataset]) -> xr.Dataset:
     """Concatenate ObservationSets along ``obs``.
 
@@ -109,7 +148,8 @@ def combine(sets: Sequence[xr.Dataset]) -> xr.Dataset:
     Raises
     ------
     ValueError
-        When ``sets`` is empty or the species differ.
+        When ``sets`` is empty, the species differ, or a record (kind, site, time, position,
+        height) appears in more than one set (counted twice otherwise).
     """
     if not sets:
         raise ValueError("combine: empty list of ObservationSets")
@@ -143,6 +183,7 @@ def combine(sets: Sequence[xr.Dataset]) -> xr.Dataset:
             dtype = ref.dtype if ref.dtype.kind in "UO" else "float64"
             part[name] = (ref.dims, np.full(shape, fill, dtype=dtype), dict(ref.attrs))
         parts[i] = part
+    _refuse_shared_records(parts, [_set_name(ds, i) for i, ds in enumerate(sets)])
     out = xr.concat(parts, dim="obs", data_vars="all", coords="minimal", join="outer")
     out["alt"].attrs = {"units": "m", "reference": refs.pop() if len(refs) == 1 else "mixed"}
     if out["alt"].attrs["reference"] == "mixed":

@@ -2,7 +2,9 @@
 layout (TanSat-like, FORMATS.md); quality, domain and time filters; super-observations.
 
 Levels are stored surface -> top of atmosphere (level 0 = surface); Lite files (space -> surface)
-are reversed.  A sounding keeps its own time (Lite ``time``: sounding time, UTC).
+are reversed (by their pressures: a file already surface first is read as it is, and that is
+stated).  A sounding keeps its own time (Lite ``time``: sounding time, UTC).  A negative
+uncertainty, or pressure weights of a kept sounding that do not sum to 1, are refused.
 """
 
 from __future__ import annotations
@@ -60,6 +62,56 @@ class ColumnRecords:
     attrs: dict = field(default_factory=dict)
     species: str = "co2"
     assumptions: dict = field(default_factory=dict)
+    unc_name: str = "xco2_uncertainty"  # the file's names, for messages
+    pw_name: str = "pressure_weight"
+
+
+#: Tolerance on the sum of a sounding's pressure weights (1) [1]; the same as the column
+#: sampler's (``transport_models.operator._rows.PRESSURE_WEIGHT_ATOL``).
+PRESSURE_WEIGHT_ATOL = 1e-4
+
+
+def surface_first(prof: dict[str, np.ndarray], expected: str, notes: dict) -> dict[str, np.ndarray]:
+    """(sounding, level) arrays ordered surface -> top by their pressures.
+
+    Levels whose median pressure increases along the level axis are top -> surface and are
+    reversed. When the file's order differs from the ``expected`` one of its format
+    (``"surface_to_top"`` or ``"top_to_surface"``), ``notes["level order"]`` says so.
+    """
+    p = prof["pressure"]
+    top_first = bool(np.nanmedian(p[:, 0]) < np.nanmedian(p[:, -1]))
+    if top_first:
+        prof = {k: v[:, ::-1] for k, v in prof.items()}
+    if top_first != (expected == "top_to_surface"):
+        notes["level order"] = (
+            "top -> surface in the file (pressure increasing); reversed"
+            if top_first
+            else "surface -> top in the file (pressure decreasing), not the documented "
+            "top -> surface; read as it is"
+        )
+    return prof
+
+
+def _check_column_values(rec: ColumnRecords, keep: np.ndarray) -> None:
+    """Refuse negative uncertainties and pressure weights that do not sum to 1 (kept
+    soundings), naming the file and the variable."""
+    neg = np.flatnonzero(np.isfinite(rec.unc) & (rec.unc < 0))
+    if neg.size:
+        raise ObservationFormatError(
+            f"{rec.source}: variable {rec.unc_name!r} holds {neg.size} negative uncertainties "
+            f"(first {float(rec.unc[neg[0]]):.4g} ppm at sounding {int(neg[0])}); an uncertainty "
+            "is >= 0 (it is never made positive): fix the file"
+        )
+    pw = rec.pw[keep]
+    total = np.where(np.isfinite(pw), pw, 0.0).sum(axis=1)
+    off = np.flatnonzero(np.abs(total - 1.0) > PRESSURE_WEIGHT_ATOL)
+    if off.size:
+        i = int(np.flatnonzero(keep)[off[0]])
+        raise ObservationFormatError(
+            f"{rec.source}: variable {rec.pw_name!r}: the pressure weights of {off.size} "
+            f"sounding(s) do not sum to 1 (sounding {i}: {float(total[off[0]]):.6g}); they are "
+            "fractions of the column: check the variable, its level order and padding"
+        )
 
 
 @dataclass(frozen=True)
@@ -137,6 +189,7 @@ def finalize_column(rec: ColumnRecords, opts: ColumnOptions) -> xr.Dataset:
         qc.drop(~inside, "outside domain")
     qc.require_nonempty()
     keep = qc.keep
+    _check_column_values(rec, keep)
     n_kept = int(keep.sum())
     overpass = _overpass_ids(rec.time[keep], None if rec.orbit is None else rec.orbit[keep],
                              opts.overpass_gap)  # fmt: skip
@@ -227,10 +280,6 @@ def _is_lite(probe: FileProbe) -> bool:
     return probe.is_netcdf and probe.has("xco2", "sounding_id")
 
 
-def _flip(a: np.ndarray) -> np.ndarray:
-    return a[:, ::-1]
-
-
 @register_reader(
     "oco_lite",
     sniff=_is_lite,
@@ -307,11 +356,13 @@ def read_oco_lite(
             ("apriori", "co2_profile_apriori"),
             ("pressure", "pressure_levels"),
         ):
-            prof[key] = _flip(read_float(get_var(nc, name, path), path))
+            prof[key] = read_float(get_var(nc, name, path), path)
         pv = get_var(nc, "pressure_levels", path)
         prof["pressure"] = prof["pressure"] * pressure_factor(
             getattr(pv, "units", "hPa"), where=f"{path}: variable 'pressure_levels'"
         )
+        notes: dict[str, str] = {}
+        prof = surface_first(prof, "top_to_surface", notes)
         altv = get_var(nc, "Sounding/altitude", path, required=False)
         alt = np.zeros(n) if altv is None else np.nan_to_num(read_float(altv, path))
         modev = get_var(nc, "Sounding/operation_mode", path, required=False)
@@ -336,6 +387,7 @@ def read_oco_lite(
             orbit=None if orbv is None else read_float(orbv, path),
             mode=None if modev is None else read_float(modev, path),
             attrs={"source_file": path.name, "platform": platform},
+            assumptions=notes,
             **prof,
         )
     opts = _column_opts(
@@ -439,6 +491,7 @@ def read_generic_column(
             scale=normalise_scale(getattr(nc, "calibration_scale", "")),
             orbit=None if ov is None else read_float(ov, path),
             attrs={"source_file": path.name, "platform": platform},
+            pw_name=weight_name,
             **prof,
         )
     return finalize_column(rec, opts)

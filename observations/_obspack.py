@@ -13,7 +13,8 @@ when stated there, else from an explicit option, and recorded in the QC report's
   or ``datetime`` (same stamps), else ``time_stamp=``.
 * Uncertainty: ``value_unc``, else ICOS ``icos_LTR``/``icos_SMR`` (in quadrature), plus
   ``value_std_dev``/sqrt(``nvalue``) as representation; options override.  Negative values
-  of these variables (sentinels such as -9.99 that differ from ``_FillValue``) are missing.
+  of these variables that all share one value (sentinels such as -9.99 that differ from
+  ``_FillValue``) are missing (noted); varying negative values are refused.
 """
 
 from __future__ import annotations
@@ -40,7 +41,13 @@ from ._io import (
     to_ppm_factor,
 )
 from ._registry import register_reader
-from ._tower_core import TowerOptions, TowerRecords, empty_error, finalize_tower
+from ._tower_core import (
+    TowerOptions,
+    TowerRecords,
+    empty_error,
+    finalize_tower,
+    negative_sentinels,
+)
 
 __all__ = ["read_obspack"]
 
@@ -169,27 +176,13 @@ def _flags(nc, attrs: dict, valid_flags, assume_valid: bool | None, path: Path, 
     )
 
 
-def _nonneg(arr: np.ndarray, name: str, path: Path, notes: dict) -> np.ndarray:
-    """Negative uncertainties / counts are sentinels for 'missing': NaN, counted, noted."""
-    bad = np.isfinite(arr) & (arr < 0)
-    if bad.any():
-        vals = sorted(set(np.round(arr[bad], 6).tolist()))[:3]
-        notes[f"{name} sentinels"] = (
-            f"{int(bad.sum())} negative values {vals} in variable {name!r} taken as missing "
-            "(they differ from its _FillValue)"
-        )
-        logger.warning("%s: variable %r: %s", path, name, notes[f"{name} sentinels"])
-        arr = np.where(bad, np.nan, arr)
-    return arr
-
-
 def _uncertainties(nc, path: Path, notes: dict):
     def var(name):
         if name not in nc.variables:
             return None
         v = nc.variables[name]
         factor = to_ppm_factor(getattr(v, "units", None), where=f"{path}: variable {name!r}")
-        return _nonneg(read_float(v, path), name, path, notes) * factor
+        return negative_sentinels(read_float(v, path), name, str(path), notes) * factor
 
     unc = var("value_unc")
     if unc is not None:
@@ -207,7 +200,9 @@ def _uncertainties(nc, path: Path, notes: dict):
     std = var("value_std_dev")
     nval = None
     if "nvalue" in nc.variables:
-        nval = _nonneg(read_float(nc.variables["nvalue"], path), "nvalue", path, notes)
+        nval = negative_sentinels(
+            read_float(nc.variables["nvalue"], path), "nvalue", str(path), notes
+        )
     notes["representation error"] = (
         "value_std_dev / sqrt(nvalue) (std of the records when averaged)"
         if std is not None
@@ -292,7 +287,8 @@ def read_obspack(
         n = vvar.shape[0] if vvar.ndim else 0
         if n == 0:
             raise empty_error(str(path), "dimension of 'value' has length 0")
-        factor = to_ppm_factor(getattr(vvar, "units", None), where=f"{path}: variable 'value'")
+        vunits = getattr(vvar, "units", None)
+        factor = to_ppm_factor(vunits, where=f"{path}: variable 'value'")
         value = read_float(vvar, path) * factor
         time = decode_cf_time(read_float(tvar, path), getattr(tvar, "units", ""), where=str(path))
         _check_time_components(nc, time, path)
@@ -325,6 +321,7 @@ def read_obspack(
         nvalue=nval,
         extra_bad=extra_bad,
         assumptions=notes,
+        value_origin=f"variable 'value' (units attribute {vunits!r})",
     )
     opts = TowerOptions(
         species, start, end, intake_height, hours, average, err_instrument, err_calibration,

@@ -23,7 +23,7 @@ import xarray as xr
 
 from ingest import FileProbe, pressure_factor
 
-from ._columns import ColumnOptions, ColumnRecords, finalize_column
+from ._columns import ColumnOptions, ColumnRecords, finalize_column, surface_first
 from ._exceptions import ObservationFormatError
 from ._io import decode_cf_time, get_var, normalise_scale, open_netcdf, read_float, to_ppm_factor
 from ._registry import register_reader
@@ -132,10 +132,10 @@ def read_openghg_column(
     pressure, pw, ak, prior = (
         np.broadcast_to(a, (n, nlev)).copy() for a in (pressure, pw, ak, prior)
     )
-    top_first = np.nanmedian(pressure[:, 0]) < np.nanmedian(pressure[:, -1])
-    if top_first:
-        pressure, pw, ak, prior = (a[:, ::-1] for a in (pressure, pw, ak, prior))
-        notes["level order"] = "top -> surface in the file (pressure increasing); reversed"
+    lev = surface_first(
+        {"pressure": pressure, "pw": pw, "ak": ak, "prior": prior}, "surface_to_top", notes
+    )
+    pressure, pw, ak, prior = lev["pressure"], lev["pw"], lev["ak"], lev["prior"]
     if scale is not None:
         chosen = normalise_scale(scale)
         notes["calibration scale"] = f"{chosen} (option scale)"
@@ -151,7 +151,8 @@ def read_openghg_column(
         alt=np.zeros(n), ak=ak, pw=pw, apriori=prior, pressure=pressure,
         site=np.full(n, site, dtype=object), scale=chosen,
         attrs={"source_file": path.name, "platform": str(attrs.get("platform", site))},
-        species=species, assumptions=notes,
+        species=species, assumptions=notes, unc_name=f"x{species}_uncertainty",
+        pw_name="pressure_weights",
     )  # fmt: skip
     notes.setdefault("surface altitude", "not in the file; alt = 0 m asl")
     opts = ColumnOptions(

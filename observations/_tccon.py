@@ -200,6 +200,7 @@ def read_tccon(
         fac = to_ppm_factor(getattr(xv, "units", None), where=f"{path}: variable {name!r}")
         value = read_float(xv, path) * fac
         ev = _error_var(nc, name, species, path)
+        ev_name = ev.name
         unc = read_float(ev, path) * to_ppm_factor(
             getattr(ev, "units", None), where=f"{path}: {ev.name}"
         )
@@ -272,7 +273,8 @@ def read_tccon(
         site=np.full(n, site, dtype=object), scale=chosen_scale,
         attrs={"source_file": path.name, "platform": "TCCON", "calibration_scale": chosen_scale,
                "x_variable": name, "file_format_version": gattrs.get("file_format_version", "")},
-        species=species, assumptions=notes,
+        species=species, assumptions=notes, unc_name=ev_name,
+        pw_name="pressure weights (computed from the prior pressures)",
     )  # fmt: skip
     opts = ColumnOptions(
         quality_flag=0, bbox=None, start=start, end=end, superobs=superobs,

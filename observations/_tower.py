@@ -17,7 +17,14 @@ from ingest import FileProbe
 from ._exceptions import MissingVariableError, ObservationFormatError
 from ._io import normalise_scale, stamp_offset, stamp_position, to_ppm_factor
 from ._registry import register_reader
-from ._tower_core import TowerOptions, TowerRecords, empty_error, finalize_tower
+from ._tower_core import (
+    TowerOptions,
+    TowerRecords,
+    empty_error,
+    finalize_tower,
+    negative_sentinels,
+    refuse_negative,
+)
 
 __all__ = ["read_icos_atc", "read_tower_csv"]
 
@@ -127,6 +134,14 @@ def read_icos_atc(
     std = pd.to_numeric(df.get("Stdev"), errors="coerce").to_numpy("float64") * factor
     nval = pd.to_numeric(df.get("NbPoints"), errors="coerce").to_numpy("float64")
     n = value.size
+    notes = {
+        "time_stamp": f"{found[0]} of the hour (from the header comments)",
+        "qc_flag": f"column 'Flag' (valid: {list(valid_flags)})",
+        "instrument error": "none in the file (0 unless err_instrument is given)",
+        "representation error": "Stdev / sqrt(NbPoints)",
+    }
+    std = negative_sentinels(std, "Stdev", str(path), notes)
+    nval = negative_sentinels(nval, "NbPoints", str(path), notes)
     rec = TowerRecords(
         source=str(path),
         time=stamps,
@@ -138,14 +153,10 @@ def read_icos_atc(
         site=meta.get("STATION CODE", str(df["Site"].iloc[0])),
         scale=normalise_scale(meta.get("MEASUREMENT SCALE")),
         species=param,
-        std=np.where(std < 0, np.nan, std),
-        nvalue=np.where(nval < 0, np.nan, nval),
-        assumptions={
-            "time_stamp": f"{found[0]} of the hour (from the header comments)",
-            "qc_flag": f"column 'Flag' (valid: {list(valid_flags)})",
-            "instrument error": "none in the file (0 unless err_instrument is given)",
-            "representation error": "Stdev / sqrt(NbPoints)",
-        },
+        std=std,
+        nvalue=nval,
+        assumptions=notes,
+        value_origin=f"column {vcol!r} (MEASUREMENT UNIT {meta.get('MEASUREMENT UNIT')!r})",
     )
     opts = TowerOptions(
         species, start, end, intake_height, hours, average, err_instrument, err_calibration,
@@ -199,6 +210,9 @@ def read_tower_csv(
     [m agl], ``value`` [``units``]; optional ``value_unc``, ``std`` [``units``], ``nvalue``,
     ``flag`` (0 = good) and ``scale``.  One site per file.  ``time_stamp``/``interval`` state
     where the stamps sit in the averaging interval; other options as :func:`read_obspack`.
+    A negative ``value_unc``, ``std`` or ``nvalue`` is an error (the layout has no sentinel);
+    a row whose ``value_unc`` is empty or NaN is dropped and counted ("missing uncertainty"),
+    unless ``err_instrument`` is given.
     """
     path = Path(path)
     try:
@@ -227,6 +241,14 @@ def read_tower_csv(
         return pd.to_numeric(df[name], errors="coerce").to_numpy("float64") if name in df else None
 
     flag = col("flag")
+    unc, std = col("value_unc"), col("std")
+    refuse_negative(unc, "value_unc", str(path))
+    refuse_negative(std, "std", str(path))
+    refuse_negative(col("nvalue"), "nvalue", str(path))
+    extra_bad = {}
+    if unc is not None and err_instrument is None:
+        # an empty cell in a column that gives each row's uncertainty: the row is unusable
+        extra_bad["missing uncertainty (value_unc empty or NaN)"] = ~np.isfinite(unc)
     rec = TowerRecords(
         source=str(path),
         time=time,
@@ -238,9 +260,11 @@ def read_tower_csv(
         site=str(sites[0]),
         scale=normalise_scale(df["scale"].iloc[0] if "scale" in df else scale),
         species=species or "",
-        unc=None if col("value_unc") is None else col("value_unc") * factor,
-        std=None if col("std") is None else col("std") * factor,
+        unc=None if unc is None else unc * factor,
+        std=None if std is None else std * factor,
         nvalue=col("nvalue"),
+        extra_bad=extra_bad,
+        value_origin=f"column 'value' (units {units!r}, option units)",
         assumptions={
             "time_stamp": f"{time_stamp} of a {interval} interval (options time_stamp, interval)",
             "qc_flag": "column 'flag' (0 = good)"

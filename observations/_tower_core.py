@@ -20,7 +20,14 @@ from ._exceptions import EmptyAfterQCError, ObservationFormatError
 from ._qc import QCReport, QCTracker, attach_report
 from ._schema import make_observation_set
 
-__all__ = ["TowerOptions", "TowerRecords", "finalize_tower", "local_solar_hour"]
+__all__ = [
+    "TowerOptions",
+    "TowerRecords",
+    "finalize_tower",
+    "local_solar_hour",
+    "negative_sentinels",
+    "refuse_negative",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +54,8 @@ class TowerRecords:
     nvalue: np.ndarray | None = None  # measurements in the record
     extra_bad: dict[str, np.ndarray] | None = None  # further reason -> mask to drop
     assumptions: dict[str, str] | None = None  # what was taken from metadata or options
+    value_origin: str = "variable 'value'"  # where the values and their units came from
+    unc_origin: str = "value_unc"  # the file's name of the instrument uncertainty
 
 
 @dataclass(frozen=True)
@@ -87,7 +96,54 @@ def check_species(rec_species: str, requested: str | None, where: str) -> None:
         )
 
 
-def _check_plausible(value: np.ndarray, species: str | None, where: str) -> None:
+def negative_sentinels(arr: np.ndarray, name: str, where: str, notes: dict) -> np.ndarray:
+    """Negative values of an uncertainty or count variable that all share ONE value (a sentinel
+    such as -9.99 or -999.99 that differs from ``_FillValue``) are missing: NaN, counted in
+    ``notes`` and logged. Several distinct negative values are corrupt data: an error.
+
+    Raises
+    ------
+    ObservationFormatError
+        When the negative values differ (names the file, the variable, the count and examples).
+    """
+    bad = np.isfinite(arr) & (arr < 0)
+    if not bad.any():
+        return arr
+    vals = np.unique(arr[bad])
+    if vals.size > 1:
+        raise ObservationFormatError(
+            f"{where}: variable {name!r} holds {int(bad.sum())} negative values of {vals.size} "
+            f"different magnitudes (e.g. {vals[:3].tolist()}); an uncertainty or count is >= 0 "
+            "and one repeated negative value would be a missing-value sentinel, but varying "
+            "negative values are corrupt data: fix the file (or mark them with its _FillValue)"
+        )
+    notes[f"{name} sentinels"] = (
+        f"{int(bad.sum())} negative values {float(vals[0]):.6g} (one repeated value: a "
+        f"missing-value sentinel that differs from its _FillValue) in variable {name!r} taken "
+        "as missing"
+    )
+    logger.warning("%s: %s", where, notes[f"{name} sentinels"])
+    return np.where(bad, np.nan, arr)
+
+
+def refuse_negative(arr: np.ndarray | None, name: str, where: str) -> None:
+    """Raise naming the column and the rows when ``arr`` holds a negative value (formats that
+    define no sentinel: a negative uncertainty is never made positive)."""
+    if arr is None:
+        return
+    rows = np.flatnonzero(np.isfinite(arr) & (arr < 0))
+    if rows.size:
+        raise ObservationFormatError(
+            f"{where}: column {name!r} holds {rows.size} negative value(s) (data row(s) "
+            f"{(rows[:5] + 1).tolist()}{' ...' if rows.size > 5 else ''}, first "
+            f"{float(arr[rows[0]]):.6g}); uncertainties and counts are >= 0 and this format has no "
+            "sentinel for missing values: fix the value, or leave the cell empty when unknown"
+        )
+
+
+def _check_plausible(
+    value: np.ndarray, species: str | None, where: str, origin: str = "variable 'value'"
+) -> None:
     if species is None or species.lower() not in _PLAUSIBLE_PPM:
         return
     finite = value[np.isfinite(value)]
@@ -97,8 +153,9 @@ def _check_plausible(value: np.ndarray, species: str | None, where: str) -> None
     med = float(np.median(finite))
     if not lo <= med <= hi:
         raise ObservationFormatError(
-            f"{where}: median {species} after unit conversion is {med:.6g} ppm, outside the "
-            f"plausible range [{lo}, {hi}] ppm; the units attribute is probably wrong"
+            f"{where}: {origin}: median {species} after unit conversion is {med:.6g} ppm, "
+            f"outside the plausible range [{lo}, {hi}] ppm; the units are probably wrong (or "
+            "the values are not mole fractions): fix the units or the values"
         )
 
 
@@ -207,10 +264,14 @@ def finalize_tower(
     qc.drop(~np.isfinite(rec.value), "missing value (NaN or fill value)")
     qc.drop(np.isnat(rec.time), "missing time")
     qc.drop(~rec.flag_ok, "quality flag")
+    qc.drop(
+        ~(np.isfinite(rec.lat) & np.isfinite(rec.lon)),
+        "missing position (NaN latitude or longitude)",
+    )
     for reason, mask in (rec.extra_bad or {}).items():
         qc.drop(mask, reason)
     qc.require_nonempty()
-    _check_plausible(rec.value[qc.keep], opts.species, rec.source)
+    _check_plausible(rec.value[qc.keep], opts.species, rec.source, rec.value_origin)
     _select_intake(rec, qc, opts.intake_height)
     select_period(rec.time, qc, opts.start, opts.end)
     if opts.hours is not None:
@@ -228,6 +289,13 @@ def finalize_tower(
     )
     if opts.err_instrument is not None:
         qc.assume("instrument error", f"option err_instrument={opts.err_instrument} ppm")
+    elif rec.unc is not None and (miss := int((keep & ~np.isfinite(rec.unc)).sum())):
+        qc.assume(
+            "records without instrument error",
+            f"{miss} of {int(keep.sum())} records selected have no {rec.unc_origin} (fill "
+            "value): instrument error 0 for them (the other components apply); pass "
+            "err_instrument=... to give one",
+        )
     rep = df["rep"].to_numpy()
     if opts.err_representation is not None:
         rep = np.full(len(df), float(opts.err_representation))

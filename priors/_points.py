@@ -68,7 +68,8 @@ def read_point_sources(
     Raises
     ------
     FileNotFoundError, KeyError, priors.UnitError, ValueError
-        Missing file or column, unknown units, non-finite or negative emissions.
+        Missing file or column, unknown units, non-finite or negative emissions, latitudes
+        beyond ±90° or longitudes beyond -180..360° (swapped columns).
     """
     path = Path(path)
     if not path.exists():
@@ -108,6 +109,15 @@ def read_point_sources(
     if (values < 0).any():
         raise ValueError(
             f"{where}: {int((values < 0).sum())} negative emissions; point sources emit"
+        )
+    bad = np.flatnonzero((np.abs(lats) > 90) | (lons < -180) | (lons > 360))
+    if bad.size:
+        names = df[name].astype(str).to_numpy() if name in df.columns else bad.astype(str)
+        raise ValueError(
+            f"{path}: {bad.size} point source(s) with latitude beyond ±90° or longitude beyond "
+            f"-180..360° (first {names[bad[0]]!r}: lon {lons[bad[0]]:.6g}, lat "
+            f"{lats[bad[0]]:.6g}; rows {(bad[:5] + 1).tolist()}): the {lon!r}/{lat!r} columns "
+            "may be swapped; fix the file or pass lon=/lat= with the right column names"
         )
     return pd.DataFrame(
         {
@@ -186,8 +196,11 @@ def place_point_sources(
     if n_out:
         if on_outside == "raise":
             raise ValueError(f"{n_out} point sources lie outside the grid {grid!r}")
-        log.info(
-            "place_point_sources: dropped %d of %d sources outside the grid", n_out, len(points)
+        log.warning(
+            "place_point_sources: %d of %d point sources lie outside the grid and are not in "
+            "the prior (counted in n_outside)",
+            n_out,
+            len(points),
         )
     pts = points[inside]
     iy, ix = iy[inside], ix[inside]

@@ -46,6 +46,22 @@ def _check_values(values: np.ndarray, where: str, *, allow_negative: bool) -> No
         )
 
 
+def _check_geographic(x: np.ndarray, y: np.ndarray, xn: str, yn: str, where: str) -> None:
+    """Refuse geographic cell centres beyond ±90° latitude or -180..360° longitude (swapped or
+    scaled axes, projected metres in a file said to be lon/lat), naming the coordinate."""
+    for name, c, lo, hi, what in (
+        (xn, x, -180.0, 360.0, "longitude"),
+        (yn, y, -90.0, 90.0, "latitude"),
+    ):
+        if c.size and (not np.isfinite(c).all() or c.min() < lo or c.max() > hi):
+            raise ValueError(
+                f"{where}: coordinate {name!r} ({what}) spans {np.nanmin(c):.6g} to "
+                f"{np.nanmax(c):.6g} degrees, beyond [{lo:g}, {hi:g}] (or holds NaN): latitude "
+                "and longitude may be swapped or scaled, or the grid is projected; fix the "
+                "file's coordinates (they are never wrapped or clipped silently)"
+            )
+
+
 def _bbox_index(lo: np.ndarray, hi: np.ndarray, vmin: float, vmax: float, where: str) -> np.ndarray:
     tol = 1e-9 * float(np.max(hi - lo))  # cells merely touching the box are not read
     sel = np.flatnonzero((hi > vmin + tol) & (lo < vmax - tol))
@@ -112,6 +128,10 @@ def _read_geotiff_core(
             raise ValueError(f"{path}: rotated rasters are not supported (transform {tuple(t)})")
         xe = t.c + t.a * np.arange(src.width + 1)
         ye = t.f + t.e * np.arange(src.height + 1)
+        if crs.is_geographic:
+            _check_geographic(
+                0.5 * (xe[:-1] + xe[1:]), 0.5 * (ye[:-1] + ye[1:]), "x", "y", f"{path}"
+            )
         x_lo, x_hi = np.minimum(xe[:-1], xe[1:]), np.maximum(xe[:-1], xe[1:])
         y_lo, y_hi = np.minimum(ye[:-1], ye[1:]), np.maximum(ye[:-1], ye[1:])
         ix = np.arange(src.width)
@@ -355,6 +375,7 @@ def _read_netcdf_core(
         file_units = da.attrs.get("units")
     # geographic: longitudes 0–360 -> ±180, sorted; latitudes ascending
     if the_crs.is_geographic:
+        _check_geographic(x, y, xn, yn, where)
         x = (x + 180.0) % 360.0 - 180.0
     ox, oy = np.argsort(x, kind="stable"), np.argsort(y, kind="stable")
     x, y = x[ox], y[oy]

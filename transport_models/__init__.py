@@ -5,6 +5,7 @@ once assembled into H, over each state time step.
 """
 
 from .footprints import (
+    ABSURD_SENSITIVITY,
     FOOTPRINT_UNITS,
     FootprintError,
     FootprintWarning,
@@ -45,6 +46,7 @@ from .operator import (
 from .plume import PlumeMet, PlumeOptions, footprint, plume_operator
 
 __all__ = [
+    "ABSURD_SENSITIVITY",
     "FOOTPRINT_UNITS",
     "AssemblyReport",
     "ConservativeRegridder",

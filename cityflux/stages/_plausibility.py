@@ -12,18 +12,20 @@ positive by the quadrature sum.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
 import observations
+import transport_models
 from cityflux._config_batch import QCConfig
 
 __all__ = [
     "ABSURD_FLUX",
     "ABSURD_SENSITIVITY",
+    "check_distinct_inventories",
     "check_inventory",
     "check_operator",
     "naming",
@@ -32,8 +34,9 @@ __all__ = [
 
 #: |flux| above this is absurd [µmol m-2 s-1] (a 20 Mt/yr plant in one 100 m cell is ~1.4e6).
 ABSURD_FLUX = 1e7
-#: |H| above this is absurd [ppm per (µmol m-2 s-1)] (footprints are O(0.01–1) per cell).
-ABSURD_SENSITIVITY = 1e3
+#: |H| above this is absurd [ppm per (µmol m-2 s-1)] (footprints are O(0.01–1) per cell); the
+#: footprint readers refuse such cells in the files with the same bound.
+ABSURD_SENSITIVITY = transport_models.ABSURD_SENSITIVITY
 
 
 @contextlib.contextmanager
@@ -197,6 +200,39 @@ def check_inventory(native: xr.DataArray, path: Path) -> None:
         f"value(s) (|flux| > {ABSURD_FLUX:g} µmol m-2 s-1 after unit conversion), first "
         f"{v[idx]:.4g} at {where}; fix the file or its units"
     )
+
+
+def check_distinct_inventories(inventories: Sequence) -> None:
+    """Refuse an inventory listed twice (the same bytes read with the same format, options and
+    sector, under the same or another name): its emissions would be summed twice.
+
+    Raises
+    ------
+    cityflux.config.ConfigError
+        Naming both ``prior.inventories[i]`` keys and the files.
+    """
+    from cityflux._files import sha256_file_cached
+    from cityflux.config import ConfigError
+
+    def key(inv) -> tuple:
+        return (inv.format, inv.sector, repr(sorted(inv.options.items())))
+
+    seen: dict[tuple, int] = {}
+    for j, inv in enumerate(inventories):
+        if not Path(inv.path).is_file():
+            continue  # folders and missing files are refused by the readers with their keys
+        k = (Path(inv.path).stat().st_size, *key(inv))
+        i = seen.setdefault(k, j)
+        if i == j:
+            continue
+        first = inventories[i]
+        if sha256_file_cached(Path(first.path)) == sha256_file_cached(Path(inv.path)):
+            msg = (
+                f"prior.inventories[{j}] ({inv.path}) holds the same file as "
+                f"prior.inventories[{i}] ({first.path}) with the same format, sector and "
+                "options: its emissions would be counted twice; remove one of them"
+            )
+            raise ConfigError(msg, [(f"prior.inventories[{j}]", msg)])
 
 
 def check_operator(H, obs: xr.Dataset, state, transport: str) -> None:

@@ -10,7 +10,7 @@ import xarray as xr
 
 import priors
 from cityflux.config import DomainConfig, InversionConfig, PriorConfig
-from cityflux.stages._plausibility import check_inventory, naming
+from cityflux.stages._plausibility import check_distinct_inventories, check_inventory, naming
 from inversion import FLUX_UNITS, Grid, StateVector, TimeAxis
 from inversion.covariance import (
     BlockDiagonalCovariance,
@@ -70,6 +70,7 @@ def prior_flux(cfg: PriorConfig, grid: Grid, time: TimeAxis) -> tuple[xr.DataArr
     """
     parts: list[xr.DataArray] = []
     info: dict = {"inventories": []}
+    check_distinct_inventories(cfg.inventories)
     for i, inv in enumerate(cfg.inventories):
         opts = dict(inv.options)
         if inv.sector is not None:
@@ -90,8 +91,17 @@ def prior_flux(cfg: PriorConfig, grid: Grid, time: TimeAxis) -> tuple[xr.DataArr
             }
         )
     if cfg.point_sources is not None:
-        points = priors.read_point_sources(cfg.point_sources.path, **cfg.point_sources.options)
-        placed = priors.place_point_sources(points, grid)
+        ps_path = cfg.point_sources.path
+        with naming(ps_path, "prior.point_sources", cfg.point_sources.options):
+            points = priors.read_point_sources(ps_path, **cfg.point_sources.options)
+            placed = priors.place_point_sources(points, grid)
+            if len(points) and placed.iy.size == 0:
+                raise ValueError(
+                    f"{ps_path}: none of the {len(points)} point sources lies inside the "
+                    "inversion domain, so the file adds nothing to the prior; check the "
+                    "lon/lat columns (swapped?) and the domain"
+                )
+            check_inventory(placed.flux, ps_path)
         parts.append(_disaggregate(placed.flux.assign_attrs(units=FLUX_UNITS), time, cfg))
         info["point_sources"] = {"n_placed": int(placed.iy.size), "n_outside": placed.n_outside}
     sectors = list(dict.fromkeys(str(s) for p in parts for s in p["sector"].values))

@@ -98,6 +98,19 @@ def _inside(time: TimeAxis, t: np.ndarray) -> np.ndarray:
     return time.index(t) >= 0
 
 
+def _box(grid: Grid) -> tuple[float, float, float, float]:
+    """The grid's outer edges ``(xmin, ymin, xmax, ymax)`` [m] moved in by 1e-3 of a cell."""
+    x0, y0, x1, y1 = grid.bounds
+    ex, ey = 1e-3 * grid.dx, 1e-3 * abs(grid.dy)
+    return x0 + ex, y0 + ey, x1 - ex, y1 - ey
+
+
+def _clip_to_grid(grid: Grid, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions [m] clipped into the grid (a small domain keeps its soundings inside)."""
+    x0, y0, x1, y1 = _box(grid)
+    return np.clip(x, x0, x1), np.clip(y, y0, y1)
+
+
 def make_towers(
     grid: Grid,
     time: TimeAxis,
@@ -154,7 +167,8 @@ def make_columns(
 ) -> tuple[xr.Dataset, int]:
     """OCO-3-like snapshot maps at 13:30 local solar time on ``n_overpasses`` days.
 
-    Soundings on a square of ``size_km`` (clipped to the domain) every ``spacing_km``; a seeded
+    Soundings on a square of ``size_km`` (clipped to the domain: jittered soundings beyond the
+    grid's edge are moved onto it) every ``spacing_km``; a seeded
     ``1 - clear_fraction`` of them is cloudy and dropped (returned as the QC count). Averaging
     kernels and pressure weights on ``n_levels`` levels, surface first.
 
@@ -171,8 +185,9 @@ def make_columns(
     n_s = sx.size
     op = np.repeat(np.arange(pick.size), n_s)
     jitter = rng.uniform(-0.3, 0.3, (2, op.size)) * spacing_km * 1000.0
-    x = np.tile(sx, pick.size) + jitter[0]
-    y = np.tile(sy, pick.size) + jitter[1]
+    x, y = _clip_to_grid(
+        grid, np.tile(sx, pick.size) + jitter[0], np.tile(sy, pick.size) + jitter[1]
+    )
     t = _local_to_utc(days[pick][op], np.full(op.size, 13.5), lon)
     t = t + (np.tile(np.arange(n_s), pick.size) * np.timedelta64(100, "ms"))
     clear = (rng.uniform(size=op.size) < clear_fraction) & _inside(time, t)
@@ -221,10 +236,18 @@ def make_lidar(
     corr_ppm: float,
     lon: float,
 ) -> xr.Dataset:
-    """Path-integrated lidar chords of 2–5 km over the centre, one scan per hour."""
+    """Path-integrated lidar chords of 2–5 km over the centre, one scan per hour (centre and
+    length shrunk where the grid is smaller, so that both ends lie inside it)."""
     cx, cy = rng.uniform(-1500.0, 1500.0, (2, n_chords))
     length = rng.uniform(2000.0, 5000.0, n_chords)
     ang = rng.uniform(0, np.pi, n_chords)
+    x_lo, y_lo, x_hi, y_hi = _box(grid)
+    qx, qy = 0.25 * (x_hi - x_lo), 0.25 * (y_hi - y_lo)  # centres in the inner half of the grid
+    cx, cy = np.clip(cx, x_lo + qx, x_hi - qx), np.clip(cy, y_lo + qy, y_hi - qy)
+    with np.errstate(divide="ignore"):  # half-length that keeps both ends in the box
+        reach_x = np.minimum(cx - x_lo, x_hi - cx) / np.abs(np.cos(ang))
+        reach_y = np.minimum(cy - y_lo, y_hi - cy) / np.abs(np.sin(ang))
+    length = np.minimum(length, 2.0 * np.minimum(reach_x, reach_y))
     x0, y0 = cx - 0.5 * length * np.cos(ang), cy - 0.5 * length * np.sin(ang)
     x1, y1 = cx + 0.5 * length * np.cos(ang), cy + 0.5 * length * np.sin(ang)
     lon0, lat0 = grid.to_lonlat(x0, y0)

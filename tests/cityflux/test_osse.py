@@ -217,3 +217,35 @@ def test_synthetic_footprint_files_go_through_the_footprint_path(make_small_conf
     s = run_osse(cfg_fp, 400, seed=6).summary()
     assert 0.91 <= s["coverage_95"] <= 0.98 and 0.9 <= s["mean_chi2"] <= 1.1, s
     assert world.scratch is not None  # files in a scratch folder removed with the world
+
+
+@pytest.mark.parametrize(("n", "res"), [(8, 1000.0), (3, 1000.0), (4, 500.0)])
+def test_small_domains_keep_soundings_and_chords_inside(make_small_config, n, res):
+    """Snapshot soundings and lidar chords of a domain smaller than the snapshot stay inside the
+    grid (once 'receptor(s) lie outside the grid' at 8 x 8 cells of 1 km), and the case builds."""
+    cfg = make_small_config(f"domain.nx={n}", f"domain.ny={n}", f"domain.resolution_m={res}")
+    inputs, _ = synthetic.generate_inputs(cfg)
+    obs, grid = inputs.obs, inputs.grid
+    kind = obs["kind"].values.astype(str)
+    assert {"column", "lidar_path"} <= set(kind)
+    inside = grid.contains_lonlat(obs["lon"].values, obs["lat"].values)
+    assert inside.all()
+    lid = kind == "lidar_path"
+    for end in ("0", "1"):
+        assert grid.contains_lonlat(
+            obs[f"lon{end}"].values[lid], obs[f"lat{end}"].values[lid]
+        ).all()
+    case, _ = prepare_case(cfg)
+    assert set(case.n_obs_by_kind) == {"tower", "column", "lidar_path"}
+
+
+def test_osse_small_network_is_not_clipped(make_small_config):
+    """The clipping only acts on small domains: in osse_small every sounding lies well inside
+    (more than half a sounding spacing from the edge), so its network is as drawn."""
+    inputs, _ = synthetic.generate_inputs(make_small_config())
+    obs, grid = inputs.obs, inputs.grid
+    col = obs["kind"].values.astype(str) == "column"
+    x, y = grid.to_xy(obs["lon"].values[col], obs["lat"].values[col])
+    x0, y0, x1, y1 = grid.bounds
+    margin = np.minimum.reduce([x - x0, x1 - x, y - y0, y1 - y])
+    assert margin.min() > 1250.0

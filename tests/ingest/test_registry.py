@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import netCDF4
+import numpy as np
 import pytest
 
 from ingest import (
@@ -80,3 +81,29 @@ def test_probe_reads_groups_once(tmp_path):
     probe = FileProbe(p)
     assert probe.container == "hdf5" and probe.has("Sounding/operation_mode")
     assert probe.attrs["Platform"] == "OCO-3" and probe.dims == {"n": 2}
+
+
+def _typed(path, *, hours: tuple[float, float] | None = None, n: int = 1, tag: str = "a"):
+    return (hours, n, tag)
+
+
+def test_option_values_checked_against_annotations(tmp_path):
+    """A reader option of the wrong type or shape is refused before the file is read, naming
+    the option, what was expected and what was found; fitting values reach the reader as
+    given (a YAML list fits a tuple)."""
+    r = Registry("widget")
+    r.register("typed", _typed)
+    p = tmp_path / "a.txt"
+    p.write_text("x\n")
+    assert r.read(p, "typed", hours=[10, 18], n=np.int64(3)) == ("typed", ([10, 18], 3, "a"))
+    for key, value, found in (
+        ("hours", "noon", "'noon'"),
+        ("hours", [1, 2, 3], r"\[1, 2, 3\]"),
+        ("n", 1.5, "1.5"),
+        ("tag", 4, "4"),
+    ):
+        with pytest.raises(
+            ReaderOptionError, match=rf"option '{key}' = {found} has the wrong type.*expected"
+        ):
+            r.read(p, "typed", **{key: value})
+    assert isinstance(ReaderOptionError("x"), TypeError)

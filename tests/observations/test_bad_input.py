@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import warnings
 
 import netCDF4
 import numpy as np
@@ -133,3 +134,52 @@ def test_lidar_csv_missing_column(data_dir, tmp_path):
     p.write_text(text)
     with pytest.raises(KeyError, match="xco2_uncertainty"):
         obs.read(p, format="lidar_path")
+
+
+CSV_HEAD = "time,site,lat,lon,intake_height,value,value_unc\n"
+
+
+def _csv(tmp_path, rows, name="t.csv"):
+    p = tmp_path / name
+    p.write_text(CSV_HEAD + "".join(f"2015-12-10T{h:02d}:00:00Z,RCP,{r}\n" for h, r in rows))
+    return p
+
+
+def test_tower_csv_negative_uncertainty_refused_missing_dropped(tmp_path):
+    """A negative value_unc is refused naming the file, the column and the row (never squared
+    into a positive error); an empty one drops its row (counted) unless err_instrument."""
+    neg = _csv(tmp_path, [(0, "40.5,-112,5,415,0.2"), (1, "40.5,-112,5,416,-1e-9")], "neg.csv")
+    with pytest.raises(
+        ValueError, match=r"neg\.csv: column 'value_unc' holds 1 negative.*row\(s\) \[2\]"
+    ):
+        obs.read(neg)
+    gap = _csv(tmp_path, [(0, "40.5,-112,5,415,0.2"), (1, "40.5,-112,5,416,"),
+                          (2, "40.5,-112,5,417,nan")], "gap.csv")  # fmt: skip
+    ds = obs.read(gap)
+    rep = obs.qc_report(ds).sources[0]
+    assert rep.dropped == {"missing uncertainty (value_unc empty or NaN)": 2}
+    np.testing.assert_allclose(ds["value"].values, [415.0])
+    np.testing.assert_allclose(ds["err_instrument"].values, [0.2])
+    assert obs.read(gap, err_instrument=0.3).sizes["obs"] == 3
+    with pytest.raises(obs.EmptyAfterQCError, match=r"gap1\.csv"):
+        obs.read(_csv(tmp_path, [(0, "40.5,-112,5,415,nan")], "gap1.csv"))
+
+
+def test_tower_nan_position_dropped_without_warning(tmp_path):
+    """A row with a NaN longitude is dropped and counted before the local-time grouping (once
+    a RuntimeWarning from casting NaN to int)."""
+    p = _csv(tmp_path, [(0, "40.5,nan,5,415,0.2"), (1, "40.5,-112,5,416,0.2")], "pos.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = obs.read(p)
+    rep = obs.qc_report(ds).sources[0]
+    assert rep.dropped == {"missing position (NaN latitude or longitude)": 1}
+    np.testing.assert_allclose(ds["lon"].values, [-112.0])
+
+
+def test_plausibility_error_names_variable_and_units(fixtures_dir, tmp_path):
+    dst = _copy(fixtures_dir / HTM, tmp_path, "units.nc")
+    with netCDF4.Dataset(dst, "a") as nc:
+        nc["value"].units = "ppm"
+    with pytest.raises(ValueError, match=r"units\.nc: variable 'value' \(units attribute 'ppm'\)"):
+        obs.read(dst)

@@ -88,3 +88,51 @@ def test_generic_column_and_ipda(data_dir):
     np.testing.assert_allclose(ip["co2_apriori"].values, 0.0)
     np.testing.assert_allclose(ip["pressure_weight"].sum("level"), 1.0, rtol=1e-12)
     assert (ip["kind"].values == "column").all()
+
+
+def _lite_copy(fixtures_dir, tmp_path, name, edit):
+    dst = tmp_path / name
+    dst.write_bytes((fixtures_dir / ACOS).read_bytes())
+    with netCDF4.Dataset(dst, "a") as nc:
+        edit(nc)
+    return dst
+
+
+def test_lite_bad_uncertainty_and_weights_refused_naming_the_variable(fixtures_dir, tmp_path):
+    """A negative xco2_uncertainty and pressure weights that do not sum to 1 are refused by the
+    reader, naming the file and the variable (once a message without the file from the
+    sampler, or an error component made positive)."""
+
+    def neg(nc):
+        u = nc["xco2_uncertainty"][:]
+        u[5] = -u[5]
+        nc["xco2_uncertainty"][:] = u
+
+    p = _lite_copy(fixtures_dir, tmp_path, "neg.nc4", neg)
+    with pytest.raises(ValueError, match=r"neg\.nc4: variable 'xco2_uncertainty' holds 1 negative"):
+        obs.read(p)
+
+    def double(nc):
+        nc["pressure_weight"][:] = nc["pressure_weight"][:] * 2
+
+    q = _lite_copy(fixtures_dir, tmp_path, "pw.nc4", double)
+    with pytest.raises(ValueError, match=r"pw\.nc4: variable 'pressure_weight'.*do not sum to 1"):
+        obs.read(q)
+
+
+def test_lite_levels_surface_first_read_and_stated(fixtures_dir, tmp_path):
+    """A Lite file whose levels are surface -> top (not the documented space -> surface) is
+    read by its pressures, with the same result, and the order is stated in the QC report."""
+    names = ("pressure_levels", "pressure_weight", "xco2_averaging_kernel", "co2_profile_apriori")
+
+    def flip(nc):
+        for n in names:
+            nc[n][:] = nc[n][:][:, ::-1]
+
+    ref = obs.read(fixtures_dir / ACOS)
+    ds = obs.read(_lite_copy(fixtures_dir, tmp_path, "flip.nc4", flip))
+    for v in ("pressure", "pressure_weight", "averaging_kernel", "co2_apriori"):
+        np.testing.assert_array_equal(ds[v].values, ref[v].values)
+    note = obs.qc_report(ds).sources[0].assumptions["level order"]
+    assert note.startswith("surface -> top in the file")
+    assert "level order" not in obs.qc_report(ref).sources[0].assumptions

@@ -67,6 +67,19 @@ def test_combine_species_mismatch(fixtures_dir):
         obs.combine([ch4, _tower("A", [400.0])])
 
 
+def test_combine_refuses_records_held_twice(fixtures_dir, tmp_path):
+    """The same records in two sets (a file listed twice, or a copy) would count twice: refused
+    naming the sources; the same site at other times is combined."""
+    a = obs.read(fixtures_dir / "insitu/co2_htm_tower-insitu_424_allvalid-150magl_small.nc")
+    with pytest.raises(ValueError, match=r"100 observation records appear in more than one"):
+        obs.combine([a, a.copy()])
+    early, late = _tower("A", [400.0, 401.0]), _tower("A", [402.0])
+    late["time"] = late["time"] + np.timedelta64(5, "h")
+    assert obs.combine([early, late]).sizes["obs"] == 3
+    with pytest.raises(ValueError, match=r"site 'A' at 2020-06-01T00:30:00"):
+        obs.combine([early, _tower("A", [399.0])])
+
+
 def test_correlation_groups():
     a = _tower("A", [400.0, 401.0, 402.0])
     out = obs.combine([a, _tower("B", [1.0, 2.0])])

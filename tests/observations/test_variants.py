@@ -104,6 +104,38 @@ def test_obspack_std_sentinel_and_missing_uncertainty(fixtures_dir, tmp_path):
     assert obs.read(bare, err_transport=2.0).sizes["obs"] == 100
 
 
+def test_obspack_varying_negative_std_refused_and_missing_unc_stated(fixtures_dir, tmp_path):
+    """One repeated negative value is a sentinel (above); negative values that differ are
+    corrupt data: refused naming the file and the variable. Records whose value_unc is a fill
+    value get instrument error 0, stated in the QC report."""
+    src = fixtures_dir / HTM
+
+    def varying(nc):
+        v = nc["value_std_dev"][:]
+        v[:10] = -np.linspace(1e-7, 1e-6, 10)
+        nc["value_std_dev"][:] = v
+
+    p = rewrite(src, tmp_path / "varying.nc", edit=varying)
+    with pytest.raises(
+        ValueError, match=r"varying\.nc: variable 'value_std_dev' holds 10 negative"
+    ):
+        obs.read(p)
+
+    def unc_fill(nc):
+        nc.createVariable("value_unc", "f8", ("time",), fill_value=np.nan)
+        v = np.full(nc.dimensions["time"].size, 2e-7)
+        v[:7] = np.nan
+        nc["value_unc"][:] = v
+        nc["value_unc"].units = "mol mol-1"
+
+    q = rewrite(src, tmp_path / "uncfill.nc", edit=unc_fill)
+    ds = obs.read(q, average=None)
+    note = obs.qc_report(ds).sources[0].assumptions["records without instrument error"]
+    assert note.startswith("7 of 100 records selected have no value_unc")
+    np.testing.assert_allclose(ds["err_instrument"].values[:7], 0.0)
+    np.testing.assert_allclose(ds["err_instrument"].values[7:], 0.2)
+
+
 def test_obspack_icos_repeatability_used(fixtures_dir):
     src = fixtures_dir / HTM
     ds = obs.read(src)

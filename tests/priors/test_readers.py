@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import shutil
 from pathlib import Path
 
@@ -348,3 +349,50 @@ def test_edgar_v8_emissions_per_cell_need_their_time(tmp_path):
     area = da["cell_area"].values
     expect = 3.0 * 1e12 / 44.0095 / area / (365 * 86400.0)  # 2022 has 365 days
     np.testing.assert_allclose(da.values[0], expect, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("change", "coord"),
+    [
+        (lambda ds: ds.assign_coords(lon=ds.lon * 3), "'lon' (longitude)"),
+        (lambda ds: ds.assign_coords(lat=ds.lat * 2), "'lat' (latitude)"),
+        (lambda ds: ds.rename({"lat": "t", "lon": "lat"}).rename({"t": "lon"}), "'lat' (latitude)"),
+    ],
+)
+def test_edgar_coordinates_out_of_range_refused(fixtures_dir, tmp_path, change, coord):
+    """Longitudes beyond 360, latitudes beyond ±90 or swapped axes are refused naming the file
+    and the coordinate (never wrapped or clipped into a plausible-looking grid)."""
+    with xr.open_dataset(fixtures_dir / EDGAR) as ds:
+        bad = change(ds.load())
+    p = tmp_path / "edgar_2015_TOTALS.nc"
+    bad.to_netcdf(p)
+    with pytest.raises(
+        ValueError, match=rf"edgar_2015_TOTALS\.nc:emi_co2: coordinate {re.escape(coord)} spans"
+    ):
+        priors.read_inventory(p)
+
+
+def test_edgar_bbox_of_wrong_length_refused(fixtures_dir):
+    with pytest.raises(TypeError, match=r"option 'bbox' = \[1, 2\] has the wrong type"):
+        priors.read_inventory(fixtures_dir / EDGAR, bbox=[1, 2])
+
+
+def test_point_sources_out_of_range_refused_outside_warned(tmp_path, caplog):
+    """A latitude beyond ±90 (swapped columns) is refused naming the file and the source;
+    sources outside the grid are dropped with a warning and counted."""
+    p = tmp_path / "plants.csv"
+    p.write_text(
+        "name,lon,lat,emission,units\nA,13.4,56.1,1,Mt CO2 yr-1\nB,56.1,93.4,1,Mt CO2 yr-1\n"
+    )
+    with pytest.raises(ValueError, match=r"plants\.csv: 1 point source\(s\) .* \(first 'B'"):
+        priors.read_point_sources(p)
+    q = tmp_path / "two.csv"
+    q.write_text(
+        "name,lon,lat,emission,units\nA,13.4,56.1,1,Mt CO2 yr-1\nB,56.1,13.4,1,Mt CO2 yr-1\n"
+    )
+    from inversion import Grid
+
+    grid = Grid.from_bounds("EPSG:4326", (13.0, 55.8, 13.8, 56.4), 0.1)
+    placed = priors.place_point_sources(priors.read_point_sources(q), grid)
+    assert placed.n_outside == 1 and placed.names == ("A",)
+    assert "1 of 2 point sources lie outside the grid" in caplog.text

@@ -289,3 +289,74 @@ def test_negative_values(tmp_path, caplog):
     _edit(p, lambda ds: ds.assign(foot=-ds.foot))
     with pytest.raises(FootprintError, match="negative"):
         read_footprint(p)
+
+
+def test_absurd_value_refused_with_file_variable_and_location(tmp_path):
+    """One absurd cell anywhere in the file (here far outside any inversion domain) is refused
+    by the reader, naming the file, the variable and where it is; the threshold applies after
+    unit conversion."""
+    p = _copy(tmp_path)
+    with netCDF4.Dataset(STILT) as nc:
+        lat, lon = nc["lat"][:], nc["lon"][:]
+        t0 = netCDF4.num2date(nc["time"][3], nc["time"].units)
+
+    def spike(ds):
+        v = ds.foot.values.copy()
+        v[3, 150, 20] = 1e30
+        return ds.assign(foot=(ds.foot.dims, v, ds.foot.attrs))
+
+    _edit(p, spike)
+    with pytest.raises(FootprintError) as err:
+        read_footprint(p)
+    msg = str(err.value)
+    assert p.name in msg and "variable 'foot' holds 1 absurd value" in msg
+    assert f"layer 3, starting {t0.isoformat()[:19]}" in msg
+    assert f"y {float(lat[150]):.6g}, x {float(lon[20]):.6g}" in msg
+    q = _copy(tmp_path, "big_201512100000_-112_40.5_5_foot.nc")
+    with netCDF4.Dataset(q, "a") as nc:  # 0.26 ppm per (µmol m-2 s-1) read as ppm per (pmol ...)
+        nc["foot"].units = "ppm (pmol-1 m2 s)"
+    with pytest.raises(FootprintError, match="absurd value"):
+        read_footprint(q)
+
+
+@pytest.mark.parametrize("src", [STILT, NAME_INERT, FLEXPART])
+def test_time_units_not_understood_refused(tmp_path, src):
+    name = "201512100000_-112_40.5_5_foot.nc" if src == STILT else src.name
+    p = tmp_path / name
+    shutil.copy(src, p)
+    p.chmod(0o644)
+    with netCDF4.Dataset(p, "a") as nc:
+        nc["time"].units = "bananas"
+    with pytest.raises(FootprintError, match=rf"{p.name}: variable 'time'.*'bananas'"):
+        read_footprint(p)
+
+
+@pytest.mark.parametrize(
+    ("change", "coord"),
+    [
+        (lambda ds: ds.rename({"lat": "t", "lon": "lat"}).rename({"t": "lon"}), "y"),
+        (lambda ds: ds.assign_coords(lat=ds.lat * 3), "y"),
+        (lambda ds: ds.assign_coords(lon=ds.lon + 720), "x"),
+    ],
+)
+def test_swapped_or_scaled_coordinates_refused(tmp_path, change, coord):
+    p = _copy(tmp_path)
+    _edit(p, change)
+    with pytest.raises(FootprintError, match=rf"{p.name}: coordinate {coord} .* degrees, beyond"):
+        read_footprint(p)
+
+
+def test_flexpart_nan_refused_not_summed_away(tmp_path):
+    """NaN in spec001_mr is refused (the sum over age classes once skipped it: an all-zero
+    footprint and exit 0)."""
+    p = tmp_path / "grid_time_nan.nc"
+    with xr.open_dataset(FLEXPART) as ds:
+        sub = ds.isel(pointspec=[0], numpoint=[0], time=slice(0, 4)).load()
+    v = sub["spec001_mr"].values.copy()
+    v[..., 2, 0, 10, 10] = np.nan
+    sub["spec001_mr"] = (sub["spec001_mr"].dims, v, sub["spec001_mr"].attrs)
+    sub.to_netcdf(p)
+    with pytest.raises(
+        FootprintError, match=r"grid_time_nan\.nc: variable 'spec001_mr' holds 1 NaN"
+    ):
+        read_footprint(p)

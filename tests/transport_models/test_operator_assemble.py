@@ -159,8 +159,9 @@ def test_match_towers_in_any_order_and_unmatched_receptor(tmp_path, fp):
 def test_domain_not_covered(fp):
     big = Grid.from_bounds("EPSG:4326", (-114, 39.5, -111, 41.5), 0.05)
     state = StateVector(big, TimeAxis.regular("2015-12-09", "2015-12-10", "1D"))
-    with pytest.raises(FootprintError, match="uncovered"):
+    with pytest.raises(FootprintError, match="uncovered") as err:
         assemble_h([STILT], state)
+    assert f"worst: {STILT} (grid x -112.995 to -111.005, y 39.505 to 41.495" in str(err.value)
     rep = assemble_h([STILT], state, max_uncovered_area_fraction=0.5, threshold=0.0).assembly
     np.testing.assert_allclose(rep.max_uncovered_area_fraction, 1 / 3, rtol=1e-6)
     small = Grid.from_bounds("EPSG:4326", (-112.2, 40.3, -111.8, 40.7), 0.01)

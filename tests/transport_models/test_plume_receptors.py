@@ -123,6 +123,25 @@ def test_non_positive_wind_names_the_hour():
         PlumeMet(T0, -1.0, 270.0, 500.0, "D")
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "text"),
+    [
+        ("wind_speed", 150.0, "<= 100 m s-1"),
+        ("boundary_layer_height", 50000.0, "<= 10000 m"),
+        ("pressure", 101325.0, "not Pa"),
+        ("temperature", 15.0, "not degrees Celsius"),
+    ],
+)
+def test_impossible_met_and_units_mistakes_named(name, value, text):
+    """Physically impossible met values (a pressure in Pa, a temperature in degrees Celsius,
+    a 50 km mixing height) are refused naming the variable and the hour."""
+    args = {"wind_speed": 3.0, "boundary_layer_height": 500.0, "pressure": 1000.0,
+            "temperature": 290.0, name: value}  # fmt: skip
+    with pytest.raises(ValueError, match=rf"PlumeMet\.{name}: expected .*{text}.*found {value}"):
+        PlumeMet(T0, args["wind_speed"], 270.0, args["boundary_layer_height"], "D",
+                 pressure=args["pressure"], temperature=args["temperature"])  # fmt: skip
+
+
 def test_empty_receptor_set():
     grid = city_grid(6, 1000.0)
     obs = obs_set("tower", 0.0, 0.0, 10.0).isel(obs=slice(0, 0))

@@ -5,6 +5,7 @@ Every reader returns an :class:`xarray.DataArray` ``(time, y, x)`` or
 """
 
 from ._common import (
+    ABSURD_SENSITIVITY,
     FOOTPRINT_UNITS,
     FootprintError,
     FootprintWarning,
@@ -26,6 +27,7 @@ from ._registry import (
 from ._stilt import parse_stilt_name, read_stilt, read_xstilt
 
 __all__ = [
+    "ABSURD_SENSITIVITY",
     "FOOTPRINT_UNITS",
     "M_AIR",
     "FootprintError",

@@ -28,6 +28,7 @@ from ingest import ReaderError, footprint_factor
 from ._kernels import scan_layers
 
 __all__ = [
+    "ABSURD_SENSITIVITY",
     "FOOTPRINT_UNITS",
     "FootprintError",
     "FootprintWarning",
@@ -41,6 +42,10 @@ log = logging.getLogger(__name__)
 
 #: Units of every footprint returned by the readers.
 FOOTPRINT_UNITS = "ppm (umol m-2 s-1)-1"
+
+#: A footprint cell above this is absurd [ppm per (µmol m-2 s-1) per layer]: real cells are
+#: O(1e-4 .. 1), a whole 10-day STILT footprint summed over the globe is O(10 .. 100).
+ABSURD_SENSITIVITY = 1e3
 
 #: Largest share of the absolute sensitivity that negative values (numerical artefacts, e.g. the
 #: residual layer of OpenGHG high-time-resolution footprints) may carry; they are kept and
@@ -82,16 +87,44 @@ def warn_all_zero(values: np.ndarray, n_receptor: int, path: str | Path, variabl
     return zero
 
 
-def check_layers(values: np.ndarray, path: str | Path, variable: str) -> np.ndarray:
-    """Raise on NaN/inf or negative values; return the per-layer sums (leading dims flattened)."""
+def check_layers(
+    values: np.ndarray,
+    path: str | Path,
+    variable: str,
+    *,
+    factor: float = 1.0,
+    y: np.ndarray | None = None,
+    x: np.ndarray | None = None,
+    starts: np.ndarray | None = None,
+) -> np.ndarray:
+    """Raise on NaN/inf, negative or absurd values; return the per-layer sums.
+
+    ``values`` are ``(..., y, x)`` as in the file (leading dims flattened into layers);
+    ``factor`` converts them to ppm per (µmol m-2 s-1): a value above
+    :data:`ABSURD_SENSITIVITY` after conversion is refused, naming the file, the variable and
+    the location (layer start from ``starts``, broadcastable to the leading dims, and the
+    ``y``/``x`` cell centres when given).
+    """
     flat = values.reshape(-1, values.shape[-2] * values.shape[-1])
-    sums, n_bad, n_neg = scan_layers(flat)
+    sums, n_bad, n_neg, peak = scan_layers(flat)
     if n_bad.any():
         k = int(np.flatnonzero(n_bad)[0])
+        where = _location(values, k, np.flatnonzero(~np.isfinite(flat[k]))[0], y, x, starts)
         raise FootprintError(
-            f"{path}: variable {variable!r} holds {int(n_bad.sum())} NaN/inf values (first in "
-            f"layer {k}); footprints must be finite — fill missing cells with 0 if they mean "
+            f"{path}: variable {variable!r} holds {int(n_bad.sum())} NaN/inf values (first at "
+            f"{where}); footprints must be finite — fill missing cells with 0 if they mean "
             "'no particle', otherwise regenerate the file"
+        )
+    absurd = peak * abs(factor) > ABSURD_SENSITIVITY
+    if absurd.any():
+        k = int(np.flatnonzero(absurd)[0])
+        i = int(np.argmax(np.abs(flat[k])))
+        n = int((np.abs(flat) * abs(factor) > ABSURD_SENSITIVITY).sum())
+        raise FootprintError(
+            f"{path}: variable {variable!r} holds {n} absurd value(s) (above "
+            f"{ABSURD_SENSITIVITY:g} ppm per (µmol m-2 s-1) in one cell and layer after unit "
+            f"conversion), largest {float(flat[k, i]) * factor:.4g} at "
+            f"{_location(values, k, i, y, x, starts)}; check the file's values and units"
         )
     if n_neg.any():
         neg = float(np.minimum(flat, 0).sum(dtype=np.float64))
@@ -112,6 +145,51 @@ def check_layers(values: np.ndarray, path: str | Path, variable: str) -> np.ndar
             100 * frac,
         )
     return sums
+
+
+def _location(values, k: int, i: int, y, x, starts) -> str:
+    """``layer ... , y/lat ..., x/lon ...`` of flat layer ``k`` and cell ``i`` (for messages)."""
+    lead = values.shape[:-2]
+    idx = np.unravel_index(k, lead) if lead else ()
+    parts = [f"layer index {tuple(int(j) for j in idx)}" if len(idx) > 1 else f"layer {k}"]
+    if starts is not None:
+        t = np.broadcast_to(np.asarray(starts), lead).ravel()[k]
+        parts.append(f"starting {str(t)[:19]}")
+    iy, ix = np.unravel_index(int(i), values.shape[-2:])
+    parts.append(f"y {float(y[iy]):.6g}" if y is not None else f"y index {int(iy)}")
+    parts.append(f"x {float(x[ix]):.6g}" if x is not None else f"x index {int(ix)}")
+    return ", ".join(parts)
+
+
+def check_coordinates(x: np.ndarray, y: np.ndarray, crs: str, path: str | Path) -> None:
+    """Refuse non-finite cell centres, and on a geographic grid latitudes beyond ±90° or
+    longitudes beyond -180..360° (swapped or scaled coordinates), naming the file."""
+    for name, c, lo, hi in (("x (longitude)", x, -180.0, 360.0), ("y (latitude)", y, -90.0, 90.0)):
+        c = np.asarray(c, float)
+        if not np.isfinite(c).all():
+            raise FootprintError(f"{path}: coordinate {name} holds NaN/inf cell centres")
+        if _geographic(crs) and c.size and (c.min() < lo or c.max() > hi):
+            raise FootprintError(
+                f"{path}: coordinate {name} spans {c.min():.6g} to {c.max():.6g} degrees, "
+                f"beyond [{lo:g}, {hi:g}]: latitude and longitude may be swapped or scaled, or "
+                "the grid is not geographic; fix the file's coordinates"
+            )
+
+
+def _geographic(crs: str) -> bool:
+    return "4326" in crs or "longlat" in crs.lower()
+
+
+def decoded_times(values: np.ndarray, name: str, units: Any, path: str | Path) -> np.ndarray:
+    """``values`` of time variable ``name`` as datetime64[ns]; refuse times xarray could not
+    decode (numbers left as they are: missing or unknown ``units``), naming file and units."""
+    arr = np.asarray(values)
+    if arr.dtype.kind != "M":
+        raise FootprintError(
+            f"{path}: variable {name!r} holds numbers that are not times: its units attribute "
+            f"{units!r} is not '<hours|days|...> since <date>'; fix the units attribute"
+        )
+    return arr.astype("datetime64[ns]")
 
 
 def check_layer_times(times: np.ndarray, step: np.timedelta64, path: str | Path) -> None:
@@ -221,10 +299,11 @@ def build_footprint(
     ``layer_seconds`` when not given. Warns when a receptor's footprint is all zero.
     """
     multi = values.ndim == 4
+    check_coordinates(x, y, crs, path)
     x = _regular(np.asarray(x, float), "x", path)
     y = _regular(np.asarray(y, float), "y", path)
     dims = ("receptor", "time", "y", "x") if multi else ("time", "y", "x")
-    geographic = "4326" in crs or "longlat" in crs.lower()
+    geographic = _geographic(crs)
     units = "degrees_east" if geographic else "m"
     coords: dict[str, Any] = {
         "y": ("y", np.asarray(y, float), {"units": units.replace("east", "north")}),

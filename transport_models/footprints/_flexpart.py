@@ -48,6 +48,7 @@ from ._common import (
     build_footprint,
     check_layer_times,
     check_layers,
+    decoded_times,
     load_values,
     open_dataset,
     require,
@@ -127,9 +128,9 @@ def read_flexpart(
         if not h > 0:
             raise FootprintError(f"{path}: lowest output height {h} m is not positive")
         if "nageclass" in da.dims:
-            da = da.sum("nageclass")
+            da = da.sum("nageclass", skipna=False)  # NaN stays NaN: refused below
         da = da.isel(height=0).transpose("pointspec", "time", "latitude", "longitude")
-        times = ds["time"].values.astype("datetime64[ns]")
+        times = decoded_times(ds["time"].values, "time", ds["time"].attrs.get("units"), path)
         values = load_values(da, path)
         x, y = ds["longitude"].values, ds["latitude"].values
         ref = _ref_time(ds.attrs, path)
@@ -146,8 +147,9 @@ def read_flexpart(
     times, values = times[order], values[:, order]
     step = np.timedelta64(step_s, "s") if step_s else times[1] - times[0]
     check_layer_times(times, step, path)
-    check_layers(values, path, var)
-    values = (values.astype(np.float64) * (to_s_m3_kg * m_air / h)).astype(np.float32)
+    factor = to_s_m3_kg * m_air / h
+    check_layers(values, path, var, factor=factor, y=y, x=x, starts=times)
+    values = (values.astype(np.float64) * factor).astype(np.float32)
     mid = (rs.astype("int64") + re_.astype("int64")) // 2
     rec = {
         "time": ref + mid.astype("timedelta64[s]"),

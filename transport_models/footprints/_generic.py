@@ -18,6 +18,7 @@ from ._common import (
     build_footprint,
     check_layer_times,
     check_layers,
+    decoded_times,
     footprint_unit_factor,
     load_values,
     open_dataset,
@@ -67,9 +68,17 @@ def read_generic(path: str | Path, *, units: str | None = None) -> xr.DataArray:
         layer_seconds = float(da.attrs["layer_seconds"])
         values = load_values(da, path).astype(np.float32, copy=False)
         rec = {k: ds[f"receptor_{k}"].values for k in _RECEPTOR}
-        time = ds["time"].values.astype("datetime64[ns]") if "time" in ds.coords else None
-        layer_time = ds["layer_time"].values if "layer_time" in ds.variables else None
-        layer_end = ds["layer_end"].values if "layer_end" in ds.variables else None
+        time = (
+            decoded_times(ds["time"].values, "time", ds["time"].attrs.get("units"), path)
+            if "time" in ds.coords
+            else None
+        )
+        layer_time, layer_end = (
+            decoded_times(ds[k].values, k, ds[k].attrs.get("units"), path)
+            if k in ds.variables
+            else None
+            for k in ("layer_time", "layer_end")
+        )
         x, y = ds["x"].values, ds["y"].values
         extra = {k: v for k, v in da.attrs.items() if k not in ("units", "crs", "layer_seconds")}
     if time is None and layer_time is None:
@@ -85,7 +94,10 @@ def read_generic(path: str | Path, *, units: str | None = None) -> xr.DataArray:
         )
         log.warning(msg)
         warnings.warn(msg, FootprintWarning, stacklevel=2)
-    check_layers(values, path, "footprint")
+    check_layers(
+        values, path, "footprint", factor=factor, y=y, x=x,
+        starts=time if time is not None else layer_time,
+    )  # fmt: skip
     if factor != 1.0:
         values = values * np.float32(factor)
     for key in ("source_file", "source_format", "n_all_zero_receptors"):

@@ -49,6 +49,7 @@ from ._common import (
     FootprintWarning,
     build_footprint,
     check_layers,
+    decoded_times,
     footprint_unit_factor,
     load_values,
     open_dataset,
@@ -96,7 +97,7 @@ def _height(ds: xr.Dataset, path: Path) -> float:
 
 
 def _receptors(ds: xr.Dataset, path: Path, kind: str) -> dict[str, Any]:
-    t = ds["time"].values.astype("datetime64[ns]")
+    t = decoded_times(ds["time"].values, "time", ds["time"].attrs.get("units"), path)
     lat = np.broadcast_to(np.asarray(ds["release_lat"].values, float), t.shape)
     lon = np.broadcast_to(np.asarray(ds["release_lon"].values, float), t.shape)
     site = str(ds.attrs.get("site", path.stem))
@@ -164,7 +165,7 @@ def _read(
         extra = {"backtime_hours": total, "backtime_source": source}
     if y.size > 1 and y[1] < y[0]:
         y, values = y[::-1], values[..., ::-1, :]
-    check_layers(values, path, variable)
+    check_layers(values, path, variable, factor=factor, y=y, x=x, starts=layer_time)
     values = np.ascontiguousarray(values.astype(np.float32) * np.float32(factor))
     return build_footprint(
         values,
@@ -247,13 +248,14 @@ def read_boundary_sensitivity(
     names = [f"particle_locations_{s}" for s in _SIDES]
     with open_dataset(path) as ds:
         require(ds, names, path, "name")
-        t = ds["time"].values.astype("datetime64[ns]")
+        t = decoded_times(ds["time"].values, "time", ds["time"].attrs.get("units"), path)
         heights = ds["height"].values.astype(float)
         blocks, labels = [], []
         for side, name in zip(_SIDES, names, strict=True):
             da = ds[name]
             along = [d for d in da.dims if d not in ("time", "height")]
-            v = load_values(da.sum(along).transpose("time", "height"), path).astype(float)
+            v = load_values(da.sum(along, skipna=False).transpose("time", "height"), path)
+            v = v.astype(float)
             if not np.isfinite(v).all():
                 raise FootprintError(f"{path}: {name} holds NaN/inf values")
             if resolve == "side":

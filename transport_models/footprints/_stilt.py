@@ -45,6 +45,7 @@ from ._common import (
     build_footprint,
     check_layer_times,
     check_layers,
+    decoded_times,
     footprint_unit_factor,
     load_values,
     open_dataset,
@@ -251,13 +252,20 @@ def read_stilt(
         file_time = None
         tdim = "backtime" if "backtime" in da.dims else ("time" if "time" in da.dims else None)
         if tdim == "backtime" and "time" in da.dims:
-            file_time = da["time"].values.astype("datetime64[ns]")
+            file_time = decoded_times(
+                da["time"].values, "time", da["time"].attrs.get("units"), path
+            )
             da = da.isel(time=0)
         if tdim is None:
             da = da.expand_dims(time=[np.datetime64("NaT", "ns")])
             tdim = "time"
         da = da.transpose(tdim, yn, xn)
-        times = da[tdim].values.astype("datetime64[ns]")
+        times = decoded_times(
+            da[tdim].values,
+            tdim,
+            ds[tdim].attrs.get("units") if tdim in ds.variables else None,
+            path,
+        )
         values = load_values(da, path).astype(np.float32, copy=False)
         x, y = ds[xn].values, ds[yn].values
         attrs = dict(ds.attrs)
@@ -273,7 +281,7 @@ def read_stilt(
         times, values = times[order], values[order]
     if y.size > 1 and y[1] < y[0]:
         y, values = y[::-1], values[:, ::-1, :]
-    check_layers(values, path, var)
+    check_layers(values, path, var, factor=factor, y=y, x=x, starts=times)
     if factor != 1.0:
         values = values * np.float32(factor)
     rt = np.datetime64(rec["time"], "ns")

@@ -174,9 +174,11 @@ def _process_chunk(
     reader_kwargs: dict[str, Any],
     threshold: float,
     engine: str,
-) -> tuple[sp.csr_array, pd.DataFrame, float]:
+) -> tuple[sp.csr_array, pd.DataFrame, tuple[float, str]]:
+    """Rows of the chunk's files, their table, and the largest uncovered fraction of the domain
+    with the file (and its grid extent) that leaves it."""
     regridders: dict[Grid, ConservativeRegridder] = {}
-    hs, tables, unc = [], [], 0.0
+    hs, tables, unc = [], [], (0.0, "")
     for item in items:
         if isinstance(item, xr.DataArray):
             fp = item
@@ -186,7 +188,11 @@ def _process_chunk(
         h, t, u = _file_rows(fp, state, regridders, threshold, engine)
         hs.append(h)
         tables.append(t)
-        unc = max(unc, u)
+        if u > unc[0] or not unc[1]:
+            name = fp.attrs.get("source_file", "<in memory>")
+            x, y = fp["x"].values, fp["y"].values
+            unc = (u, f"{name} (grid x {x.min():.6g} to {x.max():.6g}, y {y.min():.6g} to "
+                      f"{y.max():.6g} in {fp.attrs.get('crs', '?')})")  # fmt: skip
     return sp.csr_array(sp.vstack(hs, format="csr")), pd.concat(tables, ignore_index=True), unc
 
 
@@ -288,14 +294,17 @@ def assemble_receptors(
         results = scheduler.gather(scheduler.compute(tasks))
     else:
         results = dask.compute(*tasks, scheduler=scheduler)
-    unc = max(r[2] for r in results)
+    unc, worst = max((r[2] for r in results), key=lambda u: u[0])
     chunks = [(r[0], r[1]) for r in results]
     report = _report(chunks, len(items), threshold, unc)
     if unc > max_uncovered_area_fraction:
+        b = state.grid.bounds
         raise FootprintError(
             f"footprint grid(s) leave {unc:.3%} of the inversion domain uncovered (limit "
-            f"{max_uncovered_area_fraction:.3%}); use footprints whose grid covers the domain or "
-            "shrink the inversion grid"
+            f"{max_uncovered_area_fraction:.3%}); worst: {worst}; the domain spans x {b[0]:.6g} to "
+            f"{b[2]:.6g}, y {b[1]:.6g} to {b[3]:.6g}: use footprints whose grid covers the "
+            "domain, shrink the inversion grid, or check the file's coordinates (swapped "
+            "latitude and longitude)"
         )
     if report.max_outside_domain_fraction > max_outside_domain_fraction:
         t = pd.concat([c[1] for c in chunks], ignore_index=True)

@@ -34,24 +34,25 @@ class PlumeMet:
     times : array_like
         Start of each hour, UTC (anything ``pandas.to_datetime`` reads), strictly increasing.
     wind_speed : array_like
-        Wind speed [m s-1], > 0.
+        Wind speed [m s-1], in (0, 100].
     wind_direction : array_like
         Meteorological wind direction [degrees]: the direction the wind blows FROM, clockwise
         from true north (270 = westerly wind, blowing towards the east).
     boundary_layer_height : array_like
-        Mixing-layer depth zi [m], > 0.
+        Mixing-layer depth zi [m], in (0, 10000].
     stability : array_like of str
         Pasquill stability class "A" (very unstable) … "F" (stable) per hour.
     pressure : array_like, optional
-        Surface air pressure [hPa] (default 1013.25).
+        Surface air pressure [hPa] (default 1013.25), in (300, 1100].
     temperature : array_like, optional
-        Surface air temperature [K] (default 288.15).
+        Surface air temperature [K] (default 288.15), in (180, 340].
 
     Raises
     ------
     ValueError
-        Naming the first offending hour, for non-increasing times, wind speed <= 0, non-finite
-        direction, zi <= 0, unknown stability class, or pressure/temperature <= 0.
+        Naming the first offending hour, for non-increasing times, a wind speed, zi, pressure
+        or temperature outside its plausible range (units mistakes: Pa, degrees Celsius), a
+        non-finite direction, or an unknown stability class.
     """
 
     times: Any
@@ -88,19 +89,21 @@ class PlumeMet:
         def check(name: str, a: np.ndarray, ok: np.ndarray, expected: str) -> None:
             if not ok.all():
                 j = int(np.flatnonzero(~ok)[0])
+                val = a[j].item() if isinstance(a[j], np.generic) else a[j]
                 raise ValueError(
-                    f"PlumeMet.{name}: expected {expected}, found {a[j]!r} at hour {t[j]} "
+                    f"PlumeMet.{name}: expected {expected}, found {val!r} at hour {t[j]} "
                     f"(record {j}); {int((~ok).sum())} of {n} hours are invalid"
                 )
 
-        for name, expected in (
-            ("wind_speed", "> 0 m s-1 (calms are outside the plume model: set a minimum speed)"),
-            ("boundary_layer_height", "> 0 m"),
-            ("pressure", "> 0 hPa"),
-            ("temperature", "> 0 K"),
-        ):
+        for name, (lo, hi), expected in (
+            ("wind_speed", (0.0, 100.0), "> 0 and <= 100 m s-1 (calms are outside the plume "
+             "model: set a minimum speed)"),
+            ("boundary_layer_height", (0.0, 10000.0), "> 0 and <= 10000 m"),
+            ("pressure", (300.0, 1100.0), "300-1100 hPa (a surface pressure in hPa, not Pa)"),
+            ("temperature", (180.0, 340.0), "180-340 K (kelvin, not degrees Celsius)"),
+        ):  # fmt: skip
             a = arr(name, float)
-            check(name, a, np.isfinite(a) & (a > 0), expected)
+            check(name, a, np.isfinite(a) & (a > lo) & (a <= hi), expected)
             object.__setattr__(self, name, a)
         wd = arr("wind_direction", float)
         check("wind_direction", wd, np.isfinite(wd), "finite degrees")
