@@ -42,15 +42,28 @@ def _run(args: list[str]) -> float:
     return time.perf_counter() - t0
 
 
-def _kill_at(args: list[str], after: float) -> int | None:
-    """Start, SIGKILL the whole process group after ``after`` s; the exit code if it ended."""
+def _kill_at(args: list[str], after: float) -> tuple[int | None, float]:
+    """Start, SIGKILL the whole process group after ``after`` s.
+
+    Returns the exit code if it ended first (else None) and the wall time it ran [s].
+    """
+    t0 = time.perf_counter()
     p = _start(args)
     try:
-        return p.wait(timeout=after)
+        return p.wait(timeout=after), time.perf_counter() - t0
     except subprocess.TimeoutExpired:
         os.killpg(p.pid, signal.SIGKILL)
         p.wait()
-        return None
+        return None, time.perf_counter() - t0
+
+
+def _kill_points(rng: np.random.Generator, lo: float, hi: float, wall: list[float]):
+    """Kill times drawn as fractions in [lo, hi) of the fastest uninterrupted run so far; a
+    run that ends before its kill (the machine got faster) gives a new fastest time. Yields
+    until N_KILLS runs were killed (at most 3 N_KILLS attempts: the load of a shared machine
+    changes the run time)."""
+    for _ in range(3 * N_KILLS):
+        yield rng.uniform(lo, hi) * min(wall)
 
 
 def _state(folder: Path) -> str:
@@ -89,14 +102,19 @@ def test_run_killed_at_random_points(tmp_path):
     # an earlier, different result in the folder: a kill must never mix it with the new one
     wall = min(wall, _run([*args, "--out", str(out), "--set", "synthetic.seed=1"]))
     rng = np.random.default_rng(15)
-    seen, killed = [], 0
-    for t in rng.uniform(0.3, 0.95, N_KILLS) * wall:  # start-up takes the first third or so
-        killed += _kill_at([*args, "--out", str(out)], t) is None
+    seen, killed, walls = [], 0, [wall]
+    for t in _kill_points(rng, 0.3, 0.95, walls):  # start-up takes the first third or so
+        code, ran = _kill_at([*args, "--out", str(out)], t)
+        if code is not None:
+            walls.append(ran)
+        killed += code is None
         state = _state(out)
         if state == "complete":
             state = "new" if read_manifest(out)["config_hash"] == new_hash else "old"
         seen.append(state)
-    assert killed >= N_KILLS - 2, f"only {killed} of {N_KILLS} runs were still running"
+        if killed == N_KILLS:
+            break
+    assert killed == N_KILLS, f"only {killed} of {len(seen)} runs were still running"
     _run([*args, "--out", str(out)])
     assert _state(out) == "complete"
     _same_results(ref, out, ("totals.csv", "totals_covariance.csv", "observations.csv"))
@@ -118,13 +136,18 @@ def test_batch_killed_at_random_points(tmp_path):
     )]  # fmt: skip
     wall = _run([*args, "--out", str(ref)])
     rng = np.random.default_rng(16)
-    seen, killed = [], 0
-    for i, t in enumerate(rng.uniform(0.4, 0.95, N_KILLS) * wall):
+    seen, killed, walls = [], 0, [wall]
+    for i, t in enumerate(_kill_points(rng, 0.4, 0.95, walls)):
         out = tmp_path / f"out{i}"
-        killed += _kill_at([*args, "--out", str(out)], t) is None
+        code, ran = _kill_at([*args, "--out", str(out)], t)
+        if code is not None:
+            walls.append(ran)
+        killed += code is None
         windows = sorted((out / "windows").iterdir()) if (out / "windows").is_dir() else []
         seen.append((_state(out), [_state(w) for w in windows], len(_leftovers(out))))
-    assert killed >= N_KILLS - 2, f"only {killed} of {N_KILLS} batches were still running"
+        if killed == N_KILLS:
+            break
+    assert killed == N_KILLS, f"only {killed} of {len(seen)} batches were still running"
     for i in (0, 1):
         out = tmp_path / f"out{i}"
         _run([*args, "--out", str(out)])
