@@ -52,7 +52,9 @@ class ClusterSection(Section):
 
     ``local`` (default): a ``dask.distributed.LocalCluster`` of ``workers`` processes (or
     threads with ``processes: false``) of ``threads_per_worker`` threads each, ``memory`` per
-    worker. ``slurm`` / ``pbs``: ``jobs`` batch jobs of ``cores`` cores, ``memory`` and
+    worker. Windows run in parallel across worker processes only: in one process they run one at
+    a time (netCDF-C and HDF5 are not thread-safe), so ``processes: false`` or more than one
+    thread per worker adds no parallelism between windows. ``slurm`` / ``pbs``: ``jobs`` batch jobs of ``cores`` cores, ``memory`` and
     ``walltime`` each, in ``queue`` (dask-jobqueue, the ``hpc`` extra). ``address``: an existing
     scheduler (``tcp://host:8786``).
     """

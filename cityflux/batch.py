@@ -29,6 +29,7 @@ import contextlib
 import logging
 import os
 import shutil
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -239,15 +240,24 @@ def run_window(
 INPUT_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, NotImplementedError)
 
 
+#: One window at a time in a process. The netCDF-C and HDF5 libraries are not thread-safe and
+#: netCDF4-python releases the GIL around their calls, so two windows reading or writing files in
+#: threads of one process crash it (seen as a segfault with a 2-thread in-process cluster; see
+#: xarray issues 4100 and 9779). Windows run in parallel across worker processes.
+_WINDOW_LOCK = threading.Lock()
+
+
 def _window_task(
     cfg: CityfluxConfig, window: Window, folder: str, config_text: str | None
 ) -> dict[str, Any]:
     """:func:`run_window` as a dask task: input errors are returned (not retried); any other
-    error (I/O, memory, a bug) propagates and distributed retries the task."""
-    try:
-        return run_window(cfg, window, folder, config_text)
-    except INPUT_ERRORS as err:
-        return {"error": f"{type(err).__name__}: {err}"}
+    error (I/O, memory, a bug) propagates and distributed retries the task. Windows in one
+    process run one at a time (:data:`_WINDOW_LOCK`)."""
+    with _WINDOW_LOCK:
+        try:
+            return run_window(cfg, window, folder, config_text)
+        except INPUT_ERRORS as err:
+            return {"error": f"{type(err).__name__}: {err}"}
 
 
 # --------------------------------------------------------------------------- cluster

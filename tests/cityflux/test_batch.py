@@ -63,6 +63,32 @@ def test_one_window_batch_is_the_run(make_small_config, client, tmp_path):
     np.testing.assert_allclose(core["posterior_std"], r["posterior_std"], rtol=1e-12)
 
 
+def test_windows_in_one_process_run_one_at_a_time(make_small_config, client, tmp_path,
+                                                   monkeypatch):  # fmt: skip
+    """netCDF-C is not thread-safe: the 2-thread in-process cluster must not run two windows at
+    once (it crashed the process with a segfault when it did)."""
+    import threading
+    import time
+
+    import cityflux.batch as batch
+
+    spans, real = [], batch.run_window
+
+    def timed(*args):
+        t0 = time.perf_counter()
+        time.sleep(0.3)  # long enough for the second thread to start its window meanwhile
+        out = real(*args)
+        spans.append((t0, time.perf_counter(), threading.get_ident()))
+        return out
+
+    monkeypatch.setattr(batch, "run_window", timed)
+    cfg = _cfg(make_small_config, "period.end=2024-06-05T00:00:00", "batch.window=1D")
+    res = run_batch(cfg, tmp_path / "b", client=client)
+    assert [o.status for o in res.outcomes] == ["done", "done"]
+    (a0, a1, _), (b0, b1, _) = sorted(spans)
+    assert a1 <= b0, f"windows overlapped in time: {spans}"
+
+
 @pytest.fixture(scope="module")
 def overlapped(make_small_config, client, tmp_path_factory):
     out = tmp_path_factory.mktemp("batch") / "b"
