@@ -154,7 +154,7 @@ def test_nonconvergence_raises_or_warns():
     assert post.info["iterations"] == 3
     assert post.info["residuals"][-1] > 1e-8
     post = solve(problem, "cg")
-    post.options = CGOptions(maxiter=2, precondition=False)  # aggregate solves capped at 2
+    post = post.with_options(CGOptions(maxiter=2, precondition=False))  # solves capped at 2
     with pytest.raises(ConvergenceError, match=r"aggregate variance.*relative error bound"):
         post.aggregate(np.ones(problem.n_state))
 
@@ -206,7 +206,7 @@ def test_obs_space_aggregate_variance_is_a_certified_upper_estimate(tol):
     _, var_ref = solve(problem, "dense").aggregate_cov(W)
     var_ref = np.diag(var_ref)
     post = solve(problem, "cg")
-    post.options = CGOptions(tol=tol)
+    post = post.with_options(CGOptions(tol=tol))
     _, cov = post.aggregate_cov(W)
     rel = np.diag(cov) / var_ref - 1.0
     assert np.all(rel >= -1e-10), rel  # never below the exact variance
@@ -370,3 +370,65 @@ def test_auto_rank_warns_when_the_complete_spectrum_does_not_fit(caplog):
     with caplog.at_level(logging.WARNING, logger="inversion.lowrank"):
         _ = post.std
     assert "not in observation coordinates" in caplog.text
+
+
+def _bound_problem(seed=4, n_obs=100, r_scale=0.1):
+    """A problem on which the Galerkin-only variance ``aᵀBa − uᵀx`` missed its own bound by
+    two orders of magnitude (rel. error 1.4e-6 against a claimed 1e-8): sparse footprints,
+    small R, so CG loses the orthogonality ``xᵀr = 0`` the old estimate relied on."""
+    rng = np.random.default_rng(seed)
+    ny, nx, nt = 12, 14, 4
+    B = kronecker_prior(
+        rng.uniform(0.3, 0.8, (1, nt, ny, nx)), (ny, nx), 1.0, "exponential", 3.0,
+        nt=nt, step_hours=24.0, tau_hours=48.0,
+    )  # fmt: skip
+    n = B.shape[0]
+    H = sp.random_array((n_obs, n), density=0.05, rng=rng, format="csr")
+    R = DiagonalCovariance(rng.uniform(0.1, 0.5, n_obs) * r_scale)
+    y = H @ rng.standard_normal(n) + rng.standard_normal(n_obs)
+    return LinearProblem(H=H, x_prior=np.ones(n), y=y, B=B, R=R)
+
+
+@pytest.mark.parametrize("tol", [1e-8, 1e-6])
+@pytest.mark.parametrize("case", [(4, 100, 0.1), (1, 300, 0.1), (3, 100, 0.001)])
+def test_certified_aggregate_bound_holds(case, tol):
+    # the certificate reported in info["solves"][...]["final"] bounds the actual relative
+    # variance error (up to rounding, ~1e-10 here), and the variance is never below the exact
+    problem = _bound_problem(*case)
+    rng = np.random.default_rng(1)
+    W = np.vstack([np.ones(problem.n_state), rng.uniform(0, 1, (3, problem.n_state))])
+    W[1, : problem.n_state // 2] = 0.0
+    exact = np.diag(solve(problem, "dense").aggregate_cov(W)[1])
+    post = solve(problem, "cg", cg=CGOptions(tol=tol))
+    rel = np.diag(post.aggregate_cov(W)[1]) / exact - 1.0
+    log = post.info["solves"][-1]
+    assert log["space"] == "obs" and log["final"] <= tol
+    assert np.all(rel >= -1e-10), rel
+    assert np.all(rel <= log["final"] + 1e-9), (rel, log["final"])
+
+
+def test_certified_aggregate_bound_holds_in_chi_space():
+    # n_obs >= sqrt_dim: cᵀ(I+K)⁻¹c by χ-space CG, certified with I + K ⪰ I
+    H, _Hd, x_prior, y, B, _Bd, R = make_problem_arrays(7, 60, 24, "sparse", "dense")
+    problem = LinearProblem(H=H, x_prior=x_prior, y=y, B=B, R=R)
+    W = np.random.default_rng(2).standard_normal((3, 24))
+    exact = np.diag(solve(problem, "dense").aggregate_cov(W)[1])
+    for tol in (1e-4, 1e-8):
+        post = solve(problem, "cg", cg=CGOptions(tol=tol, precondition=False))
+        rel = np.diag(post.aggregate_cov(W)[1]) / exact - 1.0
+        log = post.info["solves"][-1]
+        assert log["space"] == "chi" and log["final"] <= tol
+        assert np.all(rel >= -1e-12) and np.all(rel <= tol), (tol, rel)
+
+
+def test_options_are_read_only_and_with_options_keeps_the_results():
+    problem = _fft_problem(seed=11, n_obs=40)
+    post = solve(problem, "cg")
+    with pytest.raises(AttributeError):
+        post.options = CGOptions(tol=1e-3)
+    loose = post.with_options(CGOptions(tol=1e-3))
+    assert loose.options.tol == 1e-3 and post.options.tol == 1e-8
+    np.testing.assert_array_equal(loose.mean, post.mean)
+    assert loose.info["iterations"] == post.info["iterations"]
+    w = np.ones(problem.n_state)
+    assert loose.aggregate(w)[1] == pytest.approx(post.aggregate(w)[1], rel=1e-3)
