@@ -83,6 +83,9 @@ class RegularGridCorrelation(CovarianceOperator):
         Correlation function.
     length_km : float
         Correlation length L [km], > 0.
+    fft_workers : int, optional
+        FFT threads per call; default (None) :func:`fft_workers`: the CPUs this process may
+        use (1 for a single field).
     max_sqrt_tries : int
         Number of torus sizes tried for the square root. Long correlation lengths relative to
         the grid need a torus of several L per side (e.g. an exponential with L = 30 cells on a
@@ -101,6 +104,7 @@ class RegularGridCorrelation(CovarianceOperator):
         kind: str = "exponential",
         length_km: float = 1.0,
         *,
+        fft_workers: int | None = None,
         max_sqrt_tries: int = 10,
     ) -> None:
         shp = tuple(np.atleast_1d(np.asarray(shape)).tolist())
@@ -126,6 +130,9 @@ class RegularGridCorrelation(CovarianceOperator):
         self._sqrt_torus: tuple[int, int] | None = None
         self._sqrt_spec: np.ndarray | None = None
         self.precision = "double"
+        if fft_workers is not None and (int(fft_workers) != fft_workers or fft_workers < 1):
+            raise ValueError(f"fft_workers must be None or an int >= 1; found {fft_workers!r}")
+        self.fft_workers = None if fft_workers is None else int(fft_workers)
 
     # ------------------------------------------------------------------ embedding
     def _spectrum(self, torus: tuple[int, int]) -> np.ndarray:
@@ -245,7 +252,7 @@ class RegularGridCorrelation(CovarianceOperator):
         spec = self._spec(spec)
         single = spec.dtype == np.float32
         batch = max(1, _FFT_BATCH_CELLS // (My * Mx))
-        w = fft_workers(min(batch, m))
+        w = self.fft_workers or fft_workers(min(batch, m))
         for start in range(0, m, batch):
             stop = min(start + batch, m)
             f = fields[start:stop].astype(np.float32) if single else fields[start:stop]
@@ -273,7 +280,7 @@ class RegularGridCorrelation(CovarianceOperator):
         single = spec.dtype == np.float32
         out = np.empty(F.shape)
         batch = max(1, _FFT_BATCH_CELLS // (My * Mx * k))
-        w = fft_workers(min(batch, m) * k)
+        w = self.fft_workers or fft_workers(min(batch, m) * k)
         for start in range(0, m, batch):
             stop = min(start + batch, m)
             f = F[start:stop].astype(np.float32) if single else F[start:stop]

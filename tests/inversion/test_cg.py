@@ -432,3 +432,51 @@ def test_options_are_read_only_and_with_options_keeps_the_results():
     assert loose.info["iterations"] == post.info["iterations"]
     w = np.ones(problem.n_state)
     assert loose.aggregate(w)[1] == pytest.approx(post.aggregate(w)[1], rel=1e-3)
+
+
+def test_block_lanczos_pairs_are_rayleigh_ritz_and_reach_the_complete_spectrum():
+    # ZᵀMZ = I and (MZ)ᵀR⁻¹(MZ) = Θ (VᵀV = I, VᵀKV = Θ) for any dimension; with the whole
+    # Krylov space (n_pairs = n_obs) the pairs are the complete spectrum (dense reference)
+    from inversion.cg import WhitenedSystem
+    from inversion.cg_spectrum import block_lanczos_spectrum
+
+    problem = _fft_problem(seed=12, n_obs=45)
+    system = WhitenedSystem(problem)
+    Bd = problem.B.to_dense(max_size=10_000)
+    Hd = problem.H.toarray()
+    M = Hd @ Bd @ Hd.T
+    r = problem.R.diag()
+    lam = np.sort(np.linalg.eigvalsh(M / np.sqrt(r)[:, None] / np.sqrt(r)[None, :]))[::-1]
+    for n_pairs, block in ((20, 4), (45, 8)):
+        theta, Z, MZ = block_lanczos_spectrum(system, n_pairs, block, 1e9, seed=3)
+        assert theta.size == n_pairs
+        _close(MZ, M @ Z, 1e-10)
+        _close(Z.T @ MZ, np.eye(n_pairs), 1e-9)
+        _close(MZ.T @ (MZ / r[:, None]), np.diag(theta), 1e-9)
+        # Ritz values interlace: never above the exact ones (Cauchy), the top ones close
+        assert np.all(theta <= lam[:n_pairs] * (1 + 1e-9))
+        assert theta[0] == pytest.approx(lam[0], rel=1e-6)
+    _close(theta, lam, 1e-8)
+    with pytest.raises(MemoryBudgetError, match="std_pairs"):
+        block_lanczos_spectrum(system, 45, 8, 1000.0)
+
+
+def test_std_pairs_map_is_an_upper_bound_and_the_corrected_map_is_unbiased():
+    # rank=0 (no complete spectrum): the map comes from std_pairs block Lanczos pairs; it
+    # never goes below the exact std, and low-rank+sampled corrects it without bias
+    problem = _fft_problem(seed=4, n_obs=150, ny=10, nx=12, nt=4)
+    exact = solve(problem, "dense").std
+    opts = CGOptions(rank=0, std_pairs=60, std="low-rank+sampled", n_samples=200, seed=2)
+    post = solve(problem, "cg", cg=opts)
+    lowrank = post.lowrank_std()
+    assert post.info["rank"] == 60 and not post.info["complete_spectrum"]
+    assert np.all(lowrank >= exact * (1 - 1e-6))  # single-precision products: ~1e-7
+    assert np.median(lowrank / exact - 1) > 0.01  # the truncation bias being corrected
+    corrected = post.std
+    z = (corrected - exact) / post.info["std_se"]
+    assert post.std_method == "low-rank+sampled (k=60, n=200)"
+    assert abs(np.median(corrected / exact - 1)) < 0.02
+    assert abs(z.mean()) < 0.5 and 0.7 < z.std() < 1.3, (z.mean(), z.std())
+    # double-precision products give the same pairs to the single-precision error
+    post64 = solve(problem, "cg", cg=dataclasses.replace(opts, fft_precision="double"))
+    _close(post64.lowrank_std(), lowrank, 1e-5)
