@@ -119,7 +119,10 @@ def run(name: str, method: str, o: dict, queue) -> None:
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
     out = {"n_state": problem.n_state, "n_obs": problem.n_obs}
-    opts = CGOptions(rank=o["rank"], tol=o["tol"], std_pairs=o["std_pairs"], seed=o["seed"])
+    opts = CGOptions(
+        rank=o["rank"], tol=o["tol"], std_pairs=o["std_pairs"], seed=o["seed"],
+        aggregate_tol=o["aggregate_tol"],
+    )  # fmt: skip
     runs = []
     for _ in range(max(1, o["repeat"])):  # the first run includes numba compilation
         t0 = time.perf_counter()
@@ -266,10 +269,16 @@ def main(argv=None) -> None:
         "where the complete spectrum does not fit)",
     )  # fmt: skip
     ap.add_argument("--seed", type=int, default=0, help="CGOptions.seed (block start, samples)")
+    ap.add_argument(
+        "--aggregate-tol", type=float, default=None,
+        help="CGOptions.aggregate_tol: certified relative variance error of the totals "
+        "(default: --tol)",
+    )  # fmt: skip
     add_json_argument(ap)
     args = ap.parse_args(argv)
     bench = Run("urban_scale", sys.argv[1:] if argv is None else list(argv), args.json)
-    print(f"CGOptions.tol={args.tol:g}, rank={args.rank}, std_pairs={args.std_pairs}")
+    print(f"CGOptions.tol={args.tol:g}, aggregate_tol={args.aggregate_tol}, rank={args.rank}, "
+          f"std_pairs={args.std_pairs}")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         o = dict(vars(args), zarr_dir=tmp)
         for name in args.cases:

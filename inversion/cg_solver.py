@@ -293,7 +293,8 @@ class CGSolver:
         """Certified ``offset + sign · UᵀA⁻¹U`` (k, k) with ``A = S`` (obs) or ``I + K`` (χ).
 
         Column j stops when the certificate ``r_jᵀP⁻¹r_j`` (module docstring; ``P = I`` in χ
-        space, since ``I + K ⪰ I``) is at most ``options.tol`` times the estimated value;
+        space, since ``I + K ⪰ I``) is at most ``options.aggregate_tol`` (default
+        ``options.tol``) times the estimated value;
         the returned matrix is an upper estimate (Loewner order) of the exact one, above it
         by at most the certificate on the diagonal. ``sign = -1`` gives posterior variances
         ``aᵀBa − uᵀS⁻¹u`` from the prior ones in ``offset``; ``sign = +1`` the χ-space form
@@ -310,7 +311,7 @@ class CGSolver:
         pre = self.obs_precond() if obs else self.chi_precond()
         cert = (lambda Rm: _dots(Rm, pre(Rm))) if obs else (lambda Rm: _dots(Rm, Rm))
         batch = self.batch_obs() if obs else self.batch()
-        tol = self.options.tol
+        tol = self.options.aggregate_tol or self.options.tol
         k = U.shape[1]
         X = np.zeros_like(U)
         Rt = np.empty_like(U)

@@ -283,9 +283,9 @@ class CGPosterior(Posterior):
     def aggregate_cov(self, weights: Any) -> tuple[np.ndarray, np.ndarray]:
         """Mean (k,) and covariance (k, k) of aggregates by ``k`` batched CG solves.
 
-        Certified: each variance is an upper estimate above the exact one by at most ``tol``
-        (relative); covariances to ``tol`` times the geometric mean of their variances
-        (Cauchy–Schwarz). See :meth:`CGSolver.certified_forms`.
+        Certified: each variance is an upper estimate above the exact one by at most
+        ``aggregate_tol`` (default ``tol``, relative); covariances to that times the geometric
+        mean of their variances (Cauchy–Schwarz). See :meth:`CGSolver.certified_forms`.
         """
         W, _ = self._as_weights(weights)
         mean = np.asarray(W @ self.mean).ravel()

@@ -480,3 +480,20 @@ def test_std_pairs_map_is_an_upper_bound_and_the_corrected_map_is_unbiased():
     # double-precision products give the same pairs to the single-precision error
     post64 = solve(problem, "cg", cg=dataclasses.replace(opts, fft_precision="double"))
     _close(post64.lowrank_std(), lowrank, 1e-5)
+
+
+def test_aggregate_tol_certifies_a_looser_bound_in_fewer_iterations():
+    problem = _bound_problem(1, 300, 0.1)
+    W = np.ones((1, problem.n_state))
+    exact = solve(problem, "dense").aggregate_cov(W)[1][0, 0]
+    its = {}
+    for agg_tol in (None, 1e-4):
+        post = solve(problem, "cg", cg=CGOptions(aggregate_tol=agg_tol))
+        var = post.aggregate_cov(W)[1][0, 0]
+        log = post.info["solves"][-1]
+        bound = agg_tol or 1e-8
+        assert log["final"] <= bound and -1e-10 <= var / exact - 1 <= log["final"] + 1e-9
+        its[agg_tol] = log["iterations"]
+    assert its[1e-4] < its[None], its
+    with pytest.raises(ValueError, match="aggregate_tol"):
+        CGOptions(aggregate_tol=0.0)
