@@ -292,13 +292,19 @@ class CGSolver:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Certified ``offset + sign · UᵀA⁻¹U`` (k, k) with ``A = S`` (obs) or ``I + K`` (χ).
 
-        Column j stops when the certificate ``r_jᵀP⁻¹r_j`` (module docstring; ``P = I`` in χ
+        Column j is done when its certificate ``r_jᵀP⁻¹r_j`` (module docstring; ``P = I`` in χ
         space, since ``I + K ⪰ I``) is at most ``options.aggregate_tol`` (default
-        ``options.tol``) times the estimated value;
-        the returned matrix is an upper estimate (Loewner order) of the exact one, above it
-        by at most the certificate on the diagonal. ``sign = -1`` gives posterior variances
-        ``aᵀBa − uᵀS⁻¹u`` from the prior ones in ``offset``; ``sign = +1`` the χ-space form
-        ``cᵀ(I + K)⁻¹c``. Returns the matrix and the certificates (k,).
+        ``options.tol``) times its estimated value; the returned matrix is an upper estimate
+        (Loewner order) of the exact one, above it by at most the certificate on the diagonal.
+        ``sign = -1`` gives posterior variances ``aᵀBa − uᵀS⁻¹u`` from the prior ones in
+        ``offset``; ``sign = +1`` the χ-space form ``cᵀ(I + K)⁻¹c``. Returns the matrix and
+        the certificates (k,).
+
+        Linearly dependent columns (a city total that is the sum of its sub-period totals)
+        are not solved: only a column basis of U is (pivoted QR), ``U = U_b C``; the other
+        solutions and their residuals follow exactly (``X = X_b C``, ``R = R_b C + (U − U_b C)``)
+        and their certificates are checked; where one is above the tolerance the basis is
+        solved further, to a tighter tolerance.
 
         Raises
         ------
@@ -307,50 +313,76 @@ class CGSolver:
             ``allow_nonconvergence``).
         """
         obs = self.space == "obs" and U.shape[0] == self.problem.n_obs
-        apply_A = self.apply_S if obs else self.system.hessian
-        pre = self.obs_precond() if obs else self.chi_precond()
-        cert = (lambda Rm: _dots(Rm, pre(Rm))) if obs else (lambda Rm: _dots(Rm, Rm))
-        batch = self.batch_obs() if obs else self.batch()
+        ctx = _FormContext(
+            apply_A=self.apply_S if obs else self.system.hessian,
+            pre=self.obs_precond() if obs else self.chi_precond(),
+            obs=obs, sign=sign, what=what,
+        )  # fmt: skip
         tol = self.options.aggregate_tol or self.options.tol
-        k = U.shape[1]
-        X = np.zeros_like(U)
-        Rt = np.empty_like(U)
-        bounds = np.zeros(k)
         diag = np.diag(offset).copy()
-        for cols in self._batches(k, batch):
-            Uc = np.ascontiguousarray(U[:, cols])
-            Xc = np.zeros_like(Uc)
-            Rc = Uc.copy()
-            its, history = 0, []
-            for _ in range(_CERTIFY_RESTARTS):
-                measure = _FormBound(Uc, Xc, diag[cols], sign, cert)
-                dX, info = batched_pcg(
-                    apply_A, Rc, tol, max(1, self.maxiter() - its), pre, what,
-                    measure=measure, check=False,
-                )  # fmt: skip
-                its += info["iterations"]
-                history += info["residuals"]
-                Xc += dX
-                Rc = Uc - apply_A(Xc)  # recomputed, not recursive: the certificate rests on it
-                final = _FormBound(Uc, Xc, diag[cols], sign, cert)
-                b = final(np.zeros_like(Xc), Rc, np.arange(Xc.shape[1]))
-                if np.all(b <= tol) or its >= self.maxiter():
-                    break
-            converged = check_convergence(
-                float(np.max(b)), tol, its, what, self.options.allow_nonconvergence,
-                "certified relative error bound",
-            )  # fmt: skip
-            X[:, cols], Rt[:, cols], bounds[cols] = Xc, Rc, b
-            self._record(what, cols.stop - cols.start, "obs" if obs else "chi", {
-                "iterations": its, "residuals": history, "converged": converged,
-                "final": float(np.max(b)),
-            })  # fmt: skip
+        basis, coef = _column_basis(U)
+        Ub = np.ascontiguousarray(U[:, basis])
+        E = U - Ub @ coef  # exactly representable part left out (rounding level)
+        Xb, Rb = np.zeros_like(Ub), Ub.copy()
+        tol_b = np.full(basis.size, tol)
+        its = np.zeros(basis.size, dtype=int)
+        history: list[float] = []
+        for _ in range(_CERTIFY_RESTARTS):
+            Xb, Rb = self._certify_columns(ctx, Ub, diag[basis], Xb, Rb, tol_b, its, history)
+            X, Rt = Xb @ coef, Rb @ coef + E
+            bounds = _FormBound(U, X, diag, sign, ctx.cert)(
+                np.zeros_like(X), Rt, np.arange(U.shape[1])
+            )
+            bad = bounds > tol
+            if not bad.any() or np.all(its >= self.maxiter()):
+                break
+            # tighten the basis columns the failing aggregates are made of
+            worst = np.max(np.where(bad, bounds / tol, 1.0))
+            used = np.any(np.abs(coef[:, bad]) > 0, axis=1)
+            tol_b = np.where(used, tol_b / (2.0 * worst), tol_b)
+        converged = check_convergence(
+            float(np.max(bounds)), tol, int(its.max()), what, self.options.allow_nonconvergence,
+            "certified relative error bound",
+        )  # fmt: skip
+        self._record(what, U.shape[1], "obs" if obs else "chi", {
+            "iterations": int(its.max()), "residuals": history, "converged": converged,
+            "final": float(np.max(bounds)), "columns_solved": int(basis.size),
+        })  # fmt: skip
         _check_output(X, what)
         Q = U.T @ X + X.T @ Rt  # uᵀx + xᵀr (symmetrised below)
         if sign > 0:
             Q += Rt.T @ Rt  # χ space: the upper end of [q̂, q̂ + rᵀr]
         out = offset + sign * 0.5 * (Q + Q.T)
         return out, bounds
+
+    def _certify_columns(self, ctx, U, diag, X, R, tol, its, history):
+        """Continue PCG on each column of ``S X = U`` from (X, R) until its certificate is at
+        most ``tol[j]`` (recomputed residual, restarting where rounding left it above); adds
+        the iterations to ``its`` and the per-iteration measure to ``history``."""
+        batch = self.batch_obs() if ctx.obs else self.batch()
+        X, R = X.copy(), R.copy()
+        for cols in self._batches(U.shape[1], batch):
+            idx = np.arange(cols.start, cols.stop)
+            Uc, Xc, Rc = U[:, cols], X[:, cols], R[:, cols]
+            for _ in range(_CERTIFY_RESTARTS):
+                scale = tol[idx] / tol[idx].max()  # per-column tolerances through the measure
+                bound = _FormBound(Uc, Xc, diag[idx], ctx.sign, ctx.cert)
+                dX, info = batched_pcg(
+                    ctx.apply_A, Rc, float(tol[idx].max()), max(1, self.maxiter() - int(its[idx].max())),
+                    ctx.pre, ctx.what, check=False,
+                    measure=lambda Xm, Rm, i, bound=bound, scale=scale: bound(Xm, Rm, i) / scale[i],
+                )  # fmt: skip
+                its[idx] += info["iterations"]
+                history += info["residuals"]
+                Xc = Xc + dX
+                Rc = Uc - ctx.apply_A(Xc)  # recomputed, not recursive: the certificate rests on it
+                b = _FormBound(Uc, Xc, diag[idx], ctx.sign, ctx.cert)(
+                    np.zeros_like(Xc), Rc, np.arange(idx.size)
+                )
+                if np.all(b <= tol[idx]) or its[idx].max() >= self.maxiter():
+                    break
+            X[:, cols], R[:, cols] = Xc, Rc
+        return X, R
 
     # ------------------------------------------------------------------ sampling
     def rto_samples(self, n: int, seed: int | None) -> np.ndarray:
@@ -407,6 +439,38 @@ class CGSolver:
             acc2 += (diff * diff).sum(axis=1)
         rem = acc / n
         return rem, np.clip(acc2 / n - rem * rem, 0.0, None) * n / (n - 1)
+
+
+class _FormContext:
+    """What a certified solve needs: the product, preconditioner, certificate, sign, label."""
+
+    def __init__(self, apply_A, pre, obs: bool, sign: float, what: str) -> None:
+        self.apply_A, self.pre, self.obs, self.sign, self.what = apply_A, pre, obs, sign, what
+        if obs:
+            self.cert = lambda Rm: _dots(Rm, pre(Rm))  # rᵀP⁻¹r ≥ rᵀS⁻¹r (S ⪰ P)
+        else:
+            self.cert = lambda Rm: _dots(Rm, Rm)  # rᵀr ≥ rᵀ(I + K)⁻¹r
+
+
+def _column_basis(U: np.ndarray, rtol: float = 1e-9) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of a column basis of U and coefficients C with ``U ≈ U[:, basis] @ C``.
+
+    Pivoted QR; a column is dependent when its pivot is below ``rtol`` times the largest.
+    """
+    k = U.shape[1]
+    if k < 2:
+        return np.arange(k), np.eye(k)
+    R, piv = scipy.linalg.qr(U, mode="r", pivoting=True, check_finite=False)
+    d = np.abs(np.diag(R))
+    r = int(np.sum(d > rtol * d[0])) if d.size and d[0] > 0 else 0
+    r = max(r, 1)
+    if r == k:
+        return np.arange(k), np.eye(k)
+    coef = np.zeros((r, k))
+    coef[:, piv[:r]] = np.eye(r)
+    coef[:, piv[r:]] = scipy.linalg.solve_triangular(R[:r, :r], R[:r, r:k], check_finite=False)
+    order = np.argsort(piv[:r])  # basis in the original column order
+    return piv[:r][order], coef[order]
 
 
 class _FormBound:

@@ -497,3 +497,23 @@ def test_aggregate_tol_certifies_a_looser_bound_in_fewer_iterations():
     assert its[1e-4] < its[None], its
     with pytest.raises(ValueError, match="aggregate_tol"):
         CGOptions(aggregate_tol=0.0)
+
+
+def test_dependent_aggregates_are_not_solved_twice_and_stay_certified():
+    # the first aggregate is the sum of the next two, the fourth a multiple of the second:
+    # only a basis of 2 columns is solved, every aggregate keeps its certificate
+    problem = _bound_problem(3, 100, 0.001)
+    n = problem.n_state
+    rng = np.random.default_rng(4)
+    a, b = np.zeros(n), np.zeros(n)
+    a[: n // 2], b[n // 2 :] = rng.uniform(0, 1, n // 2), rng.uniform(0, 1, n - n // 2)
+    W = np.vstack([a + b, a, b, 3.0 * a])
+    exact = solve(problem, "dense").aggregate_cov(W)[1]
+    post = solve(problem, "cg")
+    cov = post.aggregate_cov(W)[1]
+    log = post.info["solves"][-1]
+    assert log["columns_solved"] == 2 and log["columns"] == 4
+    rel = np.diag(cov) / np.diag(exact) - 1.0
+    assert np.all(rel >= -1e-10) and np.all(rel <= log["final"] + 1e-9), rel
+    assert log["final"] <= 1e-8
+    _close(cov, exact, 1e-7)
