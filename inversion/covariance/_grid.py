@@ -51,13 +51,44 @@ def _torus_size(n: int, pad: int) -> int:
     return scipy.fft.next_fast_len(2 * n - 1 + 2 * pad, real=True)
 
 
+#: Correlations below this are zero to double precision (eps = 2.2e-16) in any product.
+_NEGLIGIBLE = 1e-17
+
+
+def negligible_distance(length: float, kind: str) -> float:
+    """Distance [unit of ``length``] beyond which the correlation is below 1e-17."""
+    lo, hi = 0.0, length
+    while correlation_function(hi, length, kind) > _NEGLIGIBLE:
+        hi *= 2.0
+    for _ in range(60):  # bisection to well below a cell
+        mid = 0.5 * (lo + hi)
+        if correlation_function(mid, length, kind) > _NEGLIGIBLE:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def _matvec_torus_size(n: int, spacing: float, length: float, kind: str) -> int:
+    """Torus length for the exact convolution of n cells: 2n − 1, or less when the kernel
+    vanishes first: with M ≥ n + s (s cells to the negligible distance) every pair the
+    torus wraps around is at least s cells apart both ways, where both the true and the
+    wrapped correlation are below 1e-17: the product is exact to rounding."""
+    if n == 1:
+        return 1
+    s = math.ceil(negligible_distance(length, kind) / spacing)
+    return scipy.fft.next_fast_len(min(2 * n - 1, n + s), real=True)
+
+
 class RegularGridCorrelation(CovarianceOperator):
     """Isotropic spatial correlation on a regular projected grid, applied by FFT.
 
     On a regular grid the correlation matrix is block-Toeplitz with Toeplitz blocks; it is the
     top-left (ny nx) × (ny nx) part of a block-circulant matrix C_emb on a padded torus of
     (My, Mx) cells, My >= 2 ny - 1, Mx >= 2 nx - 1, whose eigenvalues are the FFT of its first
-    row. ``C @ x`` is therefore an exact convolution: zero-pad x onto the torus, rfft2,
+    row. Where the correlation falls below 1e-17 within s < n - 1 cells (grids many
+    correlation lengths wide), a torus of n + s cells per axis gives the same product to
+    rounding (only pairs at least s cells apart wrap around), with fewer FFT cells. ``C @ x`` is therefore an exact convolution: zero-pad x onto the torus, rfft2,
     multiply, irfft2, crop. No (n, n) matrix is formed; cost O(My Mx log(My Mx)) per vector.
 
     The matvec is exact whatever the sign of the embedding's eigenvalues. The square root is
@@ -125,7 +156,10 @@ class RegularGridCorrelation(CovarianceOperator):
         self.max_sqrt_tries = int(max_sqrt_tries)
         super().__init__(shp[0] * shp[1])
         ny, nx = self.grid_shape
-        self._mv_torus = (_torus_size(ny, 0), _torus_size(nx, 0))
+        self._mv_torus = (
+            _matvec_torus_size(ny, self.spacing_km[0], self.length_km, kind),
+            _matvec_torus_size(nx, self.spacing_km[1], self.length_km, kind),
+        )
         self._mv_spec = self._spectrum(self._mv_torus)
         self._sqrt_torus: tuple[int, int] | None = None
         self._sqrt_spec: np.ndarray | None = None

@@ -281,3 +281,19 @@ def test_single_precision_spectra_within_the_stated_bound():
     assert D.with_precision("single") is D
     with pytest.raises(ValueError, match="precision must be"):
         B.with_precision("half")
+
+
+@pytest.mark.parametrize("kind", ["exponential", "gaussian", "matern32"])
+def test_short_kernel_uses_a_smaller_torus_and_stays_exact(kind):
+    # a grid many correlation lengths wide: the matvec torus is n + (cells to a 1e-17
+    # correlation) instead of 2n - 1, with the same product to rounding; L Lᵀ = C still
+    C = RegularGridCorrelation((60, 70), (1.0, 1.5), kind, 1.0)
+    My, Mx = C.embedding_shape
+    assert My < 2 * 60 - 1 and Mx < 2 * 70 - 1
+    X = np.random.default_rng(9).standard_normal((C.n, 2))
+    ref = C.to_dense() @ X
+    np.testing.assert_allclose(C @ X, ref, rtol=0, atol=1e-13 * np.abs(ref).max())
+    small = RegularGridCorrelation((30, 45), 1.0, kind, 0.7)
+    assert small.embedding_shape[1] < 2 * 45 - 1
+    L = small.sqrt_matvec(np.eye(small.sqrt_dim))
+    np.testing.assert_allclose(L @ L.T, small.to_dense(), rtol=0, atol=1e-12)
