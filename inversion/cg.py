@@ -174,6 +174,15 @@ class CGOptions:
 class WhitenedSystem:
     """Products of the whitened problem: L, Lᵀ, H, Hᵀ, R⁻¹, ``M = H B Hᵀ`` and ``I + K``.
 
+    Parameters
+    ----------
+    problem : LinearProblem
+        The problem.
+    B : CovarianceOperator, optional
+        The prior covariance for the products (e.g. its single-precision twin,
+        :meth:`~inversion.covariance.CovarianceOperator.with_precision`); default
+        ``problem.B``.
+
     Raises
     ------
     TypeError
@@ -181,8 +190,9 @@ class WhitenedSystem:
         has no ``inv_matvec``.
     """
 
-    def __init__(self, problem: LinearProblem) -> None:
-        B, R = problem.B, problem.R
+    def __init__(self, problem: LinearProblem, B: Any = None) -> None:
+        B = problem.B if B is None else B
+        R = problem.R
         missing = [a for a in ("sqrt_matvec", "sqrt_rmatvec", "sqrt_dim") if not hasattr(B, a)]
         if missing:
             raise TypeError(
@@ -197,14 +207,15 @@ class WhitenedSystem:
                 f"use method='obs-space'"
             )
         self.problem = problem
+        self.B = B
         self.q = int(B.sqrt_dim)
         self.n_matvec = 0  # Hessian-equivalent products (H and Hᵀ pairs), for reports
 
     def L(self, W: np.ndarray) -> np.ndarray:
-        return np.asarray(self.problem.B.sqrt_matvec(W), dtype=np.float64)
+        return np.asarray(self.B.sqrt_matvec(W), dtype=np.float64)
 
     def Lt(self, V: np.ndarray) -> np.ndarray:
-        return np.asarray(self.problem.B.sqrt_rmatvec(V), dtype=np.float64)
+        return np.asarray(self.B.sqrt_rmatvec(V), dtype=np.float64)
 
     def H(self, X: np.ndarray) -> np.ndarray:
         return self.problem.H_matmat(X)
@@ -218,7 +229,8 @@ class WhitenedSystem:
     def M(self, Z: np.ndarray) -> np.ndarray:
         """``H B Hᵀ Z`` (n_obs,) or (n_obs, k)."""
         self.n_matvec += 1 if Z.ndim == 1 else Z.shape[1]
-        return self.H(self.problem.B_matmat(self.Ht(Z)))
+        Y = self.Ht(Z)
+        return self.H(np.asarray(self.B.matmat(Y) if Y.ndim == 2 else self.B.matvec(Y), float))
 
     def hessian(self, X: np.ndarray) -> np.ndarray:
         """``(I + K) X`` for X (q, m)."""

@@ -102,6 +102,20 @@ class CGSolver:
         self.log: list[dict] = []
         self._tried_complete = False
         self._obs_pre: Any = None
+        self._fast: WhitenedSystem | None = None
+
+    @property
+    def fast(self) -> WhitenedSystem | None:
+        """The system with single-precision FFTs in B (``fft_precision="auto"`` and a B that
+        has them), for solves whose result is then checked in double precision; else None."""
+        if self.options.fft_precision != "auto" or not hasattr(self.problem.B, "with_precision"):
+            return None
+        if self._fast is None:
+            B32 = self.problem.B.with_precision("single")
+            if B32 is self.problem.B:
+                return None
+            self._fast = WhitenedSystem(self.problem, B=B32)
+        return self._fast
 
     def with_options(self, options: CGOptions) -> CGSolver:
         """A solver with other settings sharing this one's products and spectrum."""
@@ -147,11 +161,8 @@ class CGSolver:
         single-precision FFTs when ``options.fft_precision == "auto"`` (the map these pairs
         feed is approximate to far more than their 1e-6 error).
         """
-        B = self.problem.B
-        if self.options.fft_precision == "auto" and hasattr(B, "with_precision"):
-            B = B.with_precision("single")
         theta, Z, MZ = block_lanczos_spectrum(
-            self.system, n_pairs, self.batch_obs(), self.memory_budget, seed, B=B
+            self.fast or self.system, n_pairs, self.batch_obs(), self.memory_budget, seed
         )
         self._set_spectrum(theta, Z, MZ, complete=False)
 
@@ -249,9 +260,10 @@ class CGSolver:
         self._obs_pre = apply
         return apply
 
-    def apply_S(self, X: np.ndarray) -> np.ndarray:
-        """``S X = (H B Hᵀ + R) X`` for X (n_obs, m)."""
-        return self.system.M(X) + np.asarray(self.problem.R @ X, dtype=np.float64)
+    def apply_S(self, X: np.ndarray, system: WhitenedSystem | None = None) -> np.ndarray:
+        """``S X = (H B Hᵀ + R) X`` for X (n_obs, m) (with the products of ``system``)."""
+        M = (system or self.system).M(X)
+        return M + np.asarray(self.problem.R @ X, dtype=np.float64)
 
     # ------------------------------------------------------------------ solves
     def _record(self, what: str, columns: int, space: str, info: dict) -> None:
@@ -300,6 +312,12 @@ class CGSolver:
         ``offset``; ``sign = +1`` the χ-space form ``cᵀ(I + K)⁻¹c``. Returns the matrix and
         the certificates (k,).
 
+        With ``fft_precision="auto"`` the first PCG pass uses single-precision FFTs in B
+        (half the cost of its products); the residual the certificate rests on is then
+        recomputed in double precision, and where the certificate is not yet reached the
+        solve continues in double (mixed-precision iterative refinement): the result is
+        certified exactly as without it.
+
         Linearly dependent columns (a city total that is the sum of its sub-period totals)
         are not solved: only a column basis of U is (pivoted QR), ``U = U_b C``; the other
         solutions and their residuals follow exactly (``X = X_b C``, ``R = R_b C + (U − U_b C)``)
@@ -313,8 +331,15 @@ class CGSolver:
             ``allow_nonconvergence``).
         """
         obs = self.space == "obs" and U.shape[0] == self.problem.n_obs
+        fast = self.fast
+        if fast is None:
+            apply_fast = None
+        elif obs:
+            apply_fast = lambda X: self.apply_S(X, fast)  # noqa: E731
+        else:
+            apply_fast = fast.hessian
         ctx = _FormContext(
-            apply_A=self.apply_S if obs else self.system.hessian,
+            apply_A=self.apply_S if obs else self.system.hessian, apply_fast=apply_fast,
             pre=self.obs_precond() if obs else self.chi_precond(),
             obs=obs, sign=sign, what=what,
         )  # fmt: skip
@@ -364,11 +389,12 @@ class CGSolver:
         for cols in self._batches(U.shape[1], batch):
             idx = np.arange(cols.start, cols.stop)
             Uc, Xc, Rc = U[:, cols], X[:, cols], R[:, cols]
-            for _ in range(_CERTIFY_RESTARTS):
+            for attempt in range(_CERTIFY_RESTARTS + 1):
                 scale = tol[idx] / tol[idx].max()  # per-column tolerances through the measure
                 bound = _FormBound(Uc, Xc, diag[idx], ctx.sign, ctx.cert)
+                fast = attempt == 0 and ctx.apply_fast is not None and its[idx].max() == 0
                 dX, info = batched_pcg(
-                    ctx.apply_A, Rc, float(tol[idx].max()), max(1, self.maxiter() - int(its[idx].max())),
+                    ctx.apply_fast if fast else ctx.apply_A, Rc, float(tol[idx].max()), max(1, self.maxiter() - int(its[idx].max())),
                     ctx.pre, ctx.what, check=False,
                     measure=lambda Xm, Rm, i, bound=bound, scale=scale: bound(Xm, Rm, i) / scale[i],
                 )  # fmt: skip
@@ -442,10 +468,12 @@ class CGSolver:
 
 
 class _FormContext:
-    """What a certified solve needs: the product, preconditioner, certificate, sign, label."""
+    """What a certified solve needs: the product (and its single-precision twin, or None),
+    preconditioner, certificate, sign, label."""
 
-    def __init__(self, apply_A, pre, obs: bool, sign: float, what: str) -> None:
-        self.apply_A, self.pre, self.obs, self.sign, self.what = apply_A, pre, obs, sign, what
+    def __init__(self, apply_A, apply_fast, pre, obs: bool, sign: float, what: str) -> None:
+        self.apply_A, self.apply_fast, self.pre = apply_A, apply_fast, pre
+        self.obs, self.sign, self.what = obs, sign, what
         if obs:
             self.cert = lambda Rm: _dots(Rm, pre(Rm))  # rᵀP⁻¹r ≥ rᵀS⁻¹r (S ⪰ P)
         else:

@@ -158,7 +158,7 @@ def block_lanczos_spectrum(
         Seed of the start block.
     B : CovarianceOperator, optional
         Prior covariance for the products (e.g. its single-precision twin); default the
-        problem's.
+        system's.
 
     Returns
     -------
@@ -185,11 +185,7 @@ def block_lanczos_spectrum(
             f"{_gib(need)}, more than memory_budget={_gib(memory_budget)}; ask for fewer pairs "
             f"(CGOptions.std_pairs) or raise memory_budget"
         )
-    Bop = problem.B if B is None else B
-
-    def M(Z: np.ndarray) -> np.ndarray:
-        system.n_matvec += Z.shape[1]
-        return system.H(np.asarray(Bop @ system.Ht(Z), dtype=np.float64))
+    M = system.M if B is None else type(system)(problem, B=B).M
 
     rng = np.random.default_rng(seed)
     Z = np.empty((m, D))

@@ -517,3 +517,21 @@ def test_dependent_aggregates_are_not_solved_twice_and_stay_certified():
     assert np.all(rel >= -1e-10) and np.all(rel <= log["final"] + 1e-9), rel
     assert log["final"] <= 1e-8
     _close(cov, exact, 1e-7)
+
+
+@pytest.mark.parametrize("agg_tol", [1e-6, 1e-10])
+def test_mixed_precision_totals_keep_their_certificate(agg_tol):
+    # the first pass runs with single-precision FFTs (error ~1e-7); the certificate rests on
+    # the residual recomputed in double, and a tolerance below the single-precision floor
+    # (1e-10) is reached by continuing in double
+    problem = _bound_problem(3, 100, 0.001)
+    W = np.vstack([np.ones(problem.n_state), np.arange(problem.n_state) % 3 == 0])
+    exact = np.diag(solve(problem, "dense").aggregate_cov(W)[1])
+    for precision in ("auto", "double"):
+        post = solve(problem, "cg", cg=CGOptions(aggregate_tol=agg_tol, fft_precision=precision))
+        rel = np.diag(post.aggregate_cov(W)[1]) / exact - 1.0
+        log = post.info["solves"][-1]
+        assert log["final"] <= agg_tol
+        assert np.all(rel >= -1e-11) and np.all(rel <= log["final"] + 1e-11), (precision, rel)
+        fast = post._solver.fast
+        assert (fast is not None and fast.n_matvec > 0) == (precision == "auto")
