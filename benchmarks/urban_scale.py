@@ -152,6 +152,8 @@ def run(name: str, method: str, o: dict, queue) -> None:
         out["agg_space"] = post.info["solves"][0].get("space", "chi")
         out["dofs_est"] = post.dofs
         if o["no_std"]:
+            out["mean_sample"] = post.mean[cells]
+            out["mean_scale"] = float(np.max(np.abs(post.mean)))
             out["peak"] = _peak()
             queue.put(out)
             return
