@@ -25,8 +25,8 @@ def _fmt(value) -> str:
     return str(value).replace("|", "\\|")
 
 
-def table(record: dict) -> str:
-    """Markdown for one benchmark record."""
+def table(record: dict, only: list[str] | None = None) -> str:
+    """Markdown for one benchmark record (only the tables named in ``only``, if given)."""
     m = record["machine"]
     lines = [
         f"`{record['command']}`",
@@ -39,7 +39,7 @@ def table(record: dict) -> str:
     ]
     groups: dict[str, list[dict]] = {}
     for r in record["results"]:
-        if "display" in r:
+        if "display" in r and (only is None or r.get("table", "") in only):
             groups.setdefault(r.get("table", ""), []).append(r["display"])
     for name, rows in groups.items():
         if name:
@@ -60,9 +60,10 @@ def table(record: dict) -> str:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("files", nargs="+", help="JSON records written by the benchmarks' --json")
+    ap.add_argument("--tables", nargs="+", help="print only the tables with these names")
     args = ap.parse_args(argv)
     for f in args.files:
-        print(table(json.loads(Path(f).read_text())))
+        print(table(json.loads(Path(f).read_text()), args.tables))
 
 
 if __name__ == "__main__":
