@@ -11,10 +11,16 @@ cityflux. It only calls the peer's public API:
    footprints ``fp(lat, lon, time)`` [(mol/mol)/(mol m-2 s-1)] with the ACRG layout
    (met variables, ``particle_locations_n/e/s/w``), a static flux [mol m-2 s-1] and uniform
    boundary conditions ``vmr_n/e/s/w`` [mol/mol], and standardises them into the store;
-3. times ``openghg_inversions.hbmcmc.hbmcmc.fixedbasisMCMC`` (basis functions, PyMC MCMC) and
-   computes the posterior city total from the posterior mean scaling factors x prior flux.
+3. ``--stage basis``: makes the peer's own basis regions (``make_basis_functions`` with
+   ``--basis-algorithm``) and prints their labels, so that cityflux can solve on exactly them;
+4. ``--stage all``: times ``openghg_inversions.hbmcmc.hbmcmc.fixedbasisMCMC`` (PyMC MCMC) on
+   the peer's basis or, with ``--basis-labels`` (a .npy of integer labels 1..N on (lat, lon)),
+   on that basis (written as a legacy flat basis file: ``fp_basis_case``), and computes the
+   posterior city total from every draw of the scaling factors.
 
-Prints one JSON line (the last line of stdout) with the timings and the city total.
+Prints one JSON line (the last line of stdout) with the timings (store set-up, the whole
+inversion call, PyMC's own sampling time), the city total (mean, std, central 95 % interval
+of the draws) and MCMC diagnostics.
 """
 
 from __future__ import annotations
@@ -150,7 +156,9 @@ def main(argv=None) -> int:
     ap.add_argument("--tune", type=int, default=1000)
     ap.add_argument("--nchain", type=int, default=2)
     ap.add_argument("--model-error", default="none", choices=["none", "hierarchical"])
-    ap.add_argument("--stage", default="all", choices=["store", "merged", "all"])
+    ap.add_argument("--stage", default="all", choices=["store", "merged", "basis", "all"])
+    ap.add_argument("--basis-labels", help=".npy of int labels (lat, lon), 1..N: the basis")
+    ap.add_argument("--bc-sigma", type=float, default=0.01, help="BC scaling-factor prior std")
     args = ap.parse_args(argv)
     work = Path(args.work).resolve()
     t_all = time.perf_counter()
@@ -217,9 +225,9 @@ def main(argv=None) -> int:
         start_date=str(times[0]), end_date=end, outputpath=str(work / "out"),
         outputname="synth", emissions_name=["synthprior"], inlet=["100m"] * len(p["sites"]),
         met_model="synthetic", fp_model="SYNTHNAME", bc_input="uniform",
-        basis_algorithm=args.basis_algorithm, nbasis=args.nbasis,
+        basis_algorithm=args.basis_algorithm, nbasis=args.nbasis, bc_basis_case="NESW",
         xprior={"pdf": "normal", "mu": 1.0, "sigma": float(p["rel_sigma"])},
-        bcprior={"pdf": "normal", "mu": 1.0, "sigma": 0.01},
+        bcprior={"pdf": "normal", "mu": 1.0, "sigma": float(args.bc_sigma)},
         # RHIME model error: eps = sqrt(mf_error² + (sigma |H x|)^1.99), sigma relative
         sigprior={"pdf": "uniform", "lower": 0.001, "upper": 0.1},
         nit=args.nit, burn=args.burn, tune=args.tune, nchain=args.nchain,
@@ -227,7 +235,41 @@ def main(argv=None) -> int:
     )  # fmt: skip
     if args.model_error == "none":  # the synthetic data have none: obs error = mf_error only
         kw["no_model_error"] = True
+    if args.basis_labels:  # a given basis: a legacy flat basis file, loaded by basis case
+        labels = np.load(args.basis_labels)
+        bdir = work / "basis"
+        (bdir / dom).mkdir(parents=True, exist_ok=True)
+        import xarray as xr
+
+        basis = xr.Dataset(
+            {"basis": (("lat", "lon", "time"), labels[:, :, None].astype("float64"))},
+            coords={"lat": p["lat"].astype("float32"), "lon": p["lon"].astype("float32"),
+                    "time": [np.datetime64(str(times[0]), "ns")]},
+        )  # fmt: skip
+        basis.to_netcdf(bdir / dom / f"cityfluxbasis_{dom}.nc")
+        kw.update(
+            fp_basis_case="cityfluxbasis", basis_directory=str(bdir), nbasis=int(labels.max())
+        )
+        kw["basis_algorithm"] = None
     (work / "out").mkdir(exist_ok=True)
+    if args.stage == "basis":
+        try:
+            from openghg_inversions.basis._wrapper import make_basis_functions
+
+            fp_all = fixedbasisMCMC(**kw, output_format="merged_data")
+            bf = make_basis_functions(
+                fp_all=fp_all, species=sp, domain=dom, start_date=kw["start_date"],
+                emissions_name=kw["emissions_name"], nbasis=args.nbasis,
+                basis_algorithm=args.basis_algorithm,
+            )  # fmt: skip
+            flat = bf.operator.basis_flat
+            flat = flat.squeeze(drop=True).transpose("lat", "lon")
+        except Exception as exc:
+            return fail("make_basis_functions", exc)
+        out["labels"] = np.asarray(flat.values).astype(int).tolist()
+        out["ok"] = True
+        print(json.dumps(out))
+        return 0
     if args.stage == "merged":
         try:
             fp_all = fixedbasisMCMC(**kw, output_format="merged_data")
@@ -243,6 +285,10 @@ def main(argv=None) -> int:
     except Exception as exc:
         return fail("fixedbasisMCMC(output_format='inv_out')", exc)
     out["t_inversion"] = time.perf_counter() - t0
+    try:
+        out["t_sampling"] = float(inv.trace.posterior.attrs["sampling_time"])
+    except (AttributeError, KeyError, TypeError, ValueError):
+        out["t_sampling"] = None
     out["settings"] = {
         k: kw[k]
         for k in (
@@ -293,8 +339,10 @@ def _city_total(inv, p: dict) -> dict:
         rhat = float(az.rhat(post[[name]])[name].max())
     except Exception:
         rhat = None
+    lo, hi = np.percentile(tot, [2.5, 97.5])
     return {
         "total": float(tot.mean()), "std": float(tot.std(ddof=1)), "prior_total": prior,
+        "q025": float(lo), "q975": float(hi),
         "n_basis": n_basis, "n_samples": int(tot.size), "ess_min": ess, "rhat_max": rhat,
     }  # fmt: skip
 

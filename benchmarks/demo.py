@@ -18,7 +18,6 @@ The machine (CPU model, cores, BLAS threads, load average at start and end) is p
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import shutil
 import statistics
@@ -32,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks._machine import describe_machine, load_average  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import Run, add_json_argument  # noqa: E402
 
 
 def _cityflux() -> list[str]:
@@ -55,8 +55,9 @@ def main(argv: list[str] | None = None) -> None:
     """Run the benchmark and print its table."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=3, help="repetitions (median reported)")
+    add_json_argument(p)
     args = p.parse_args(argv)
-    print(describe_machine())
+    bench = Run("demo", list(sys.argv[1:] if argv is None else argv), args.json)
     cli = _cityflux()
     tmp = Path(tempfile.mkdtemp(prefix="cityflux-demo-bench-"))
     try:
@@ -87,15 +88,20 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\n{'what':32s} {'wall [s]':>9s} {'CPU [s]':>9s}   (median of {args.repeat})")
     w, c = med(helps)
     print(f"{'cityflux --help':32s} {w:9.2f} {c:9.2f}   (median of {len(helps)})")
+    bench.add(what="cityflux --help", wall_s=w, cpu_s=c, repeats=len(helps))
     w, c = med(demos)
     print(f"{'cityflux demo (fresh process)':32s} {w:9.2f} {c:9.2f}")
+    bench.add(what="cityflux demo (fresh process)", wall_s=w, cpu_s=c, repeats=len(demos),
+              runs_wall_s=[x for x, _ in demos])  # fmt: skip
     total_w = total_c = 0.0
     for name, pairs in stages.items():
         w, c = med(pairs)
         total_w, total_c = total_w + w, total_c + c
         print(f"  stage {name:26s} {w:9.2f} {c:9.2f}")
+        bench.add(what=f"stage {name}", wall_s=w, cpu_s=c, repeats=len(pairs))
     print(f"  {'sum of stages (in process)':30s} {total_w:9.2f} {total_c:9.2f}")
-    print(f"\nload average at end: {load_average()}; cores: {os.cpu_count()}")
+    bench.add(what="sum of stages (in process)", wall_s=total_w, cpu_s=total_c)
+    bench.finish()
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -26,6 +27,8 @@ import pandas as pd
 import xarray as xr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _machine import Run, add_json_argument
 
 from inversion import Grid, StateVector, TimeAxis
 from transport_models.operator import assemble_receptors
@@ -65,12 +68,15 @@ def write_files(folder: Path, n: int, seed: int = 0) -> list[Path]:
     return paths
 
 
-def main() -> None:
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--n", type=int, default=100, help="number of footprint files")
     ap.add_argument("--chunk", type=int, default=16, help="files per dask task")
     ap.add_argument("--scheduler", default="threads")
-    args = ap.parse_args()
+    ap.add_argument("--repeat", type=int, default=3, help="timed runs of each (median)")
+    add_json_argument(ap)
+    args = ap.parse_args(argv)
+    run = Run("footprints", sys.argv[1:] if argv is None else list(argv), args.json)
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         paths = write_files(Path(tmp), args.n)
@@ -81,17 +87,21 @@ def main() -> None:
         state = StateVector(grid, axis)
         assemble_receptors(paths[:1], state)  # compile the numba kernels outside the timing
         rss0 = _rss_mb()
-        t = time.perf_counter()
-        for p in paths:
-            with xr.open_dataset(p) as ds:
-                ds["foot"].load()
-        t_io = time.perf_counter() - t
-        t = time.perf_counter()
-        op = assemble_receptors(
-            paths, state, chunk_files=args.chunk, scheduler=args.scheduler, threshold=1e-7
-        )
-        t_h = time.perf_counter() - t
-        rss = _rss_mb()
+        ios, hs = [], []
+        for i in range(max(1, args.repeat)):  # interleaved; peak RSS from the first run
+            t = time.perf_counter()
+            for p in paths:
+                with xr.open_dataset(p) as ds:
+                    ds["foot"].load()
+            ios.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            op = assemble_receptors(
+                paths, state, chunk_files=args.chunk, scheduler=args.scheduler, threshold=1e-7
+            )
+            hs.append(time.perf_counter() - t)
+            if i == 0:
+                rss = _rss_mb()
+        t_io, t_h = statistics.median(ios), statistics.median(hs)
     h = op.H
     csr_mb = (h.data.nbytes + h.indices.nbytes + h.indptr.nbytes) / 1e6
     raw_mb = sum(72 * 200 * 200 * 4 for _ in range(args.chunk)) / 1e6  # worst-case chunk
@@ -105,6 +115,13 @@ def main() -> None:
         f"peak RSS {rss:.0f} MB (before timing {rss0:.0f} MB); growth {rss - rss0:.0f} MB vs "
         f"2 x CSR + one chunk = {2 * csr_mb + raw_mb:.0f} MB"
     )
+    run.add(n_files=args.n, t_io=ios, t_assemble=hs, rss_growth_mb=rss - rss0, display={
+        "files": args.n, "assemble H [files/s]": f"{args.n / t_h:.1f}",
+        "xarray open + load [files/s]": f"{args.n / t_io:.1f}",
+        "throughput ratio H / I/O": f"{t_io / t_h:.2f}",
+        "RSS growth [MB] (bound)": f"{rss - rss0:.0f} ({2 * csr_mb + raw_mb:.0f})",
+    })  # fmt: skip
+    run.finish()
 
 
 if __name__ == "__main__":

@@ -1,12 +1,16 @@
 """Benchmark: read + hourly-average a synthetic 200,000-record ObsPack file.
 
 Prints the time of ``observations.read`` (target < 5 s) and its ratio to a plain
-``xarray.open_dataset(...).load()`` of the same file.  Run: ``python benchmarks/obs_read.py``.
+``xarray.open_dataset(...).load()`` of the same file (medians of ``--repeat`` runs each,
+interleaved), with the machine and its load.  Run:
+``python benchmarks/obs_read.py --repeat 5 --json out.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -14,6 +18,7 @@ from pathlib import Path
 import netCDF4
 import numpy as np
 import xarray as xr
+from _machine import Run, add_json_argument
 
 import observations
 
@@ -47,25 +52,37 @@ def write_obspack(path: Path, n: int, seed: int = 0) -> None:
         q[:] = netCDF4.stringtochar(np.array(["..."] * n, dtype="S10"))
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=200_000)
-    args = parser.parse_args()
+    parser.add_argument("--repeat", type=int, default=5, help="runs of each (median reported)")
+    add_json_argument(parser)
+    args = parser.parse_args(argv)
+    run = Run("obs_read", sys.argv[1:] if argv is None else list(argv), args.json)
+    t_xr, t_obs = [], []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "co2_syn_tower-insitu_1_all.nc"
         write_obspack(path, args.n)
-        t0 = time.perf_counter()
-        with xr.open_dataset(path) as ds:
-            ds.load()
-        t_xr = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        out = observations.read(path, intake_height="all", average="hourly")
-        t_obs = time.perf_counter() - t0
+        for _ in range(max(1, args.repeat)):  # interleaved: both see the same load
+            t0 = time.perf_counter()
+            with xr.open_dataset(path) as ds:
+                ds.load()
+            t_xr.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            out = observations.read(path, intake_height="all", average="hourly")
+            t_obs.append(time.perf_counter() - t0)
     rep = observations.qc_report(out).sources[0]
+    m_xr, m_obs = statistics.median(t_xr), statistics.median(t_obs)
     print(f"records: {args.n}, hourly obs out: {out.sizes['obs']}, averaged: {rep.averaged}")
-    print(f"xarray open+load:          {t_xr:8.3f} s")
-    print(f"observations.read+hourly:  {t_obs:8.3f} s  (target < 5 s)")
-    print(f"ratio read / xarray load:  {t_obs / t_xr:8.2f}")
+    print(f"xarray open+load:          {m_xr:8.3f} s  (median of {len(t_xr)})")
+    print(f"observations.read+hourly:  {m_obs:8.3f} s  (target < 5 s)")
+    print(f"ratio read / xarray load:  {m_obs / m_xr:8.2f}")
+    run.add(records=args.n, t_xarray=t_xr, t_read=t_obs, display={
+        "records": f"{args.n:,}", "observations.read + hourly [s]": f"{m_obs:.2f}",
+        "xarray open + load [s]": f"{m_xr:.2f}", "ratio": f"{m_obs / m_xr:.2f}",
+        "runs [s]": " ".join(f"{v:.2f}" for v in t_obs),
+    })  # fmt: skip
+    run.finish()
 
 
 if __name__ == "__main__":

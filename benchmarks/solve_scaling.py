@@ -12,16 +12,17 @@ Each case is a seeded problem on a regular grid (1 km cells) with ``nt`` state t
 
 Every (case, method) runs in a fresh process (multiprocessing "spawn"): the child builds the
 problem, resets its peak-RSS counter (``/proc/self/clear_refs``), then times ``solve`` (mean) and
-the exact std of the city total (``post.aggregate``) — ``--repeat`` times for the fast
-methods, reporting the median run (dense runs once: its minute-long run is not affected by
-warm-up) — and reports the peak RSS of the solve and
-aggregate, and its increase over the RSS before ``solve`` (the problem itself: H, operators).
-``dense`` runs only where its explicit matrices fit (``--dense-max`` state elements).
+the exact std of the city total (``post.aggregate``) ``--repeat`` times (``--dense-repeat``
+for dense), reporting the median run and every run, and reports the peak RSS of the solve
+and aggregate, and its increase over the RSS before ``solve`` (the problem itself: H,
+operators). ``dense`` runs only where its explicit matrices fit (``--dense-max`` state
+elements). The machine, its load at the start and the end and every figure are printed, and
+written to ``--json`` for ``benchmarks/readme_table.py``.
 
 Usage::
 
     python benchmarks/solve_scaling.py                      # default sizes
-    python benchmarks/solve_scaling.py --sizes 50x50x8:2000 100x100x20:2000
+    python benchmarks/solve_scaling.py --sizes 50x50x8:2000 100x100x20:2000 --json out.json
     python benchmarks/solve_scaling.py --profile 100x100x20:2000   # cProfile of obs-space
 """
 
@@ -41,8 +42,11 @@ import numpy as np
 import scipy.sparse as sp
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _p in (str(ROOT), str(ROOT / "benchmarks")):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+from _machine import Run, add_json_argument  # noqa: E402
 
 DEFAULT_SIZES = [
     "10x10x10:100",  # 1e3 state, 1e2 obs
@@ -194,21 +198,24 @@ def run_case(case: Case, method: str, memory_budget: float, repeat: int, queue) 
     exact_peak = _reset_peak()
     runs = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         post = solve(problem, method, memory_budget=memory_budget)
         t_solve = time.perf_counter() - t0
         t0 = time.perf_counter()
         total, total_std = post.aggregate(w)
         t_agg = time.perf_counter() - t0
-        runs.append((t_solve + t_agg, t_solve, t_agg))
+        runs.append((t_solve + t_agg, t_solve, t_agg, time.process_time() - c0))
+    all_runs = [r[0] for r in runs]
     runs.sort()
-    _, t_solve, t_agg = runs[len(runs) // 2]  # median by total time
+    _, t_solve, t_agg, t_cpu = runs[len(runs) // 2]  # median by total time
     peak = _peak_bytes()
     queue.put(
         {
             "t_build": t_build,
             "t_solve": t_solve,
             "t_agg": t_agg,
+            "t_cpu": t_cpu,
+            "runs": all_runs,
             "peak": peak,
             "delta": peak - base,
             "exact_peak": exact_peak,
@@ -269,16 +276,18 @@ def main(argv: list[str] | None = None) -> None:
         "--repeat",
         type=int,
         default=3,
-        help="timed runs of the non-dense methods per case (the median is reported; the "
-        "first includes numba compilation and FFT planning); dense runs once",
+        help="timed runs of obs-space per case in one process (the median is reported; the "
+        "first includes numba compilation and FFT planning)",
     )
+    parser.add_argument("--dense-repeat", type=int, default=3, help="timed runs of dense")
+    add_json_argument(parser)
     parser.add_argument("--profile", metavar="SIZE", help="cProfile obs-space on one size")
     args = parser.parse_args(argv)
     if args.profile:
         profile_case(Case.parse(args.profile))
         return
     budget = args.memory_budget_gib * 2**30
-    print(f"cores: {os.cpu_count()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
+    run = Run("solve_scaling", sys.argv[1:] if argv is None else list(argv), args.json)
     header = (
         f"{'case':>17} {'n_state':>9} {'n_obs':>6} {'nnz/row':>8} {'method':>10} "
         f"{'solve s':>9} {'agg s':>7} {'peak MB':>9} {'+MB':>8} {'dense/obs':>10} "
@@ -290,7 +299,9 @@ def main(argv: list[str] | None = None) -> None:
         case = Case.parse(text)
         methods = (["dense"] if case.n_state <= args.dense_max else []) + ["obs-space"]
         results = {
-            m: run_in_child(case, m, budget, 1 if m == "dense" else max(1, args.repeat))
+            m: run_in_child(
+                case, m, budget, max(1, args.dense_repeat if m == "dense" else args.repeat)
+            )
             for m in methods
         }
         for m in methods:
@@ -304,6 +315,21 @@ def main(argv: list[str] | None = None) -> None:
                 dmean = f"{np.max(np.abs(r['mean'] - d['mean'])) / scale:.1e}"
                 dstd = f"{abs(r['total_std'] / d['total_std'] - 1):.1e}"
             tot = f"{r['total']:.4g}±{r['total_std']:.3g} ({r['prior_total_std']:.3g})"
+            run.add(
+                size=text, n_state=case.n_state, n_obs=case.n_obs, method=m,
+                t_solve=r["t_solve"], t_agg=r["t_agg"], runs=r["runs"], peak_gb=r["peak"] / 1e9,
+                ratio_dense_over_obs=ratio, rel_mean_diff=dmean, rel_std_diff=dstd,
+                display={
+                    "state": f"{case.n_state:,} ({case.ny}×{case.nx}×{case.nt})",
+                    "obs": f"{case.n_obs:,}", "method": m,
+                    "solve + total std [s]": f"{r['t_solve'] + r['t_agg']:.2f}",
+                    "runs [s]": " ".join(f"{v:.2f}" for v in r["runs"]),
+                    "CPU time [s]": f"{r['t_cpu']:.2f}",
+                    "peak [GB]": f"{r['peak'] / 1e9:.2f}",
+                    "dense / obs-space": ratio or "",
+                    "agreement (mean, std)": f"{dmean} {dstd}".strip(),
+                },
+            )  # fmt: skip
             print(
                 f"{text:>17} {case.n_state:>9} {case.n_obs:>6} {r['nnz_row']:>8.0f} {m:>10} "
                 f"{r['t_solve']:>9.2f} {r['t_agg']:>7.2f} {r['peak'] / 2**20:>9.0f} "
@@ -313,9 +339,10 @@ def main(argv: list[str] | None = None) -> None:
     print(
         "peak MB: peak RSS of the child during solve + aggregate (VmHWM after a reset); "
         "+MB: increase over its RSS before solve (the problem's H and operators). "
-        f"solve/agg s: median of {args.repeat} runs in one process for the non-dense "
-        "methods (the first includes numba compilation), one run for dense."
+        f"solve/agg s: median of {args.repeat} runs in one process (obs-space; the first "
+        f"includes numba compilation), of {args.dense_repeat} for dense."
     )
+    run.finish()
 
 
 if __name__ == "__main__":

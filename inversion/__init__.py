@@ -1,10 +1,11 @@
 """cityflux inversion core: state space, covariance operators, solvers and posterior products.
 
 >>> from inversion import Grid, TimeAxis, StateVector, covariance
->>> from inversion import LinearProblem, solve, Posterior
+>>> from inversion import LinearProblem, solve, Posterior, CGOptions
 """
 
 from . import covariance
+from .cg import CGOptions
 from .errors import (
     ConvergenceError,
     MemoryBudgetError,
@@ -14,14 +15,18 @@ from .errors import (
     ShapeMismatchError,
 )
 from .grid import Grid, GridMismatchError
+from .lowrank import CGPosterior
 from .posterior import Posterior
 from .problem import LinearProblem
-from .solve import METHODS, solve
+from .solve import DEFAULT_MEMORY_BUDGET, METHODS, solve
 from .state import FLUX_UNITS, StateBlock, StateVector, TimeAxis
 
 __all__ = [
+    "DEFAULT_MEMORY_BUDGET",
     "FLUX_UNITS",
     "METHODS",
+    "CGOptions",
+    "CGPosterior",
     "ConvergenceError",
     "Grid",
     "GridMismatchError",

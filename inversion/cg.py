@@ -19,20 +19,19 @@ Mean and spectrum
 Complete spectrum (``rank="full"``)
     The nonzero eigenvalues of K are those of the pencil ``(M, R)`` with ``M = H B Hᵀ``
     (``M z = θ R z`` gives ``K v = θ v`` for ``v = Lᵀ Hᵀ z``). When n_obs < sqrt_dim and M fits
-    in memory, :func:`obs_space_spectrum` forms M by batched products (columns of ``B Hᵀ``
-    in observation chunks) and solves the pencil with LAPACK: all n_obs eigenpairs, exact to
-    rounding, at the cost of n_obs batched products instead of n_obs sequential Lanczos steps.
+    in memory, :func:`inversion.cg_spectrum.obs_space_spectrum` forms M by batched
+    products (columns of ``B Hᵀ`` in observation chunks) and solves the pencil with LAPACK:
+    all n_obs eigenpairs, exact to rounding, at the cost of n_obs batched products instead of
+    n_obs sequential Lanczos steps.
 Other right-hand sides (aggregates, randomize-then-optimize samples)
-    Batched preconditioned CG directly in χ (sqrt_dim × m blocks), each column with its own
-    step lengths, all columns sharing one batched Hessian product per iteration. The
-    preconditioner is the inverse of the low-rank Hessian from the Ritz pairs,
-    ``P⁻¹ = I − V diag(θ/(1+θ)) Vᵀ`` (a limited-memory spectral preconditioner).
+    :func:`batched_pcg`: preconditioned CG on many columns, each with its own step lengths,
+    all sharing one batched product per iteration; the solves themselves (preconditioners,
+    certified quadratic forms, samples) are in :mod:`inversion.cg_solver`.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -40,17 +39,16 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
-from inversion.covariance import DiagonalCovariance
 from inversion.errors import ConvergenceError, MemoryBudgetError, NotPositiveDefiniteError
-from inversion.problem import LinearProblem, _check_output, add_hbht_upper, covariance_dense
+from inversion.problem import LinearProblem, _check_output
 
 __all__ = [
     "CGOptions",
     "LanczosResult",
     "WhitenedSystem",
     "batched_pcg",
+    "check_convergence",
     "lanczos_cg",
-    "obs_space_spectrum",
 ]
 
 logger = logging.getLogger(__name__)
@@ -67,7 +65,13 @@ class CGOptions:
     Parameters
     ----------
     tol : float
-        Relative residual ``‖b − (I+K) χ‖ / ‖b‖`` at which every CG solve stops [1].
+        Relative residual ``‖b − (I+K) χ‖ / ‖b‖`` at which every CG solve stops [1], and the
+        certified relative error of aggregate variances unless ``aggregate_tol`` is given.
+    aggregate_tol : float, optional
+        Certified relative error of the aggregate variances [1] (the std then to half of
+        it): their solves stop when the certificate (an upper bound of the actual error)
+        reaches it. E.g. 1e-6 certifies the std of a total to 5e-7 in fewer iterations than
+        the default ``tol``.
     maxiter : int, optional
         Iteration cap of every solve; default ``min(n_obs + 1, 2000)`` for the mean (Krylov
         space of K has dimension ≤ n_obs) and ``max(100, that)`` for the batched solves.
@@ -100,10 +104,24 @@ class CGOptions:
     precondition : bool
         Use the Ritz-pair spectral preconditioner in the batched solves.
     batch : int
-        Most right-hand sides solved together (memory: about 6 · sqrt_dim · batch · 8 bytes).
+        Most right-hand sides solved together (memory: about 6 · sqrt_dim · batch · 8 bytes),
+        and the block size of the block Lanczos behind ``std_pairs``.
+    std_pairs : int, optional
+        Where the complete spectrum is not computed (it does not fit, or ``rank`` is an int),
+        the std map (``std="low-rank"`` or ``"low-rank+sampled"``) uses this many pairs from
+        a randomized block Lanczos run (batched products, :func:`inversion.cg_spectrum.
+        block_lanczos_spectrum`) instead of the Ritz pairs of the mean's run. None (default):
+        the mean's Ritz pairs.
+    fft_precision : {"auto", "double"}
+        ``"auto"``: products that feed an approximate result whose tolerance is far above
+        the single-precision error (the block Lanczos pairs of ``std_pairs``) use
+        single-precision FFTs (:meth:`CovarianceOperator.with_precision`, about twice as
+        fast); the mean, aggregates, complete spectrum and samples always use double.
+        ``"double"``: every product in double precision.
     """
 
     tol: float = 1e-8
+    aggregate_tol: float | None = None
     maxiter: int | None = None
     rank: int | str = "auto"
     allow_nonconvergence: bool = False
@@ -113,10 +131,16 @@ class CGOptions:
     seed: int | None = 0
     precondition: bool = True
     batch: int = 16
+    std_pairs: int | None = None
+    fft_precision: str = "auto"
 
     def __post_init__(self) -> None:
         if not (0 < self.tol < 1):
             raise ValueError(f"CGOptions.tol must be in (0, 1); found {self.tol!r}")
+        if self.aggregate_tol is not None and not (0 < self.aggregate_tol < 1):
+            raise ValueError(
+                f"CGOptions.aggregate_tol must be None or in (0, 1); found {self.aggregate_tol!r}"
+            )
         if self.maxiter is not None and self.maxiter < 1:
             raise ValueError(f"CGOptions.maxiter must be >= 1; found {self.maxiter!r}")
         if self.rank not in ("full", "auto") and (
@@ -134,10 +158,30 @@ class CGOptions:
             raise ValueError(f"CGOptions.n_samples must be >= 2; found {self.n_samples!r}")
         if self.batch < 1:
             raise ValueError(f"CGOptions.batch must be >= 1; found {self.batch!r}")
+        if self.std_pairs is not None and (
+            isinstance(self.std_pairs, bool) or not isinstance(self.std_pairs, (int, np.integer))
+            or self.std_pairs < 1
+        ):  # fmt: skip
+            raise ValueError(
+                f"CGOptions.std_pairs must be None or an int >= 1; found {self.std_pairs!r}"
+            )
+        if self.fft_precision not in ("auto", "double"):
+            raise ValueError(
+                f"CGOptions.fft_precision must be 'auto' or 'double'; found {self.fft_precision!r}"
+            )
 
 
 class WhitenedSystem:
     """Products of the whitened problem: L, Lᵀ, H, Hᵀ, R⁻¹, ``M = H B Hᵀ`` and ``I + K``.
+
+    Parameters
+    ----------
+    problem : LinearProblem
+        The problem.
+    B : CovarianceOperator, optional
+        The prior covariance for the products (e.g. its single-precision twin,
+        :meth:`~inversion.covariance.CovarianceOperator.with_precision`); default
+        ``problem.B``.
 
     Raises
     ------
@@ -146,8 +190,9 @@ class WhitenedSystem:
         has no ``inv_matvec``.
     """
 
-    def __init__(self, problem: LinearProblem) -> None:
-        B, R = problem.B, problem.R
+    def __init__(self, problem: LinearProblem, B: Any = None) -> None:
+        B = problem.B if B is None else B
+        R = problem.R
         missing = [a for a in ("sqrt_matvec", "sqrt_rmatvec", "sqrt_dim") if not hasattr(B, a)]
         if missing:
             raise TypeError(
@@ -162,14 +207,15 @@ class WhitenedSystem:
                 f"use method='obs-space'"
             )
         self.problem = problem
+        self.B = B
         self.q = int(B.sqrt_dim)
         self.n_matvec = 0  # Hessian-equivalent products (H and Hᵀ pairs), for reports
 
     def L(self, W: np.ndarray) -> np.ndarray:
-        return np.asarray(self.problem.B.sqrt_matvec(W), dtype=np.float64)
+        return np.asarray(self.B.sqrt_matvec(W), dtype=np.float64)
 
     def Lt(self, V: np.ndarray) -> np.ndarray:
-        return np.asarray(self.problem.B.sqrt_rmatvec(V), dtype=np.float64)
+        return np.asarray(self.B.sqrt_rmatvec(V), dtype=np.float64)
 
     def H(self, X: np.ndarray) -> np.ndarray:
         return self.problem.H_matmat(X)
@@ -183,7 +229,8 @@ class WhitenedSystem:
     def M(self, Z: np.ndarray) -> np.ndarray:
         """``H B Hᵀ Z`` (n_obs,) or (n_obs, k)."""
         self.n_matvec += 1 if Z.ndim == 1 else Z.shape[1]
-        return self.H(self.problem.B_matmat(self.Ht(Z)))
+        Y = self.Ht(Z)
+        return self.H(np.asarray(self.B.matmat(Y) if Y.ndim == 2 else self.B.matvec(Y), float))
 
     def hessian(self, X: np.ndarray) -> np.ndarray:
         """``(I + K) X`` for X (q, m)."""
@@ -365,96 +412,6 @@ def lanczos_cg(
     )
 
 
-def obs_space_spectrum(
-    system: WhitenedSystem, memory_budget: float, chunk_size: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Complete spectrum of ``K = Lᵀ Hᵀ R⁻¹ H L`` from the pencil ``(H B Hᵀ, R)``.
-
-    ``M = H B Hᵀ`` (n_obs × n_obs) is formed by batched products, one chunk of ``B Hᵀ``
-    columns at a time (upper triangle only), and ``M z = θ R z`` is solved by LAPACK
-    (``eigh``; for a diagonal R as the standard problem of ``R^{-1/2} M R^{-1/2}``). Each
-    eigenvector is scaled to ``zᵀ M z = 1``, so ``v = Lᵀ Hᵀ z`` are orthonormal eigenvectors of
-    K with eigenvalues θ [1]. Eigenvalues below ``n_obs · ε · θ_max`` (numerically zero: M is
-    rank deficient when observations share footprints) are dropped; their variance reduction
-    ``θ/(1+θ)`` is below rounding.
-
-    Parameters
-    ----------
-    system : WhitenedSystem
-        Products of the problem.
-    memory_budget : float
-        Bytes; M, its eigenvectors and LAPACK workspace take about ``4 · n_obs² · 8``.
-    chunk_size : int
-        Observations per chunk of ``B Hᵀ`` (memory ``2 · n_state · chunk_size · 8`` bytes).
-
-    Returns
-    -------
-    theta : numpy.ndarray
-        (k,) eigenvalues, descending [1].
-    Z : numpy.ndarray
-        (n_obs, k) observation-space coordinates of the eigenvectors (``zᵀ M z = 1``).
-    MZ : numpy.ndarray
-        (n_obs, k) ``M Z`` = ``θ R Z``.
-
-    Raises
-    ------
-    MemoryBudgetError
-        If M and its eigendecomposition do not fit ``memory_budget``.
-    """
-    problem = system.problem
-    m = problem.n_obs
-    chunk = max(1, min(int(chunk_size), m))
-    need = 8.0 * (4.0 * m * m + 2.0 * problem.n_state * chunk)
-    if need > memory_budget:
-        raise MemoryBudgetError(
-            f"the complete spectrum (CGOptions.rank='full') needs H B Hᵀ and its "
-            f"eigenvectors, about 4 x n_obs² x 8 bytes = {need / 2**30:.2f} GiB with "
-            f"n_obs={m}, more than memory_budget={memory_budget / 2**30:.2f} GiB; use an "
-            f"integer CGOptions.rank (leading Lanczos pairs), std='low-rank+sampled', or raise "
-            f"memory_budget"
-        )
-    t0 = time.perf_counter()
-    M = np.zeros((m, m))
-    add_hbht_upper(problem, chunk, M)
-    system.n_matvec += m
-    t1 = time.perf_counter()
-    R = problem.R
-    if isinstance(R, DiagonalCovariance):
-        r = 1.0 / np.sqrt(R.diag())
-        M *= r[:, None]
-        M *= r[None, :]
-        theta, U = scipy.linalg.eigh(
-            M, lower=False, overwrite_a=True, check_finite=False, driver="evd"
-        )
-        del M
-        Z = U * r[:, None]  # z = R^{-1/2} u: zᵀ R z = 1
-        RZ = U
-        RZ /= r[:, None]  # R z = R^{1/2} u
-    else:
-        theta, Z = scipy.linalg.eigh(
-            M, covariance_dense(R), lower=False, overwrite_a=True, overwrite_b=True,
-            check_finite=False,
-        )  # fmt: skip
-        del M
-        RZ = np.asarray(R @ Z, dtype=np.float64)
-    order = np.argsort(theta)[::-1]
-    theta = theta[order]
-    top = max(float(theta[0]), 0.0) if theta.size else 0.0
-    keep = order[theta > m * np.finfo(float).eps * top] if top > 0 else order[:0]
-    theta = theta[: keep.size]
-    root = np.sqrt(theta)
-    Z = Z[:, keep] / root
-    MZ = RZ[:, keep] * root
-    _check_output(Z, "eigenvectors of H B Hᵀ")
-    logger.info(
-        "complete spectrum: H B Hᵀ (%d x %d) formed in %.1f s, eigendecomposition in %.1f s; "
-        "%d nonzero eigenvalues (θ %.3g … %.3g)",
-        m, m, t1 - t0, time.perf_counter() - t1, theta.size,
-        theta[0] if theta.size else 0.0, theta[-1] if theta.size else 0.0,
-    )  # fmt: skip
-    return theta, Z, MZ
-
-
 def _tridiag_solve(alphas: np.ndarray, betas: np.ndarray, beta0: float) -> np.ndarray:
     """Solve ``(I + T) s = β₀ e₁`` with T = tridiag(betas, alphas, betas) (SPD)."""
     m = alphas.size
@@ -477,6 +434,7 @@ def batched_pcg(
     what: str = "batched solve",
     allow_nonconvergence: bool = False,
     measure: Any = None,
+    check: bool = True,
 ) -> tuple[np.ndarray, dict]:
     """Preconditioned CG on m independent right-hand sides with shared (batched) products.
 
@@ -492,8 +450,11 @@ def batched_pcg(
         ``(q, m') -> (q, m')`` SPD preconditioner (inverse approximation).
     measure : callable, optional
         ``measure(X_cols, R_cols, idx) -> (m',)``: the per-column error compared with ``tol``
-        in place of the relative residual ``‖r‖/‖b‖`` (e.g. a bound on the error of a
-        quadratic form, as ``CGPosterior.solve_variances_obs`` uses).
+        in place of the relative residual ``‖r‖/‖b‖`` (e.g. a certified bound on the error
+        of a quadratic form, as :meth:`inversion.cg_solver.CGSolver.certified_forms` uses).
+    check : bool
+        Raise ConvergenceError (or warn) when the final measure exceeds ``tol``; False
+        leaves it to the caller (``info["converged"]`` says).
 
     Returns
     -------
@@ -543,9 +504,12 @@ def batched_pcg(
         final = float(np.max(np.linalg.norm(Rm, axis=0) / safe))
     else:
         final = float(np.max(np.where(bnorm > 0, measure(X, Rm, np.arange(m)), 0.0)))
-    converged = check_convergence(
-        final, tol, it, what, allow_nonconvergence, "relative residual" if measure is None else
-        "relative error bound"
-    )  # fmt: skip
+    if check:
+        converged = check_convergence(
+            final, tol, it, what, allow_nonconvergence, "relative residual" if measure is None
+            else "relative error bound"
+        )  # fmt: skip
+    else:
+        converged = final <= tol
     _check_output(X, what)
     return X, {"iterations": it, "residuals": history, "converged": converged, "final": final}

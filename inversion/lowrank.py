@@ -1,5 +1,8 @@
 """Posterior of the ``cg`` solver: low-rank std map, exact aggregates by solves, RTO samples.
 
+:class:`CGPosterior` keeps results; the work after the mean (solves, preconditioners,
+spectra, samples) is done by its :class:`~inversion.cg_solver.CGSolver`.
+
 With the Ritz pairs (θ_i, v_i) of ``K = Lᵀ Hᵀ R⁻¹ H L`` from the Lanczos-CG run,
 
     A ≈ B − L V diag(θ/(1+θ)) Vᵀ Lᵀ,
@@ -17,32 +20,24 @@ Aggregates ``a`` are exact. When the Lanczos basis is in observation coordinates
 sqrt_dim) they are solved in observation space, ``aᵀAa = aᵀBa − uᵀ S⁻¹ u`` with ``u = H B a``
 and ``S = H B Hᵀ + R``, by batched PCG on S preconditioned with the Ritz pairs
 (``P⁻¹ = R⁻¹ − R⁻¹ (M Z) diag(1/(1+θ)) (M Z)ᵀ R⁻¹``, the inverse of S on the Ritz space and R⁻¹
-elsewhere). The iterate gives ``aᵀBa − uᵀx_j ≥ aᵀAa`` (Galerkin) and, since S ⪰ R, the gap is
-at most ``r_jᵀ R⁻¹ r_j``: the solve stops when that certified bound is ≤ ``tol`` times the
-variance, which takes far fewer iterations than a residual of ``tol``. Otherwise
-``aᵀ A a = (Lᵀa)ᵀ (I + K)⁻¹ (Lᵀa)`` by batched CG in χ.
+elsewhere). Whatever the iterate x and its recomputed residual r, ``aᵀBa − uᵀx − xᵀr ≥ aᵀAa``
+and the gap ``rᵀS⁻¹r`` is at most ``rᵀP⁻¹r`` (``S ⪰ P``, see :mod:`inversion.cg_solver`): the
+solve stops when that certificate is ≤ ``tol`` times the variance. Otherwise
+``aᵀ A a = (Lᵀa)ᵀ (I + K)⁻¹ (Lᵀa)`` by batched CG in χ, certified the same way with ``I + K ⪰ I``.
 Samples are drawn by randomize-then-optimize: ``χ_s = (I + K)⁻¹ (χ₀ + Lᵀ Hᵀ R⁻¹ (d + R^{1/2} ε))``
 with ``χ₀ ~ N(0, I)``, ``ε ~ N(0, I)``; then ``x_s = x_a + L χ_s ~ N(x̂, A)`` exactly.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import time
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 
-from inversion.cg import (
-    CGOptions,
-    LanczosResult,
-    WhitenedSystem,
-    batched_pcg,
-    lanczos_cg,
-    obs_space_spectrum,
-)
+from inversion.cg import CGOptions, LanczosResult, WhitenedSystem, lanczos_cg
+from inversion.cg_solver import CGSolver
 from inversion.errors import MemoryBudgetError
 from inversion.posterior import Posterior, _gib
 from inversion.problem import _check_output
@@ -50,9 +45,6 @@ from inversion.problem import _check_output
 __all__ = ["CGPosterior", "solve_cg"]
 
 logger = logging.getLogger(__name__)
-
-# Columns of B Hᵀ Z held at a time for the low-rank std map.
-_STD_BLOCK = 32
 
 
 class CGPosterior(Posterior):
@@ -62,6 +54,8 @@ class CGPosterior(Posterior):
     ----------
     mean : numpy.ndarray
         Posterior mean (n_state,) to the CG tolerance.
+    options : CGOptions
+        The settings (read-only; :meth:`with_options` gives a posterior with others).
     std_method : str
         ``"low-rank (k=…, complete spectrum)"`` (exact), ``"low-rank (k=…)"`` (Ritz pairs, an
         upper bound), ``"low-rank+sampled (k=…, n=…)"`` or ``"sampled (n=…)"``; final once
@@ -69,52 +63,60 @@ class CGPosterior(Posterior):
     info : dict
         ``iterations``, ``residuals`` (relative residual per iteration), ``tolerance``,
         ``converged``, ``ritz_values``, ``rank``, ``complete_spectrum``, ``dofs_is_estimate``,
-        and after use
-        ``aggregate_solves``, ``n_samples``, ``mc_rel_error``.
+        ``solves`` (one entry per batch of a later solve, see :class:`CGSolver`), and after
+        use ``n_samples``, ``mc_rel_error``, ``std_se``.
     """
 
-    def __init__(
-        self,
-        system: WhitenedSystem,
-        lanczos: LanczosResult,
-        mean: np.ndarray,
-        options: CGOptions,
-        memory_budget: float,
-        chunk_size: int,
-    ) -> None:
-        self.problem = system.problem
+    def __init__(self, solver: CGSolver, mean: np.ndarray) -> None:
+        self.problem = solver.problem
         self.method = "cg"
         self.mean = mean
-        self.memory_budget = float(memory_budget)
-        self.chunk_size = int(chunk_size)
-        self._sys = system
-        self._lz = lanczos
-        self.options = options
+        self.memory_budget = solver.memory_budget
+        self.chunk_size = solver.chunk_size
+        self._solver = solver
         self._G = None
         self._A = None
-        self._auto_done = False
-        k = lanczos.ritz_values.size
+        lz = solver.lanczos
+        opts = solver.options
         self.std_method = (
-            self._lowrank_name()
-            if options.std == "low-rank"
-            else f"sampled (n={options.n_samples})"
+            self._lowrank_name() if opts.std == "low-rank" else f"sampled (n={opts.n_samples})"
         )
         self.info: dict[str, Any] = {
-            "iterations": lanczos.iterations,
-            "residuals": list(lanczos.residuals),
-            "tolerance": options.tol,
-            "converged": lanczos.converged,
-            "ritz_values": lanczos.ritz_values.copy(),
-            "rank": k,
-            "complete_spectrum": lanczos.complete,
-            "dofs_is_estimate": not lanczos.complete,
+            "iterations": lz.iterations,
+            "residuals": list(lz.residuals),
+            "tolerance": opts.tol,
+            "converged": lz.converged,
+            "solves": solver.log,
         }
+        self._update_spectrum_info()
 
     def __repr__(self) -> str:
         return (
             f"CGPosterior(n_state={self.n_state}, n_obs={self.n_obs}, iterations="
             f"{self.info['iterations']}, std_method={self.std_method!r})"
         )
+
+    @property
+    def options(self) -> CGOptions:
+        """The settings of this posterior's solves (read-only)."""
+        return self._solver.options
+
+    def with_options(self, options: CGOptions) -> CGPosterior:
+        """The same posterior (mean, spectrum) whose later solves use ``options``."""
+        post = CGPosterior(self._solver.with_options(options), self.mean)
+        post.info.update(iterations=self.info["iterations"], converged=self.info["converged"])
+        return post
+
+    @property
+    def _lz(self) -> LanczosResult:
+        return self._solver.lanczos
+
+    def _update_spectrum_info(self) -> None:
+        lz = self._lz
+        self.info.update(
+            ritz_values=lz.ritz_values.copy(), rank=lz.ritz_values.size,
+            complete_spectrum=lz.complete, dofs_is_estimate=not lz.complete,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ diagnostics
     @property
@@ -153,40 +155,38 @@ class CGPosterior(Posterior):
             return self.corrected_std(self.options.n_samples, self.options.seed)
         return self.lowrank_std()
 
-    def _complete_spectrum(self) -> bool:
-        """With ``rank="auto"``: swap the Ritz pairs for the complete spectrum if it fits.
-
-        Returns whether the pairs are now the complete spectrum. Done once; when it cannot be
-        done (memory, or the Lanczos basis is not in observation coordinates) a warning says
-        that the map from the Ritz pairs is only an upper bound.
-        """
-        lz = self._lz
-        if lz.complete or self.options.rank != "auto" or self._auto_done:
-            return lz.complete
-        self._auto_done = True
-        why = (
-            "the Lanczos basis is not in observation coordinates (n_obs >= sqrt_dim)"
-            if lz.space != "obs" else ""
-        )  # fmt: skip
+    def _spectrum_for_std(self) -> None:
+        """The pairs behind the std map: the complete spectrum when ``rank="auto"`` and it
+        fits; else ``std_pairs`` block Lanczos pairs if asked; else the Ritz pairs, with a
+        warning that the map is then an upper bound."""
+        lz, opts = self._lz, self.options
+        if lz.complete or getattr(self, "_spectrum_done", False):
+            return
+        self._spectrum_done = True
+        why = self._solver.complete_spectrum() if opts.rank == "auto" else "rank is an int"
         if not why:
-            try:
-                theta, Z, MZ = obs_space_spectrum(self._sys, self.memory_budget, self.chunk_size)
-            except MemoryBudgetError as err:
-                why = str(err)
-        if why:
+            self._update_spectrum_info()
+            return
+        if (
+            opts.std_pairs is not None
+            and lz.space == "obs"
+            and opts.std_pairs > lz.ritz_values.size
+        ):
+            self._solver.block_spectrum(opts.std_pairs, opts.seed)
+            self._update_spectrum_info()
+            logger.info(
+                "cg: the std map uses %d block Lanczos pairs (std_pairs) because the complete "
+                "spectrum was not computed: %s", self._lz.ritz_values.size, why,
+            )  # fmt: skip
+            return
+        if opts.rank == "auto" and opts.std == "low-rank":
             logger.warning(
                 "cg (rank='auto'): the std map uses the %d Ritz pairs of the mean's Lanczos run "
                 "(DOFS %.1f captured): an upper bound of the exact std, far above it where the "
-                "spectrum decays slowly; the complete spectrum was not computed: %s",
-                lz.ritz_values.size, self.dofs, why,
+                "spectrum decays slowly; the complete spectrum was not computed: %s. Set "
+                "CGOptions.std_pairs (block Lanczos pairs) and std='low-rank+sampled' for an "
+                "unbiased map", lz.ritz_values.size, self.dofs, why,
             )  # fmt: skip
-            return False
-        self._lz = dataclasses.replace(lz, ritz_values=theta, ritz_z=Z, ritz_mz=MZ, complete=True)
-        self.info.update(
-            ritz_values=theta.copy(), rank=theta.size, complete_spectrum=True,
-            dofs_is_estimate=False,
-        )  # fmt: skip
-        return True
 
     def _lowrank_name(self, k: int | None = None) -> str:
         kk = self._lz.ritz_values.size
@@ -194,34 +194,8 @@ class CGPosterior(Posterior):
         whole = self._lz.complete and k == kk
         return f"low-rank (k={k}, complete spectrum)" if whole else f"low-rank (k={k})"
 
-    def _lowrank_reductions(self, ks: list[int]) -> dict[int, np.ndarray]:
-        """``{k: Σ_{i<k} θ_i/(1+θ_i) (L v_i)²}`` (n_state,) [state unit²] for sorted ``ks``.
-
-        One pass over the leading ``max(ks)`` Ritz pairs, one ``L`` product per pair in blocks
-        of ``_STD_BLOCK`` that end on every k; progress is logged every tenth of the pairs.
-        """
-        n = ks[-1] if ks else 0
-        th = self._lz.ritz_values[:n]
-        Zr = self._lz.ritz_z
-        w = th / (1.0 + th)
-        reduction = np.zeros(self.n_state)
-        out: dict[int, np.ndarray] = {k: reduction.copy() for k in ks if k == 0}
-        step = max(1, n // 10)
-        t0 = time.perf_counter()
-        a = 0
-        while a < n:
-            stop = min([a + _STD_BLOCK] + [k for k in ks if k > a])  # blocks end on every k
-            U = self._lz.L_of(self._sys, np.ascontiguousarray(Zr[:, a:stop]))
-            reduction += (U * U) @ w[a:stop]
-            if stop in ks:
-                out[stop] = reduction if stop == n else reduction.copy()
-            if n >= 10 * _STD_BLOCK and a // step != stop // step:
-                logger.info("low-rank std: %d/%d pairs (%.0f s)", stop, n, time.perf_counter() - t0)
-            a = stop
-        return out
-
     def lowrank_std(self, rank: int | None = None) -> np.ndarray:
-        """``sqrt(diag B − Σ θ/(1+θ) (B Hᵀ z_i)²)`` over the Ritz pairs (n_state,) [state units].
+        """``sqrt(diag B − Σ θ/(1+θ) (B Hᵀ z_i)²)`` over the pairs (n_state,) [state units].
 
         Parameters
         ----------
@@ -229,7 +203,7 @@ class CGPosterior(Posterior):
             Use only the leading ``rank`` pairs (default: all). Truncation drops variance
             reduction only, so the std is never below the exact one.
         """
-        self._complete_spectrum()
+        self._spectrum_for_std()
         k = self._lz.ritz_values.size if rank is None else int(rank)
         return self.lowrank_std_at([k])[min(max(k, 0), self._lz.ritz_values.size)]
 
@@ -239,10 +213,10 @@ class CGPosterior(Posterior):
         Returns ``{k: std (n_state,)}`` [state units] (k clipped to the number of pairs);
         costs as much as the map of the largest k. Shows how the map converges with the rank.
         """
-        self._complete_spectrum()
+        self._spectrum_for_std()
         n = self._lz.ritz_values.size
         ks = sorted({min(max(int(k), 0), n) for k in ranks})
-        reductions = self._lowrank_reductions(ks)
+        reductions = self._solver.lowrank_reductions(ks)
         out = {}
         for k in ks:
             var = self._checked_variance(
@@ -262,21 +236,21 @@ class CGPosterior(Posterior):
         A randomize-then-optimize pair gives ``L δ = L ξ + B Hᵀ S⁻¹ (ε − H L ξ)`` with
         ``ξ ~ N(0, I)``, ``ε ~ N(0, R)``, so ``δ ~ N(0, (I + K)⁻¹)`` and
         ``E[(L ξ)² − (L δ)²]`` is the exact variance reduction. Its control variate, built from
-        the same ξ and ε and the Ritz pairs (V = Lᵀ Hᵀ Z),
+        the same ξ and ε and the pairs (V = Lᵀ Hᵀ Z),
 
             δ̃ = ξ − V diag(θ/(1+θ)) Vᵀ ξ + V diag(1/(1+θ)) Vᵀ Lᵀ Hᵀ R⁻¹ ε,
 
         has ``Cov δ̃ = I − V diag(θ/(1+θ)) Vᵀ`` exactly from ``VᵀV = I`` and ``VᵀKV = Θ``
-        (Rayleigh–Ritz), whatever the accuracy of the Ritz vectors, so
+        (Rayleigh–Ritz), whatever the accuracy of the vectors, so
         ``E[(L ξ)² − (L δ̃)²]`` is the low-rank reduction and
 
             reduction ≈ low-rank reduction + mean_s[(L δ̃_s)² − (L δ_s)²]
 
-        is unbiased. δ and δ̃ agree on the space the Ritz pairs capture, so the Monte-Carlo
-        error shrinks with the part of the spectrum they miss. Each sample costs one
-        Ritz-preconditioned observation-space solve (to ``sample_tol``), one ``L`` and two
-        ``B Hᵀ`` products. ``info["std_se"]`` is the standard error of each std [state unit]
-        (delta method) and ``info["n_samples"]`` the count.
+        is unbiased. δ and δ̃ agree on the space the pairs capture, so the Monte-Carlo error
+        shrinks with the part of the spectrum they miss. Each sample costs one preconditioned
+        observation-space solve (to ``sample_tol``), one ``L`` and two ``B Hᵀ`` products.
+        ``info["std_se"]`` is the standard error of each std [state unit] (delta method) and
+        ``info["n_samples"]`` the count.
 
         Raises
         ------
@@ -285,37 +259,11 @@ class CGPosterior(Posterior):
         ValueError
             If an estimated variance is not positive (too few samples for the remainder).
         """
-        lz, s, R = self._lz, self._sys, self.problem.R
-        if lz.space != "obs" or lz.ritz_mz is None:
-            raise NotImplementedError(
-                "std='low-rank+sampled' needs the observation-space Lanczos basis (n_obs < "
-                f"sqrt_dim; here n_obs={self.n_obs}, sqrt_dim={s.q}); use std='sampled'"
-            )
-        rng = np.random.default_rng(seed)
-        th = lz.ritz_values
-        Zr, MZ = lz.ritz_z, lz.ritz_mz
-        low = self._lowrank_reductions([th.size])[th.size]
-        acc = np.zeros(self.n_state)
-        acc2 = np.zeros(self.n_state)
-        precond = self._obs_precond()
-        b = self._batch_obs()
-
-        for a in range(0, n, b):
-            m = min(b, n - a)
-            Lxi = s.L(rng.standard_normal((s.q, m)))  # (n_state, m) ~ N(0, B)
-            HLxi = s.H(Lxi)
-            eps = R.sqrt_matvec(rng.standard_normal((R.sqrt_dim, m)))  # ~ N(0, R)
-            w = self._solve_batches(
-                self._apply_S, eps - HLxi, precond, b, "low-rank+sampled std (remainder samples)",
-                tol=self.options.sample_tol, space="obs",
-            )  # fmt: skip
-            c = ((MZ.T @ s.Rinv(eps)) - th[:, None] * (Zr.T @ HLxi)) / (1.0 + th)[:, None]
-            G = self.problem.B_matmat(s.Ht(np.hstack([w - Zr @ c, w + Zr @ c])))
-            diff = -G[:, :m] * (2.0 * Lxi + G[:, m:])  # (L δ̃)² − (L δ)²
-            acc += diff.sum(axis=1)
-            acc2 += (diff * diff).sum(axis=1)
-        rem = acc / n
-        rem_var = np.clip(acc2 / n - rem * rem, 0.0, None) * n / (n - 1)
+        if self._lz.space == "obs":
+            self._spectrum_for_std()
+        rem, rem_var = self._solver.sampled_remainder(n, seed)
+        k = self._lz.ritz_values.size
+        low = self._solver.lowrank_reductions([k])[k]
         var = self.problem.B_diag - low - rem
         bad = ~(var > 0)
         if bad.any():
@@ -328,145 +276,37 @@ class CGPosterior(Posterior):
         std = np.sqrt(var)
         self.info["n_samples"] = int(n)
         self.info["std_se"] = np.sqrt(rem_var / n) / (2.0 * std)
-        self.std_method = f"low-rank+sampled (k={th.size}, n={n})"
+        self.std_method = f"low-rank+sampled (k={k}, n={n})"
         return std
-
-    # ------------------------------------------------------------------ solves
-    def _maxiter(self) -> int:
-        if self.options.maxiter is not None:
-            return self.options.maxiter
-        return max(100, min(self.n_obs + 1, 2000))
-
-    def _batch(self) -> int:
-        per_col = 8.0 * 6 * self._sys.q
-        fit = int(self.memory_budget // per_col)
-        if fit < 1:
-            raise MemoryBudgetError(
-                f"one right-hand side of the batched CG needs about {_gib(per_col)} "
-                f"(6 vectors of sqrt_dim={self._sys.q}), more than memory_budget="
-                f"{_gib(self.memory_budget)}"
-            )
-        return max(1, min(self.options.batch, fit))
-
-    def _precond(self):
-        if not self.options.precondition or self._lz.ritz_values.size == 0:
-            return None
-        th = self._lz.ritz_values
-        w = th / (1.0 + th)
-        Zr = self._lz.ritz_z
-        s, lz = self._sys, self._lz
-
-        def apply(Rm: np.ndarray) -> np.ndarray:
-            c = lz.coords_dot(s, Zr, Rm)  # Vᵀ r
-            return Rm - lz.chi_of(s, Zr @ (c * w[:, None]))
-
-        return apply
-
-    def solve_whitened(self, rhs: np.ndarray, what: str) -> np.ndarray:
-        """``(I + K)⁻¹ rhs`` for rhs (sqrt_dim, m), in batches; records the solve in ``info``."""
-        return self._solve_batches(self._sys.hessian, rhs, self._precond(), self._batch(), what)
-
-    def _solve_batches(
-        self,
-        apply_A: Any,
-        rhs: np.ndarray,
-        precond: Any,
-        batch: int,
-        what: str,
-        *,
-        tol: float | None = None,
-        measure: Any = None,
-        space: str = "chi",
-    ) -> np.ndarray:
-        """Batched PCG on the columns of ``rhs``, ``batch`` at a time; each batch is logged in
-        ``info["solves"]``. ``measure(rhs_cols, cols)`` builds the stopping measure of a batch
-        (see :func:`inversion.cg.batched_pcg`); ``tol`` defaults to ``options.tol``."""
-        out = np.empty_like(rhs)
-        log = self.info.setdefault("solves", [])
-        for a in range(0, rhs.shape[1], batch):
-            cols = slice(a, min(a + batch, rhs.shape[1]))
-            Rc = np.ascontiguousarray(rhs[:, cols])
-            X, info = batched_pcg(
-                apply_A, Rc, self.options.tol if tol is None else tol, self._maxiter(), precond,
-                what, self.options.allow_nonconvergence,
-                measure=None if measure is None else measure(Rc, cols),
-            )  # fmt: skip
-            out[:, cols] = X
-            log.append({"what": what, "columns": cols.stop - cols.start, "space": space, **info})
-        return out
-
-    def _obs_precond(self):
-        """``P⁻¹ = R⁻¹ − R⁻¹ (M Z) diag(1/(1+θ)) (M Z)ᵀ R⁻¹`` (n_obs space), or R⁻¹."""
-        Rinv = self._sys.Rinv
-        MZ = self._lz.ritz_mz
-        if not self.options.precondition or MZ is None or MZ.shape[1] == 0:
-            return Rinv
-        w = 1.0 / (1.0 + self._lz.ritz_values)
-
-        def apply(Rm: np.ndarray) -> np.ndarray:
-            G = Rinv(Rm)
-            return G - Rinv(MZ @ ((MZ.T @ G) * w[:, None]))
-
-        return apply
-
-    def _apply_S(self, X: np.ndarray) -> np.ndarray:
-        """``S X = (H B Hᵀ + R) X`` for X (n_obs, m)."""
-        return self._sys.M(X) + np.asarray(self.problem.R @ X, dtype=np.float64)
-
-    def _batch_obs(self) -> int:
-        per_col = 8.0 * (3 * self.n_state + 8 * self.n_obs)
-        fit = int(self.memory_budget // per_col)
-        if fit < 1:
-            raise MemoryBudgetError(
-                f"one right-hand side of the observation-space CG needs about {_gib(per_col)}, "
-                f"more than memory_budget={_gib(self.memory_budget)}"
-            )
-        return max(1, min(self.options.batch, fit))
-
-    def solve_variances_obs(self, U: np.ndarray, prior_var: np.ndarray, what: str) -> np.ndarray:
-        """``S⁻¹ U`` for U = H B A (n_obs, k), stopping on the certified variance bound.
-
-        Column j stops when ``r_jᵀ R⁻¹ r_j ≤ tol · (prior_var_j − u_jᵀ x_j)``: the variance
-        ``prior_var_j − u_jᵀ S⁻¹ u_j`` is then known to relative ``tol`` (an upper estimate).
-        The largest bound reached is recorded in ``info["solves"]``.
-        """
-        return self._solve_batches(
-            self._apply_S, U, self._obs_precond(), self._batch_obs(), what, space="obs",
-            measure=lambda Uc, cols: _VarianceBound(self._sys.Rinv, Uc, prior_var[cols]),
-        )  # fmt: skip
 
     # ------------------------------------------------------------------ aggregates
     def aggregate_cov(self, weights: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Mean (k,) and exact covariance (k, k) of aggregates by ``k`` batched CG solves.
+        """Mean (k,) and covariance (k, k) of aggregates by ``k`` batched CG solves.
 
-        In observation space (n_obs < sqrt_dim) each variance is certified to relative
-        ``tol`` (an upper estimate, Galerkin bound); covariances between aggregates to
-        ``tol`` times the geometric mean of their variances (Cauchy–Schwarz).
+        Certified: each variance is an upper estimate above the exact one by at most
+        ``aggregate_tol`` (default ``tol``, relative); covariances to that times the geometric
+        mean of their variances (Cauchy–Schwarz). See :meth:`CGSolver.certified_forms`.
         """
         W, _ = self._as_weights(weights)
         mean = np.asarray(W @ self.mean).ravel()
         Wt = W.toarray().T if hasattr(W, "toarray") else np.ascontiguousarray(W.T)
+        Wt = np.ascontiguousarray(Wt, dtype=np.float64)
+        s = self._solver
         if self._lz.space == "obs":
-            BW = self.problem.B_matmat(np.ascontiguousarray(Wt, dtype=np.float64))
+            BW = self.problem.B_matmat(Wt)
             prior_cov = Wt.T @ BW
-            U = self._sys.H(BW)
-            X = self.solve_variances_obs(U, np.diag(prior_cov).copy(), "aggregate variance")
-            cov = prior_cov - U.T @ X
-            cov = 0.5 * (cov + cov.T)
-            _check_output(cov, "aggregate covariance")
-            self._checked_variance(np.diag(cov).copy(), np.diag(prior_cov), "aggregate variance")
-            return mean, cov
-        C = self._sys.Lt(np.ascontiguousarray(Wt))  # (q, k)
-        X = self.solve_whitened(C, "aggregate variance")
-        cov = C.T @ X
-        cov = 0.5 * (cov + cov.T)
+            prior_cov = 0.5 * (prior_cov + prior_cov.T)
+            cov, _ = s.certified_forms(s.system.H(BW), prior_cov, -1.0, "aggregate variance")
+        else:
+            C = s.system.Lt(Wt)  # (q, k)
+            prior_cov = C.T @ C
+            cov, _ = s.certified_forms(C, np.zeros_like(prior_cov), 1.0, "aggregate variance")
         _check_output(cov, "aggregate covariance")
-        prior = np.einsum("ij,ij->j", C, C)
-        self._checked_variance(np.diag(cov).copy(), prior, "aggregate variance")
+        self._checked_variance(np.diag(cov).copy(), np.diag(prior_cov), "aggregate variance")
         return mean, cov
 
     def aggregate(self, weights: Any) -> tuple[Any, Any]:
-        """Posterior mean and exact std of aggregates ``weights @ x`` (CG solves to ``tol``)."""
+        """Posterior mean and std of aggregates ``weights @ x`` (certified to ``tol``)."""
         W, single = self._as_weights(weights)
         mean, cov = self.aggregate_cov(W)
         std = np.sqrt(np.clip(np.diag(cov), 0.0, None))
@@ -501,19 +341,21 @@ class CGPosterior(Posterior):
     def means_for(self, y: np.ndarray) -> np.ndarray:
         """Posterior means for other observation vectors (batched CG solves)."""
         Y, single = self._as_obs(y)
+        sy = self._solver.system
         D = self._innovations(Y).T
-        rhs = self._sys.Lt(self._sys.Ht(self._sys.Rinv(D)))
-        X = self._sys.L(self.solve_whitened(rhs, "means_for")).T + self.problem.x_prior
+        rhs = sy.Lt(sy.Ht(sy.Rinv(D)))
+        X = sy.L(self._solver.solve_whitened(rhs, "means_for")).T + self.problem.x_prior
         _check_output(X, "posterior means")
         return X[0] if single else X
 
     def chi2_for(self, y: np.ndarray) -> np.ndarray | float:
         """Innovation chi-square per observation for other observation vector(s)."""
         Y, single = self._as_obs(y)
+        sy = self._solver.system
         D = self._innovations(Y).T
-        G = self._sys.Rinv(D)
-        rhs = self._sys.Lt(self._sys.Ht(G))
-        X = self.solve_whitened(rhs, "chi2_for")
+        G = sy.Rinv(D)
+        rhs = sy.Lt(sy.Ht(G))
+        X = self._solver.solve_whitened(rhs, "chi2_for")
         chi2 = (np.einsum("ij,ij->j", D, G) - np.einsum("ij,ij->j", rhs, X)) / self.n_obs
         return float(chi2[0]) if single else chi2
 
@@ -543,19 +385,7 @@ class CGPosterior(Posterior):
         Each is the exact minimiser of J with a perturbed prior ``χ₀ ~ N(0, I)`` and perturbed
         observations ``y + R^{1/2} ε``; their distribution is exactly ``N(mean, A)``.
         """
-        rng = np.random.default_rng(seed)
-        s, R = self._sys, self.problem.R
-        d = self._lz_innovation()
-        out = np.empty((n, self.n_state))
-        b = self._batch()
-        for a in range(0, n, b):
-            m = min(b, n - a)
-            chi0 = rng.standard_normal((s.q, m))
-            eps = R.sqrt_matvec(rng.standard_normal((R.sqrt_dim, m)))
-            rhs = chi0 + s.Lt(s.Ht(s.Rinv(d[:, None] + eps)))
-            X = self.solve_whitened(rhs, "posterior samples (RTO)")
-            out[a : a + m] = (s.L(X) + self.problem.x_prior[:, None]).T
-        return out
+        return self._solver.rto_samples(n, seed)
 
     def sampled_std(self, n: int, seed: int | None = 0) -> np.ndarray:
         """Sample std (ddof=1) of ``n`` RTO samples; records n and its Monte-Carlo error.
@@ -571,26 +401,6 @@ class CGPosterior(Posterior):
         self.std_method = f"sampled (n={n})"
         return std
 
-    def _lz_innovation(self) -> np.ndarray:
-        return self.problem.innovation()
-
-
-class _VarianceBound:
-    """Relative bound ``r_jᵀ R⁻¹ r_j / (v_j − u_jᵀ x_j)`` on the error of a CG variance.
-
-    For ``S x = u`` with ``S = M + R ⪰ R`` and CG from x = 0, ``v − uᵀx_j`` decreases to the
-    exact variance ``v − uᵀS⁻¹u`` and exceeds it by ``r_jᵀ S⁻¹ r_j ≤ r_jᵀ R⁻¹ r_j``.
-    """
-
-    def __init__(self, rinv: Any, U: np.ndarray, prior_var: np.ndarray) -> None:
-        self.rinv, self.U, self.prior_var = rinv, U, prior_var
-
-    def __call__(self, Xc: np.ndarray, Rc: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        gap = np.einsum("ij,ij->j", Rc, self.rinv(Rc))
-        pv = self.prior_var[idx]
-        var = pv - np.einsum("ij,ij->j", self.U[:, idx], Xc)
-        return gap / np.maximum(var, np.finfo(float).tiny * np.maximum(pv, 1.0))
-
 
 def solve_cg(
     problem: Any,
@@ -601,8 +411,9 @@ def solve_cg(
     """Run Lanczos-CG for the mean and return a :class:`CGPosterior`.
 
     With ``options.rank`` ``"full"`` (or ≥ n_obs) and the observation-space basis, the Ritz
-    pairs are replaced by the complete spectrum (:func:`inversion.cg.obs_space_spectrum`);
-    with ``"auto"`` that happens when the std map is first asked for, if it fits.
+    pairs are replaced by the complete spectrum (:func:`inversion.cg_spectrum.
+    obs_space_spectrum`); with ``"auto"`` that happens when the std map is first asked for,
+    if it fits.
     """
     system = WhitenedSystem(problem)
     maxiter = options.maxiter if options.maxiter is not None else min(problem.n_obs + 1, 2000)
@@ -617,9 +428,11 @@ def solve_cg(
     lz = lanczos_cg(
         system, d, options.tol, maxiter, rank, memory_budget, options.allow_nonconvergence
     )
+    solver = CGSolver(system, lz, options, memory_budget, chunk_size)
     if explicit and lz.space == "obs":
-        theta, Z, MZ = obs_space_spectrum(system, memory_budget, chunk_size)
-        lz = dataclasses.replace(lz, ritz_values=theta, ritz_z=Z, ritz_mz=MZ, complete=True)
+        why = solver.complete_spectrum()
+        if why:
+            raise MemoryBudgetError(why)
     mean = problem.x_prior + lz.L_of(system, lz.chi_coef[:, None])[:, 0]
     _check_output(mean, "posterior mean")
-    return CGPosterior(system, lz, mean, options, memory_budget, chunk_size)
+    return CGPosterior(solver, mean)

@@ -118,6 +118,18 @@ class CovarianceOperator(LinearOperator):
         out = self._sqrt_rapply(V)
         return out[:, 0] if one_d else out
 
+    def with_precision(self, precision: str) -> CovarianceOperator:
+        """This operator with its spectral (FFT) products in ``precision``.
+
+        ``"double"`` (default, exact to rounding) or ``"single"``: FFT-based operators
+        (:class:`RegularGridCorrelation` and the operators built on it) then transform in
+        float32, about twice as fast with a relative error of about 1e-7; operators without
+        FFTs return themselves. Results are float64 arrays either way.
+        """
+        if precision not in ("double", "single"):
+            raise ValueError(f"precision must be 'double' or 'single'; found {precision!r}")
+        return self
+
     # ------------------------------------------------------------------ LinearOperator hooks
     def _matvec(self, x: np.ndarray) -> np.ndarray:
         return self._apply(as_float_2d(np.ravel(x)))[:, 0]

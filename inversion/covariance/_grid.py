@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
+import os
 
 import numpy as np
 import scipy.fft
@@ -18,8 +20,28 @@ logger = logging.getLogger(__name__)
 
 #: Relative tolerance on negative eigenvalues of the embedding (clipped to 0 below it).
 EMBEDDING_NEG_TOL = 1e-10
-#: Upper bound on the number of torus cells handled by one batched FFT call.
-_FFT_BATCH_CELLS = 1 << 19
+#: Upper bound on the number of torus cells handled by one batched FFT call (fields are
+#: transformed many per call: the FFT library vectorises and threads across them).
+_FFT_BATCH_CELLS = 1 << 20
+#: Spectral precisions: "double" (complex128, exact to rounding) or "single" (complex64).
+PRECISIONS = ("double", "single")
+#: Measured bound on the relative 2-norm error ‖C̃x − Cx‖/‖Cx‖ of the single-precision
+#: product (benchmarks/b_floor.py measures it on every run; about 1e-7 for grids up to 10⁶
+#: torus cells). Solvers use single precision only for products whose own tolerance is at
+#: least 100 times this.
+SINGLE_PRECISION_RTOL = 1e-6
+
+
+def fft_workers(n_transforms: int) -> int:
+    """FFT threads for a call that transforms ``n_transforms`` fields: the CPUs this process
+    may run on (its affinity mask, not the machine's core count), or 1 for a single field
+    (splitting one small 2-D transform across threads costs more than it saves)."""
+    if n_transforms < 2:
+        return 1
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - platforms without sched_getaffinity
+        return max(1, os.cpu_count() or 1)
 
 
 def _torus_size(n: int, pad: int) -> int:
@@ -29,13 +51,44 @@ def _torus_size(n: int, pad: int) -> int:
     return scipy.fft.next_fast_len(2 * n - 1 + 2 * pad, real=True)
 
 
+#: Correlations below this are zero to double precision (eps = 2.2e-16) in any product.
+_NEGLIGIBLE = 1e-17
+
+
+def negligible_distance(length: float, kind: str) -> float:
+    """Distance [unit of ``length``] beyond which the correlation is below 1e-17."""
+    lo, hi = 0.0, length
+    while correlation_function(hi, length, kind) > _NEGLIGIBLE:
+        hi *= 2.0
+    for _ in range(60):  # bisection to well below a cell
+        mid = 0.5 * (lo + hi)
+        if correlation_function(mid, length, kind) > _NEGLIGIBLE:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def _matvec_torus_size(n: int, spacing: float, length: float, kind: str) -> int:
+    """Torus length for the exact convolution of n cells: 2n − 1, or less when the kernel
+    vanishes first: with M ≥ n + s (s cells to the negligible distance) every pair the
+    torus wraps around is at least s cells apart both ways, where both the true and the
+    wrapped correlation are below 1e-17: the product is exact to rounding."""
+    if n == 1:
+        return 1
+    s = math.ceil(negligible_distance(length, kind) / spacing)
+    return scipy.fft.next_fast_len(min(2 * n - 1, n + s), real=True)
+
+
 class RegularGridCorrelation(CovarianceOperator):
     """Isotropic spatial correlation on a regular projected grid, applied by FFT.
 
     On a regular grid the correlation matrix is block-Toeplitz with Toeplitz blocks; it is the
     top-left (ny nx) × (ny nx) part of a block-circulant matrix C_emb on a padded torus of
     (My, Mx) cells, My >= 2 ny - 1, Mx >= 2 nx - 1, whose eigenvalues are the FFT of its first
-    row. ``C @ x`` is therefore an exact convolution: zero-pad x onto the torus, rfft2,
+    row. Where the correlation falls below 1e-17 within s < n - 1 cells (grids many
+    correlation lengths wide), a torus of n + s cells per axis gives the same product to
+    rounding (only pairs at least s cells apart wrap around), with fewer FFT cells. ``C @ x`` is therefore an exact convolution: zero-pad x onto the torus, rfft2,
     multiply, irfft2, crop. No (n, n) matrix is formed; cost O(My Mx log(My Mx)) per vector.
 
     The matvec is exact whatever the sign of the embedding's eigenvalues. The square root is
@@ -61,6 +114,9 @@ class RegularGridCorrelation(CovarianceOperator):
         Correlation function.
     length_km : float
         Correlation length L [km], > 0.
+    fft_workers : int, optional
+        FFT threads per call; default (None) :func:`fft_workers`: the CPUs this process may
+        use (1 for a single field).
     max_sqrt_tries : int
         Number of torus sizes tried for the square root. Long correlation lengths relative to
         the grid need a torus of several L per side (e.g. an exponential with L = 30 cells on a
@@ -79,6 +135,7 @@ class RegularGridCorrelation(CovarianceOperator):
         kind: str = "exponential",
         length_km: float = 1.0,
         *,
+        fft_workers: int | None = None,
         max_sqrt_tries: int = 10,
     ) -> None:
         shp = tuple(np.atleast_1d(np.asarray(shape)).tolist())
@@ -99,10 +156,17 @@ class RegularGridCorrelation(CovarianceOperator):
         self.max_sqrt_tries = int(max_sqrt_tries)
         super().__init__(shp[0] * shp[1])
         ny, nx = self.grid_shape
-        self._mv_torus = (_torus_size(ny, 0), _torus_size(nx, 0))
+        self._mv_torus = (
+            _matvec_torus_size(ny, self.spacing_km[0], self.length_km, kind),
+            _matvec_torus_size(nx, self.spacing_km[1], self.length_km, kind),
+        )
         self._mv_spec = self._spectrum(self._mv_torus)
         self._sqrt_torus: tuple[int, int] | None = None
         self._sqrt_spec: np.ndarray | None = None
+        self.precision = "double"
+        if fft_workers is not None and (int(fft_workers) != fft_workers or fft_workers < 1):
+            raise ValueError(f"fft_workers must be None or an int >= 1; found {fft_workers!r}")
+        self.fft_workers = None if fft_workers is None else int(fft_workers)
 
     # ------------------------------------------------------------------ embedding
     def _spectrum(self, torus: tuple[int, int]) -> np.ndarray:
@@ -155,6 +219,30 @@ class RegularGridCorrelation(CovarianceOperator):
             "max_sqrt_tries"
         )
 
+    def with_precision(self, precision: str) -> RegularGridCorrelation:
+        """This correlation with its FFTs in ``precision`` ("double" or "single").
+
+        The single-precision operator shares the spectra (cast once) and casts each batch of
+        fields to float32 for the transforms: about twice as fast, with a relative error of
+        about 1e-7 (see :data:`SINGLE_PRECISION_RTOL`); results are float64 arrays. Use it
+        only where that error is far below the tolerance of what it feeds.
+
+        Raises
+        ------
+        ValueError
+            If ``precision`` is not one of :data:`PRECISIONS`.
+        """
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}; found {precision!r}")
+        if precision == self.precision:
+            return self
+        other = copy.copy(self)
+        other.precision = precision
+        return other
+
+    def _spec(self, spec: np.ndarray) -> np.ndarray:
+        return spec.astype(np.float32) if self.precision == "single" else spec
+
     @property
     def embedding_shape(self) -> tuple[int, int]:
         """Torus (My, Mx) used by the matvec."""
@@ -180,52 +268,74 @@ class RegularGridCorrelation(CovarianceOperator):
         torus: tuple[int, int],
         spec: np.ndarray,
         out_shape: tuple[int, int],
+        scale: np.ndarray | None = None,
     ) -> np.ndarray:
         """Circular convolution on ``torus`` of fields of ``in_shape``, cropped to ``out_shape``.
 
         A pruned 2-D FFT: the x-transforms run only over the ``in_shape[0]`` rows that hold
         data (forward) and the ``out_shape[0]`` rows that are kept (inverse), which saves about
         a quarter of the work of a full ``rfft2``/``irfft2`` on the zero-padded torus. Rows are
-        processed in batches of about ``_FFT_BATCH_CELLS`` torus cells.
+        processed in batches of about ``_FFT_BATCH_CELLS`` torus cells; ``scale`` (m, *out_shape)
+        multiplies the result as it is written (no extra pass).
         """
         m = R.shape[0]
         fields = R.reshape(m, *in_shape)
         My, Mx = torus
         oy, ox = out_shape
         out = np.empty((m, oy, ox))
+        spec = self._spec(spec)
+        single = spec.dtype == np.float32
         batch = max(1, _FFT_BATCH_CELLS // (My * Mx))
+        w = self.fft_workers or fft_workers(min(batch, m))
         for start in range(0, m, batch):
-            f = scipy.fft.rfft(fields[start : start + batch], n=Mx, axis=-1, workers=-1)
-            f = scipy.fft.fft(f, n=My, axis=-2, workers=-1, overwrite_x=True)
+            stop = min(start + batch, m)
+            f = fields[start:stop].astype(np.float32) if single else fields[start:stop]
+            f = scipy.fft.rfft(f, n=Mx, axis=-1, workers=w)
+            f = scipy.fft.fft(f, n=My, axis=-2, workers=w, overwrite_x=True)
             f *= spec
-            f = scipy.fft.ifft(f, axis=-2, workers=-1, overwrite_x=True)[:, :oy]
-            out[start : start + batch] = scipy.fft.irfft(f, n=Mx, axis=-1, workers=-1)[..., :ox]
+            f = scipy.fft.ifft(f, axis=-2, workers=w, overwrite_x=True)[:, :oy]
+            f = scipy.fft.irfft(f, n=Mx, axis=-1, workers=w)[..., :ox]
+            if scale is None:
+                out[start:stop] = f
+            else:
+                np.multiply(f, scale[start:stop], out=out[start:stop])
         return out
 
-    def _apply_fields(self, F: np.ndarray) -> np.ndarray:
+    def _apply_fields(self, F: np.ndarray, scale: np.ndarray | None = None) -> np.ndarray:
         """C applied to fields F (m, ny, nx, k) over axes (1, 2): the columns stay last.
 
         The same pruned circulant-embedding convolution as :meth:`_apply_rows`, with the FFTs
-        taken along strided axes, so a (time, space, column) block needs no transposition.
+        taken along strided axes, so a (time, space, column) block needs no transposition;
+        ``scale`` (m, ny, nx) multiplies the result as it is written.
         """
         m, ny, nx, k = F.shape
         My, Mx = self._mv_torus
-        spec = self._mv_spec[:, :, None]
+        spec = self._spec(self._mv_spec)[:, :, None]
+        single = spec.dtype == np.float32
         out = np.empty(F.shape)
         batch = max(1, _FFT_BATCH_CELLS // (My * Mx * k))
+        w = self.fft_workers or fft_workers(min(batch, m) * k)
         for start in range(0, m, batch):
-            f = scipy.fft.rfft(F[start : start + batch], n=Mx, axis=2, workers=-1)
-            f = scipy.fft.fft(f, n=My, axis=1, workers=-1, overwrite_x=True)
+            stop = min(start + batch, m)
+            f = F[start:stop].astype(np.float32) if single else F[start:stop]
+            f = scipy.fft.rfft(f, n=Mx, axis=2, workers=w)
+            f = scipy.fft.fft(f, n=My, axis=1, workers=w, overwrite_x=True)
             f *= spec
-            f = scipy.fft.ifft(f, axis=1, workers=-1, overwrite_x=True)[:, :ny]
-            out[start : start + batch] = scipy.fft.irfft(f, n=Mx, axis=2, workers=-1)[:, :, :nx]
+            f = scipy.fft.ifft(f, axis=1, workers=w, overwrite_x=True)[:, :ny]
+            f = scipy.fft.irfft(f, n=Mx, axis=2, workers=w)[:, :, :nx]
+            if scale is None:
+                out[start:stop] = f
+            else:
+                np.multiply(f, scale[start:stop, :, :, None], out=out[start:stop])
         return out
 
-    def _apply_rows(self, R: np.ndarray) -> np.ndarray:
+    def _apply_rows(self, R: np.ndarray, scale: np.ndarray | None = None) -> np.ndarray:
+        """(C Rᵀ)ᵀ for rows R (m, n); ``scale`` (m, n) multiplies the result."""
         if R.shape[0] == 0:
             return np.zeros((0, self.n))
         grid = self.grid_shape
-        out = self._convolve_rows(R, grid, self._mv_torus, self._mv_spec, grid)
+        sc = None if scale is None else scale.reshape(R.shape[0], *grid)
+        out = self._convolve_rows(R, grid, self._mv_torus, self._mv_spec, grid, sc)
         return out.reshape(R.shape[0], self.n)
 
     def _apply(self, X: np.ndarray) -> np.ndarray:

@@ -14,6 +14,13 @@ from numba import njit, prange
 from inversion.covariance._correlation import EARTH_RADIUS_KM
 
 __all__ = [
+    "ar1_apply_numba",
+    "ar1_apply_numpy",
+    "ar1_matrix",
+    "ar1_sqrt_numba",
+    "ar1_sqrt_numpy",
+    "ar1_sqrt_t_numba",
+    "ar1_sqrt_t_numpy",
     "pairs_to_state_numba",
     "pairs_to_state_numpy",
     "points_correlation_matrix_numpy",
@@ -170,3 +177,101 @@ def pairs_to_state_numpy(
     np.add.at(Y3, (t_idx, slice(None), j_idx), rows)
     Y3 = np.einsum("ab,bsk->ask", Ct, Y3) * std[:, :, None]
     return Y3.reshape(nt * ns, k)
+
+
+# ---------------------------------------------------------------- AR(1) (Markov) time axis
+# The exponential correlation exp(-|t_i - t_j|/τ) on equally spaced steps is ρ^|i-j| with
+# ρ = exp(-Δt/τ): a first-order autoregressive (Markov) correlation, whose inverse is
+# tridiagonal. Its products need no (nt, nt) matrix: C u = f + b − u with the forward and
+# backward recursions f_t = u_t + ρ f_{t−1}, b_t = u_t + ρ b_{t+1}; its lower Cholesky factor
+# is L[t, j] = ρ^{t−j} c_j (c_0 = 1, c_j = sqrt(1 − ρ²)), so L w and Lᵀ v are one recursion
+# each. The kernels work on (nt, m) arrays with an (nt, m) scale (the prior std), in blocks of
+# columns that stay in cache over the whole time axis: O(nt·m), one read of the input and one
+# write of the output.
+_AR1_BLOCK = 256
+
+
+@njit(cache=True, parallel=True)
+def ar1_apply_numba(X, scale, rho, out):  # pragma: no cover - compiled
+    """``out = C (scale ∘ X)`` along axis 0 for C = ρ^|i−j| (X, scale, out: (nt, m))."""
+    nt, m = X.shape
+    nb = (m + _AR1_BLOCK - 1) // _AR1_BLOCK
+    for b in prange(nb):
+        s0 = b * _AR1_BLOCK
+        s1 = min(s0 + _AR1_BLOCK, m)
+        w = s1 - s0
+        carry = np.zeros(w)
+        for t in range(nt):  # forward: out_t = f_t = u_t + ρ f_{t−1}
+            xr, sr, orow = X[t, s0:s1], scale[t, s0:s1], out[t, s0:s1]
+            for i in range(w):
+                f = sr[i] * xr[i] + rho * carry[i]
+                carry[i] = f
+                orow[i] = f
+        carry[:] = 0.0
+        for t in range(nt - 1, -1, -1):  # backward: out_t += ρ b_{t+1}; b_t = u_t + ρ b_{t+1}
+            xr, sr, orow = X[t, s0:s1], scale[t, s0:s1], out[t, s0:s1]
+            for i in range(w):
+                back = rho * carry[i]
+                carry[i] = sr[i] * xr[i] + back
+                orow[i] += back
+
+
+@njit(cache=True, parallel=True)
+def ar1_sqrt_numba(W, rho, scale, out):  # pragma: no cover - compiled
+    """``out = scale ∘ (L W)`` along axis 0, L the lower Cholesky factor of ρ^|i−j|."""
+    nt, m = W.shape
+    c = math.sqrt(1.0 - rho * rho)
+    nb = (m + _AR1_BLOCK - 1) // _AR1_BLOCK
+    for b in prange(nb):
+        s0 = b * _AR1_BLOCK
+        s1 = min(s0 + _AR1_BLOCK, m)
+        w = s1 - s0
+        carry = np.zeros(w)
+        for t in range(nt):
+            ct = 1.0 if t == 0 else c
+            wr, sr, orow = W[t, s0:s1], scale[t, s0:s1], out[t, s0:s1]
+            for i in range(w):
+                v = rho * carry[i] + ct * wr[i]
+                carry[i] = v
+                orow[i] = sr[i] * v
+
+
+@njit(cache=True, parallel=True)
+def ar1_sqrt_t_numba(V, scale, rho, out):  # pragma: no cover - compiled
+    """``out = Lᵀ (scale ∘ V)`` along axis 0, L the lower Cholesky factor of ρ^|i−j|."""
+    nt, m = V.shape
+    c = math.sqrt(1.0 - rho * rho)
+    nb = (m + _AR1_BLOCK - 1) // _AR1_BLOCK
+    for b in prange(nb):
+        s0 = b * _AR1_BLOCK
+        s1 = min(s0 + _AR1_BLOCK, m)
+        w = s1 - s0
+        carry = np.zeros(w)
+        for t in range(nt - 1, -1, -1):
+            ct = 1.0 if t == 0 else c
+            vr, sr, orow = V[t, s0:s1], scale[t, s0:s1], out[t, s0:s1]
+            for i in range(w):
+                g = sr[i] * vr[i] + rho * carry[i]
+                carry[i] = g
+                orow[i] = ct * g
+
+
+def ar1_matrix(nt: int, rho: float) -> np.ndarray:
+    """Explicit (nt, nt) correlation ρ^|i−j| (reference for the AR(1) kernels)."""
+    idx = np.arange(nt)
+    return rho ** np.abs(idx[:, None] - idx[None, :]).astype(np.float64)
+
+
+def ar1_apply_numpy(X: np.ndarray, scale: np.ndarray, rho: float) -> np.ndarray:
+    """Pure-numpy twin of :func:`ar1_apply_numba` (dense (nt, nt) product)."""
+    return ar1_matrix(X.shape[0], rho) @ (scale * X)
+
+
+def ar1_sqrt_numpy(W: np.ndarray, rho: float, scale: np.ndarray) -> np.ndarray:
+    """Pure-numpy twin of :func:`ar1_sqrt_numba` (dense Cholesky factor)."""
+    return scale * (np.linalg.cholesky(ar1_matrix(W.shape[0], rho)) @ W)
+
+
+def ar1_sqrt_t_numpy(V: np.ndarray, scale: np.ndarray, rho: float) -> np.ndarray:
+    """Pure-numpy twin of :func:`ar1_sqrt_t_numba` (dense Cholesky factor)."""
+    return np.linalg.cholesky(ar1_matrix(V.shape[0], rho)).T @ (scale * V)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import numpy as np
@@ -265,6 +266,14 @@ class BlockDiagonalCovariance(CovarianceOperator):
     @property
     def sqrt_dim(self) -> int:
         return int(sum(b.sqrt_dim for b in self.blocks))
+
+    def with_precision(self, precision: str) -> BlockDiagonalCovariance:
+        blocks = tuple(b.with_precision(precision) for b in self.blocks)
+        if all(a is b for a, b in zip(blocks, self.blocks, strict=True)):
+            return self
+        other = copy.copy(self)
+        other.blocks = blocks
+        return other
 
     @property
     def index(self) -> np.ndarray | None:

@@ -19,6 +19,10 @@ class TemporalCorrelation(DenseCovariance):
     C_t[i, j] = ρ(|t_i - t_j| / τ), exponential exp(-|Δt|/τ) by default. Give either the step
     centres ``times_hours`` or ``nt`` and ``step_hours`` (equally spaced steps).
 
+    The exponential kernel on equally spaced steps is Markov: C_t[i, j] = r^|i−j| with
+    r = exp(−Δt/τ) (:attr:`markov_rho`), whose inverse is tridiagonal. Kronecker priors then
+    apply C_t and its Cholesky factor by O(nt) recursions instead of (nt, nt) products.
+
     Parameters
     ----------
     tau_hours : float
@@ -73,6 +77,13 @@ class TemporalCorrelation(DenseCovariance):
             t = np.arange(int(nt)) * step
         self.tau_hours = tau
         self.times_hours = t
+        self.kind = kind
+        steps = np.diff(t)
+        regular = steps.size == 0 or bool(np.all(np.abs(steps - steps[0]) <= 1e-12 * steps[0]))
+        #: r = exp(−Δt/τ) when C_t[i, j] = r^|i−j| (exponential kernel, equal steps), else None.
+        self.markov_rho: float | None = None
+        if kind == "exponential" and regular:
+            self.markov_rho = float(np.exp(-steps[0] / tau)) if steps.size else 0.0
         super().__init__(
             correlation_function(t[:, None] - t[None, :], tau, kind), name="temporal correlation"
         )

@@ -154,7 +154,7 @@ def test_nonconvergence_raises_or_warns():
     assert post.info["iterations"] == 3
     assert post.info["residuals"][-1] > 1e-8
     post = solve(problem, "cg")
-    post.options = CGOptions(maxiter=2, precondition=False)  # aggregate solves capped at 2
+    post = post.with_options(CGOptions(maxiter=2, precondition=False))  # solves capped at 2
     with pytest.raises(ConvergenceError, match=r"aggregate variance.*relative error bound"):
         post.aggregate(np.ones(problem.n_state))
 
@@ -206,7 +206,7 @@ def test_obs_space_aggregate_variance_is_a_certified_upper_estimate(tol):
     _, var_ref = solve(problem, "dense").aggregate_cov(W)
     var_ref = np.diag(var_ref)
     post = solve(problem, "cg")
-    post.options = CGOptions(tol=tol)
+    post = post.with_options(CGOptions(tol=tol))
     _, cov = post.aggregate_cov(W)
     rel = np.diag(cov) / var_ref - 1.0
     assert np.all(rel >= -1e-10), rel  # never below the exact variance
@@ -370,3 +370,168 @@ def test_auto_rank_warns_when_the_complete_spectrum_does_not_fit(caplog):
     with caplog.at_level(logging.WARNING, logger="inversion.lowrank"):
         _ = post.std
     assert "not in observation coordinates" in caplog.text
+
+
+def _bound_problem(seed=4, n_obs=100, r_scale=0.1):
+    """A problem on which the Galerkin-only variance ``aᵀBa − uᵀx`` missed its own bound by
+    two orders of magnitude (rel. error 1.4e-6 against a claimed 1e-8): sparse footprints,
+    small R, so CG loses the orthogonality ``xᵀr = 0`` the old estimate relied on."""
+    rng = np.random.default_rng(seed)
+    ny, nx, nt = 12, 14, 4
+    B = kronecker_prior(
+        rng.uniform(0.3, 0.8, (1, nt, ny, nx)), (ny, nx), 1.0, "exponential", 3.0,
+        nt=nt, step_hours=24.0, tau_hours=48.0,
+    )  # fmt: skip
+    n = B.shape[0]
+    H = sp.random_array((n_obs, n), density=0.05, rng=rng, format="csr")
+    R = DiagonalCovariance(rng.uniform(0.1, 0.5, n_obs) * r_scale)
+    y = H @ rng.standard_normal(n) + rng.standard_normal(n_obs)
+    return LinearProblem(H=H, x_prior=np.ones(n), y=y, B=B, R=R)
+
+
+@pytest.mark.parametrize("tol", [1e-8, 1e-6])
+@pytest.mark.parametrize("case", [(4, 100, 0.1), (1, 300, 0.1), (3, 100, 0.001)])
+def test_certified_aggregate_bound_holds(case, tol):
+    # the certificate reported in info["solves"][...]["final"] bounds the actual relative
+    # variance error (up to rounding, ~1e-10 here), and the variance is never below the exact
+    problem = _bound_problem(*case)
+    rng = np.random.default_rng(1)
+    W = np.vstack([np.ones(problem.n_state), rng.uniform(0, 1, (3, problem.n_state))])
+    W[1, : problem.n_state // 2] = 0.0
+    exact = np.diag(solve(problem, "dense").aggregate_cov(W)[1])
+    post = solve(problem, "cg", cg=CGOptions(tol=tol))
+    rel = np.diag(post.aggregate_cov(W)[1]) / exact - 1.0
+    log = post.info["solves"][-1]
+    assert log["space"] == "obs" and log["final"] <= tol
+    assert np.all(rel >= -1e-10), rel
+    assert np.all(rel <= log["final"] + 1e-9), (rel, log["final"])
+
+
+def test_certified_aggregate_bound_holds_in_chi_space():
+    # n_obs >= sqrt_dim: cᵀ(I+K)⁻¹c by χ-space CG, certified with I + K ⪰ I
+    H, _Hd, x_prior, y, B, _Bd, R = make_problem_arrays(7, 60, 24, "sparse", "dense")
+    problem = LinearProblem(H=H, x_prior=x_prior, y=y, B=B, R=R)
+    W = np.random.default_rng(2).standard_normal((3, 24))
+    exact = np.diag(solve(problem, "dense").aggregate_cov(W)[1])
+    for tol in (1e-4, 1e-8):
+        post = solve(problem, "cg", cg=CGOptions(tol=tol, precondition=False))
+        rel = np.diag(post.aggregate_cov(W)[1]) / exact - 1.0
+        log = post.info["solves"][-1]
+        assert log["space"] == "chi" and log["final"] <= tol
+        assert np.all(rel >= -1e-12) and np.all(rel <= tol), (tol, rel)
+
+
+def test_options_are_read_only_and_with_options_keeps_the_results():
+    problem = _fft_problem(seed=11, n_obs=40)
+    post = solve(problem, "cg")
+    with pytest.raises(AttributeError):
+        post.options = CGOptions(tol=1e-3)
+    loose = post.with_options(CGOptions(tol=1e-3))
+    assert loose.options.tol == 1e-3 and post.options.tol == 1e-8
+    np.testing.assert_array_equal(loose.mean, post.mean)
+    assert loose.info["iterations"] == post.info["iterations"]
+    w = np.ones(problem.n_state)
+    assert loose.aggregate(w)[1] == pytest.approx(post.aggregate(w)[1], rel=1e-3)
+
+
+def test_block_lanczos_pairs_are_rayleigh_ritz_and_reach_the_complete_spectrum():
+    # ZᵀMZ = I and (MZ)ᵀR⁻¹(MZ) = Θ (VᵀV = I, VᵀKV = Θ) for any dimension; with the whole
+    # Krylov space (n_pairs = n_obs) the pairs are the complete spectrum (dense reference)
+    from inversion.cg import WhitenedSystem
+    from inversion.cg_spectrum import block_lanczos_spectrum
+
+    problem = _fft_problem(seed=12, n_obs=45)
+    system = WhitenedSystem(problem)
+    Bd = problem.B.to_dense(max_size=10_000)
+    Hd = problem.H.toarray()
+    M = Hd @ Bd @ Hd.T
+    r = problem.R.diag()
+    lam = np.sort(np.linalg.eigvalsh(M / np.sqrt(r)[:, None] / np.sqrt(r)[None, :]))[::-1]
+    for n_pairs, block in ((20, 4), (45, 8)):
+        theta, Z, MZ = block_lanczos_spectrum(system, n_pairs, block, 1e9, seed=3)
+        assert theta.size == n_pairs
+        _close(MZ, M @ Z, 1e-10)
+        _close(Z.T @ MZ, np.eye(n_pairs), 1e-9)
+        _close(MZ.T @ (MZ / r[:, None]), np.diag(theta), 1e-9)
+        # Ritz values interlace: never above the exact ones (Cauchy), the top ones close
+        assert np.all(theta <= lam[:n_pairs] * (1 + 1e-9))
+        assert theta[0] == pytest.approx(lam[0], rel=1e-6)
+    _close(theta, lam, 1e-8)
+    with pytest.raises(MemoryBudgetError, match="std_pairs"):
+        block_lanczos_spectrum(system, 45, 8, 1000.0)
+
+
+def test_std_pairs_map_is_an_upper_bound_and_the_corrected_map_is_unbiased():
+    # rank=0 (no complete spectrum): the map comes from std_pairs block Lanczos pairs; it
+    # never goes below the exact std, and low-rank+sampled corrects it without bias
+    problem = _fft_problem(seed=4, n_obs=150, ny=10, nx=12, nt=4)
+    exact = solve(problem, "dense").std
+    opts = CGOptions(rank=0, std_pairs=60, std="low-rank+sampled", n_samples=200, seed=2)
+    post = solve(problem, "cg", cg=opts)
+    lowrank = post.lowrank_std()
+    assert post.info["rank"] == 60 and not post.info["complete_spectrum"]
+    assert np.all(lowrank >= exact * (1 - 1e-6))  # single-precision products: ~1e-7
+    assert np.median(lowrank / exact - 1) > 0.01  # the truncation bias being corrected
+    corrected = post.std
+    z = (corrected - exact) / post.info["std_se"]
+    assert post.std_method == "low-rank+sampled (k=60, n=200)"
+    assert abs(np.median(corrected / exact - 1)) < 0.02
+    assert abs(z.mean()) < 0.5 and 0.7 < z.std() < 1.3, (z.mean(), z.std())
+    # double-precision products give the same pairs to the single-precision error
+    post64 = solve(problem, "cg", cg=dataclasses.replace(opts, fft_precision="double"))
+    _close(post64.lowrank_std(), lowrank, 1e-5)
+
+
+def test_aggregate_tol_certifies_a_looser_bound_in_fewer_iterations():
+    problem = _bound_problem(1, 300, 0.1)
+    W = np.ones((1, problem.n_state))
+    exact = solve(problem, "dense").aggregate_cov(W)[1][0, 0]
+    its = {}
+    for agg_tol in (None, 1e-4):
+        post = solve(problem, "cg", cg=CGOptions(aggregate_tol=agg_tol))
+        var = post.aggregate_cov(W)[1][0, 0]
+        log = post.info["solves"][-1]
+        bound = agg_tol or 1e-8
+        assert log["final"] <= bound and -1e-10 <= var / exact - 1 <= log["final"] + 1e-9
+        its[agg_tol] = log["iterations"]
+    assert its[1e-4] < its[None], its
+    with pytest.raises(ValueError, match="aggregate_tol"):
+        CGOptions(aggregate_tol=0.0)
+
+
+def test_dependent_aggregates_are_not_solved_twice_and_stay_certified():
+    # the first aggregate is the sum of the next two, the fourth a multiple of the second:
+    # only a basis of 2 columns is solved, every aggregate keeps its certificate
+    problem = _bound_problem(3, 100, 0.001)
+    n = problem.n_state
+    rng = np.random.default_rng(4)
+    a, b = np.zeros(n), np.zeros(n)
+    a[: n // 2], b[n // 2 :] = rng.uniform(0, 1, n // 2), rng.uniform(0, 1, n - n // 2)
+    W = np.vstack([a + b, a, b, 3.0 * a])
+    exact = solve(problem, "dense").aggregate_cov(W)[1]
+    post = solve(problem, "cg")
+    cov = post.aggregate_cov(W)[1]
+    log = post.info["solves"][-1]
+    assert log["columns_solved"] == 2 and log["columns"] == 4
+    rel = np.diag(cov) / np.diag(exact) - 1.0
+    assert np.all(rel >= -1e-10) and np.all(rel <= log["final"] + 1e-9), rel
+    assert log["final"] <= 1e-8
+    _close(cov, exact, 1e-7)
+
+
+@pytest.mark.parametrize("agg_tol", [1e-6, 1e-10])
+def test_mixed_precision_totals_keep_their_certificate(agg_tol):
+    # the first pass runs with single-precision FFTs (error ~1e-7); the certificate rests on
+    # the residual recomputed in double, and a tolerance below the single-precision floor
+    # (1e-10) is reached by continuing in double
+    problem = _bound_problem(3, 100, 0.001)
+    W = np.vstack([np.ones(problem.n_state), np.arange(problem.n_state) % 3 == 0])
+    exact = np.diag(solve(problem, "dense").aggregate_cov(W)[1])
+    for precision in ("auto", "double"):
+        post = solve(problem, "cg", cg=CGOptions(aggregate_tol=agg_tol, fft_precision=precision))
+        rel = np.diag(post.aggregate_cov(W)[1]) / exact - 1.0
+        log = post.info["solves"][-1]
+        assert log["final"] <= agg_tol
+        assert np.all(rel >= -1e-11) and np.all(rel <= log["final"] + 1e-11), (precision, rel)
+        fast = post._solver.fast
+        assert (fast is not None and fast.n_matvec > 0) == (precision == "auto")

@@ -10,6 +10,7 @@ import scipy.sparse as sp
 
 from inversion.covariance import (
     EARTH_RADIUS_KM,
+    DenseCovariance,
     DiagonalCovariance,
     KroneckerCovariance,
     RegularGridCorrelation,
@@ -19,7 +20,14 @@ from inversion.covariance import (
     kronecker_prior,
     temporal_correlation,
 )
+from inversion.covariance._grid import SINGLE_PRECISION_RTOL
 from inversion.covariance._kernels import (
+    ar1_apply_numba,
+    ar1_apply_numpy,
+    ar1_sqrt_numba,
+    ar1_sqrt_numpy,
+    ar1_sqrt_t_numba,
+    ar1_sqrt_t_numpy,
     pairs_to_state_numba,
     pairs_to_state_numpy,
     points_correlation_matrix_numpy,
@@ -201,3 +209,91 @@ def test_pairs_to_state_numba_equals_numpy_twin(identity_ct):
     ref = pairs_to_state_numpy(rows, t_idx, j_idx, Ct, std, k)
     np.testing.assert_allclose(out, ref, rtol=1e-13, atol=1e-14)
     assert np.all(out[:, k - 1] == 0.0)
+
+
+# ---------------------------------------------------------------- Markov (AR(1)) time axis
+@pytest.mark.parametrize("shape", [(1, 5), (7, 3), (9, 700)])  # 700: several column blocks
+def test_ar1_kernels_equal_numpy_twins(shape):
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal(shape)
+    scale = rng.uniform(0.5, 1.5, shape)
+    rho = 0.83
+    for kernel, twin in (
+        (lambda o: ar1_apply_numba(X, scale, rho, o), lambda: ar1_apply_numpy(X, scale, rho)),
+        (lambda o: ar1_sqrt_numba(X, rho, scale, o), lambda: ar1_sqrt_numpy(X, rho, scale)),
+        (lambda o: ar1_sqrt_t_numba(X, scale, rho, o), lambda: ar1_sqrt_t_numpy(X, scale, rho)),
+    ):
+        out = np.full(shape, np.nan)  # every element must be written
+        kernel(out)
+        np.testing.assert_allclose(out, twin(), rtol=1e-13, atol=1e-13)
+
+
+def test_markov_rho_only_for_exponential_on_equal_steps():
+    C = TemporalCorrelation(6.0, nt=5, step_hours=2.0)
+    assert C.markov_rho == pytest.approx(math.exp(-2.0 / 6.0), rel=1e-15)
+    # the recursion's matrix is the explicit one
+    idx = np.arange(5)
+    np.testing.assert_allclose(
+        C.markov_rho ** np.abs(idx[:, None] - idx[None, :]), C.to_dense(), rtol=1e-14
+    )
+    assert TemporalCorrelation(6.0, times_hours=[0.0, 1.0, 3.0]).markov_rho is None
+    assert TemporalCorrelation(6.0, nt=5, step_hours=2.0, kind="gaussian").markov_rho is None
+    assert TemporalCorrelation(6.0, times_hours=[0.5, 1.5, 2.5]).markov_rho is not None
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_kronecker_markov_path_equals_explicit_temporal_matrix(k):
+    # the same B with C_t given as a plain dense matrix takes the BLAS path: products and
+    # square roots must agree, and L Lᵀ = B
+    nt, shape = 6, (4, 5)
+    ns = 20
+    rng = np.random.default_rng(6)
+    std = rng.uniform(0.5, 1.5, (nt, ns))
+    spatial = RegularGridCorrelation(shape, 1.0, "exponential", 2.0)
+    markov = KroneckerCovariance(std, spatial, TemporalCorrelation(9.0, nt=nt, step_hours=3.0))
+    plain = KroneckerCovariance(std, spatial, DenseCovariance(markov.temporal.to_dense()))
+    assert markov.markov_rho is not None and plain.markov_rho is None
+    X = rng.standard_normal((nt * ns, k))
+    W = rng.standard_normal((markov.sqrt_dim, k))
+    np.testing.assert_allclose(markov @ X, plain @ X, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(markov.sqrt_matvec(W), plain.sqrt_matvec(W), rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(
+        markov.sqrt_rmatvec(X), plain.sqrt_rmatvec(X), rtol=1e-11, atol=1e-12
+    )
+    L = markov.sqrt_matvec(np.eye(markov.sqrt_dim))
+    np.testing.assert_allclose(L @ L.T, _kron_reference(markov), rtol=1e-10, atol=1e-12)
+
+
+def test_single_precision_spectra_within_the_stated_bound():
+    B = kronecker_prior(
+        np.random.default_rng(7).uniform(0.5, 1.5, (1, 4, 30, 40)), (30, 40), 1.0,
+        "exponential", 5.0, nt=4, step_hours=1.0, tau_hours=6.0,
+    )  # fmt: skip
+    B32 = B.with_precision("single")
+    assert B32 is not B and B.with_precision("double") is B
+    assert B32.blocks[0].spatial.precision == "single" and B.blocks[0].spatial.precision == "double"
+    X = np.random.default_rng(8).standard_normal((B.shape[0], 3))
+    exact, approx = B @ X, B32 @ X
+    assert approx.dtype == np.float64
+    rel = np.linalg.norm(approx - exact, axis=0) / np.linalg.norm(exact, axis=0)
+    assert np.all(rel < SINGLE_PRECISION_RTOL) and np.all(rel > 1e-12)  # really single
+    D = DiagonalCovariance(np.ones(3))
+    assert D.with_precision("single") is D
+    with pytest.raises(ValueError, match="precision must be"):
+        B.with_precision("half")
+
+
+@pytest.mark.parametrize("kind", ["exponential", "gaussian", "matern32"])
+def test_short_kernel_uses_a_smaller_torus_and_stays_exact(kind):
+    # a grid many correlation lengths wide: the matvec torus is n + (cells to a 1e-17
+    # correlation) instead of 2n - 1, with the same product to rounding; L Lᵀ = C still
+    C = RegularGridCorrelation((60, 70), (1.0, 1.5), kind, 1.0)
+    My, Mx = C.embedding_shape
+    assert My < 2 * 60 - 1 and Mx < 2 * 70 - 1
+    X = np.random.default_rng(9).standard_normal((C.n, 2))
+    ref = C.to_dense() @ X
+    np.testing.assert_allclose(C @ X, ref, rtol=0, atol=1e-13 * np.abs(ref).max())
+    small = RegularGridCorrelation((30, 45), 1.0, kind, 0.7)
+    assert small.embedding_shape[1] < 2 * 45 - 1
+    L = small.sqrt_matvec(np.eye(small.sqrt_dim))
+    np.testing.assert_allclose(L @ L.T, small.to_dense(), rtol=0, atol=1e-12)
