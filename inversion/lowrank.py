@@ -317,23 +317,22 @@ class CGPosterior(Posterior):
     def observation_sensitivity(self, weights: Any) -> np.ndarray:
         """``g = S⁻¹ H B a`` (n_obs, k) by batched CG solves (see :meth:`Posterior.observation_sensitivity`).
 
-        Observation coordinates (n_obs < sqrt_dim): Ritz-preconditioned CG on S, each column
-        stopped on the certified bound of its variance. Otherwise
+        Observation coordinates (n_obs < sqrt_dim): Ritz-preconditioned CG on S to the relative
+        residual ``aggregate_tol`` (default ``tol``). Otherwise
         ``g = R⁻¹ H L (I + K)⁻¹ Lᵀ a``, one whitened solve per aggregate. An approximate g
         overstates the budget's total by ``δgᵀ S δg`` (second order in the solve error).
         """
         W, single = self._as_weights(weights)
         Wt = W.toarray().T if hasattr(W, "toarray") else np.ascontiguousarray(W.T)
         Wt = np.ascontiguousarray(Wt, dtype=np.float64)
+        s, sy = self._solver, self._solver.system
         if self._lz.space == "obs":
-            BW = self.problem.B_matmat(Wt)
-            U = self._sys.H(BW)
-            g = self.solve_variances_obs(
-                U, np.einsum("ij,ij->j", Wt, BW), "observation sensitivity"
-            )
+            U = sy.H(self.problem.B_matmat(Wt))
+            tol = s.options.aggregate_tol or s.options.tol
+            g = s.solve_obs(U, "observation sensitivity", tol)
         else:
-            X = self.solve_whitened(self._sys.Lt(Wt), "observation sensitivity")
-            g = self._sys.Rinv(self._sys.H(self._sys.L(X)))
+            X = s.solve_whitened(sy.Lt(Wt), "observation sensitivity")
+            g = sy.Rinv(sy.H(sy.L(X)))
         _check_output(g, "observation sensitivity S⁻¹ H B a")
         return g[:, 0] if single else g
 
@@ -365,9 +364,9 @@ class CGPosterior(Posterior):
         V = np.asarray(V, dtype=np.float64)
         single = V.ndim == 1
         V2 = V[:, None] if single else V
-        s = self._sys
+        s = self._solver.system
         G = s.Rinv(V2)
-        X = self.solve_whitened(s.Lt(s.Ht(G)), "S⁻¹ V")
+        X = self._solver.solve_whitened(s.Lt(s.Ht(G)), "S⁻¹ V")
         out = G - s.Rinv(s.H(s.L(X)))
         _check_output(out, "S⁻¹ V")
         return out[:, 0] if single else out
