@@ -34,19 +34,39 @@ def prior2x(make_small_config):
         return case, cfg, estimate(case, cfg)
 
 
-def test_blocks_sum_to_the_innovation_covariance_of_the_case(prior2x):
-    case, cfg, _ = prior2x
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        (),
+        ("inversion.hyperparameters.mismatch_by=site",),  # lidar scans span several chords
+        ("synthetic.sectors=[traffic, buildings]", "inversion.hyperparameters.estimate="
+         "[prior_scale, mismatch, offset_std]"),
+    ],
+)  # fmt: skip
+def test_blocks_sum_to_the_innovation_covariance_of_the_case(make_small_config, overrides):
+    """ℓ from the blocks against numpy's slogdet on S built from the case's own dense B and R,
+    every parameter moved: flux std of each sector times its scale, offsets std times theirs,
+    R = diag(m) R diag(m) with m the factor of each observation's kind or site."""
+    case, cfg = _case(make_small_config, ESTIMATE, *overrides)
     setup = hyper_setup(case, cfg)
     lik = MarginalLikelihood(setup.model, setup.innovation())
-    phi = np.array([0.4, -0.2, 0.1, 0.3])  # prior_scale, mismatch column, lidar, tower
-    H = case.H.toarray()
-    nf = case.state.n_flux
+    phi = np.random.default_rng(1).uniform(-0.4, 0.4, len(setup.params))
     Bd = case.B.to_dense()
-    Bd[:nf, :nf] *= np.exp(2 * phi[0])
-    m = np.ones(case.y.size)
-    kinds = case.obs["kind"].values.astype(str)
-    for j, k in enumerate(("column", "lidar_path", "tower")):
-        m[kinds == k] = np.exp(phi[1 + j])
+    scale = np.ones(case.state.size)
+    for p, v in zip(setup.params, phi, strict=True):
+        if p.kind == "prior_scale":
+            sl = case.state.slice("flux")
+            per = (sl.stop - sl.start) // len(case.state.sectors)
+            k = [str(s) for s in case.state.sectors].index(p.label)
+            scale[sl.start + k * per : sl.start + (k + 1) * per] = np.exp(v)
+        elif p.kind == "offset_std":
+            scale[case.state.slice(stages.OFFSET_BLOCK)] = np.exp(v)
+    Bd = scale[:, None] * Bd * scale[None, :]
+    lab = {
+        p.label or "all": v for p, v in zip(setup.params, phi, strict=True) if p.kind == "mismatch"
+    }
+    m = np.exp([lab[str(x)] for x in setup.obs_labels])
+    H = case.H.toarray()
     S = H @ Bd @ H.T + m[:, None] * case.R.to_dense() * m[None, :]
     d = case.y - H @ case.x_prior
     ref = -0.5 * (d.size * np.log(2 * np.pi) + np.linalg.slogdet(S)[1] + d @ np.linalg.solve(S, d))
