@@ -34,10 +34,15 @@ Three ways to evaluate (``method``):
   ``S⁻¹ d`` and, from the same iterations, the stochastic-Lanczos log-determinant and the
   Hutchinson traces (:mod:`inversion._slq`); value and gradient carry standard errors.
 
-The approximate posterior of φ is ``N(φ̂, I⁻¹)`` with I the observed information (finite
-differences of the gradient); aggregates (totals) are propagated over it by quadrature
-(:func:`propagate`): a mixture of Gaussians whose mean, covariance and quantiles replace the
-plug-in values.
+:func:`fit_hyperparameters` maximises ℓ (plus an optional Gaussian hyperprior on φ, which
+keeps a variance the data cannot separate from zero off the boundary and makes the posterior
+of φ proper) by L-BFGS-B within bounds, each variable scaled by the square root of its
+average information (AI, Gilmour, Thompson & Cullis 1995: ``½ (∂ᵢS Pd)ᵀ P (∂ⱼS Pd)``, the
+mean of the observed and expected information, from a few solves). The approximate posterior
+of φ is ``N(φ̂, I⁻¹)`` with I the observed information (finite differences of the gradient;
+the AI for ``hybrid``, where each gradient costs a Cholesky); aggregates (totals) are
+propagated over it by quadrature (:func:`propagate`): a mixture of Gaussians whose mean,
+covariance and quantiles replace the plug-in values.
 """
 
 from __future__ import annotations
@@ -503,7 +508,14 @@ class HyperFit:
         return out if self.hyperprior else out & ~self.flat
 
 
-def _optimise(lik, phi0, free, bounds, maxiter) -> tuple[np.ndarray, Any]:
+def _optimise(lik, phi0, free, bounds, maxiter) -> tuple[np.ndarray, str, int, bool]:
+    """L-BFGS-B (exact method), AI-Newton where each evaluation costs a Cholesky or CG solves."""
+    if lik.method == "exact":
+        return _lbfgsb(lik, phi0, free, bounds, maxiter)
+    return _ai_newton(lik, phi0, free, bounds, maxiter)
+
+
+def _lbfgsb(lik, phi0, free, bounds, maxiter) -> tuple[np.ndarray, str, int, bool]:
     """L-BFGS-B on ``x = D φ`` (free parameters), D = sqrt(diag AI(φ₀)): each variable in
     units of its own standard error, so the quasi-Newton steps start well scaled."""
     x0 = np.clip(phi0[free], bounds[free, 0], bounds[free, 1])
@@ -524,7 +536,45 @@ def _optimise(lik, phi0, free, bounds, maxiter) -> tuple[np.ndarray, Any]:
     )  # fmt: skip
     phi = phi0.copy()
     phi[free] = np.clip(res.x / D, bounds[free, 0], bounds[free, 1])
-    return phi, res
+    return phi, str(res.message), int(res.nit), bool(res.success)
+
+
+#: AI-Newton stops when the Newton step is below this many standard errors.
+NEWTON_TOL = 0.01
+
+
+def _ai_newton(lik, phi0, free, bounds, maxiter) -> tuple[np.ndarray, str, int, bool]:
+    """Newton steps ``Δφ = AI⁻¹ ∇ℓ`` with step halving, projected on the bounds (the AI-REML
+    algorithm of Gilmour et al. 1995): one factorisation per step, where L-BFGS-B's line
+    searches on a gradient with Monte-Carlo noise take several. Stops when the step (its
+    Newton decrement, in standard errors) is below :data:`NEWTON_TOL`, or below the
+    gradient's own standard error (in the same units)."""
+    lo, hi = bounds[:, 0], bounds[:, 1]
+    phi = np.clip(phi0, lo, hi)
+    ev = lik(phi)
+    for it in range(1, maxiter + 1):
+        g = ev.grad
+        act = free & ~((phi <= lo) & (g < 0)) & ~((phi >= hi) & (g > 0))
+        if not act.any():
+            return phi, "CONVERGENCE: every free parameter at a bound", it - 1, True
+        AI = lik.average_information(phi)[np.ix_(act, act)]
+        step = np.linalg.solve(AI, g[act])
+        dec = float(np.sqrt(max(g[act] @ step, 0.0)))
+        noise = (
+            float(np.sqrt(np.sum(ev.grad_se[act] ** 2 / np.diag(AI)))) if ev.grad_se.size else 0.0
+        )
+        if dec < max(NEWTON_TOL, noise):
+            return phi, f"CONVERGENCE: Newton decrement {dec:.2g} standard errors", it - 1, True
+        t = 1.0
+        while True:
+            cand = phi.copy()
+            cand[act] = np.clip(phi[act] + t * step, lo[act], hi[act])
+            ev_c = lik(cand)
+            if ev_c.value >= ev.value - 2.0 * ev_c.value_se or t < 1 / 32:
+                break
+            t /= 2
+        phi, ev = cand, ev_c
+    return phi, f"no convergence in {maxiter} Newton steps", maxiter, False
 
 
 def fit_hyperparameters(
@@ -537,7 +587,11 @@ def fit_hyperparameters(
     flat_se: float = 1.0,
     hessian_step: float = HESSIAN_STEP,
 ) -> HyperFit:
-    """Maximise ℓ(φ) by L-BFGS-B within bounds; standard errors from the observed information.
+    """Maximise ℓ(φ) within bounds; standard errors from the observed information.
+
+    The exact method uses L-BFGS-B (each variable scaled by its average information); the
+    hybrid and stochastic ones, whose gradients carry Monte-Carlo noise and whose evaluations
+    cost a factorisation or CG solves, use AI-Newton steps (:func:`_ai_newton`).
 
     Parameters
     ----------
@@ -550,7 +604,7 @@ def fit_hyperparameters(
     free : numpy.ndarray of bool, optional
         Which parameters are estimated (default: all).
     maxiter : int
-        L-BFGS-B iteration cap.
+        Iteration cap.
     flat_se : float
         A standard error of φ above this [log units] flags the parameter as not identifiable.
     hessian_step : float
@@ -575,9 +629,7 @@ def _fit(lik, bounds, phi0, free, maxiter, flat_se, hessian_step) -> HyperFit:
     phi0 = np.clip(phi0, bounds[:, 0], bounds[:, 1])
     n0 = lik.n_evaluations
     if free.any():
-        phi, res = _optimise(lik, phi0, free, bounds, maxiter)
-        message, nit = str(res.message), int(res.nit)
-        success = bool(res.success)
+        phi, message, nit, success = _optimise(lik, phi0, free, bounds, maxiter)
     else:
         phi, message, nit, success = phi0, "nothing to estimate", 0, True
     ev = lik(phi)
@@ -671,7 +723,7 @@ def _profile(lik, fit, index, values, maxiter) -> np.ndarray:
     for i, v in enumerate(values):
         start[index] = v
         if free.any():
-            phi, _ = _optimise(lik, start, free, fit.bounds, maxiter)
+            phi = _optimise(lik, start, free, fit.bounds, maxiter)[0]
             start = phi
         else:
             phi = start
