@@ -49,13 +49,13 @@ def profile_figure(section: dict[str, Any]) -> bytes | None:
         ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
         ax.set_ylim(max(float(np.nanmin(ll)), -8.0) - 0.3, 0.5)
         ax.set_xlabel(f"{name} [{p['unit']}]")
-        ax.set_ylabel("log-likelihood − max")
+        ax.set_ylabel(f"{p.get('objective', 'log-likelihood')} − max", fontsize=8)
         ax.tick_params(labelsize=7)
         if i == 0:
             ax.legend(fontsize=6, loc="lower center")
     fig.suptitle(
         f"hyperparameters ({section.get('objective', 'ml')}, {section.get('method', '')}): "
-        "profile likelihood"
+        "profile of the objective"
     )
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)

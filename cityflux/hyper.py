@@ -375,7 +375,9 @@ class HyperResult:
     plugin_mean, plugin_cov : numpy.ndarray
         Totals at the estimates alone [t CO2], [t CO2²].
     profile : dict
-        ``{name: {"values": [...], "loglik": [...]}}`` (values in the parameter's units).
+        ``{name: {"values": [...], "loglik": [...], ...}}``: the profile of the objective (the
+        log-likelihood, plus the log hyperprior when there is one) [nats], values in the
+        parameter's units.
     case : Case
         The case rebuilt with the estimates (what the run solves).
     messages : list of str
@@ -550,7 +552,7 @@ def estimate(case: Case, cfg: CityfluxConfig, *, progress: Any = None) -> HyperR
     lik = setup.likelihood()
     step(f"maximising the marginal likelihood ({setup.method}, {len(setup.params)} parameters)")
     t = time.perf_counter()
-    loglik0 = lik(np.zeros(len(setup.params)), grad=False).value
+    loglik0 = lik(np.zeros(len(setup.params)), grad=False).loglik
     fit = fit_hyperparameters(
         lik, setup.bounds_phi, free=setup.free, maxiter=hp.maxiter, flat_se=hp.max_log_se
     )
@@ -595,9 +597,10 @@ def _profiles(setup: HyperSetup, lik: MarginalLikelihood, fit: HyperFit, points:
         out[p.name] = {
             "values": (p.configured * np.exp(grid)).tolist(),
             "loglik": ll.tolist(),
+            "objective": "log posterior (hyperprior)" if fit.hyperprior else "log-likelihood",
             "estimate": p.configured * float(np.exp(fit.phi[i])),
             "log_std_error": float(se[i]) if np.isfinite(se[i]) else None,
-            "loglik_max": fit.loglik,
+            "loglik_max": fit.loglik + fit.log_prior,
             "unit": p.unit,
         }
     return out

@@ -704,12 +704,13 @@ def _covariance(
 def profile_likelihood(
     lik: MarginalLikelihood, fit: HyperFit, index: int, values: np.ndarray, maxiter: int = 100
 ) -> np.ndarray:
-    """ℓ maximised over the other free parameters, for φ[index] fixed at each of ``values``.
+    """The objective (ℓ plus the log hyperprior, if any) maximised over the other free
+    parameters, for φ[index] fixed at each of ``values``.
 
     Returns
     -------
     numpy.ndarray
-        (len(values),) profile log-likelihood [nats].
+        (len(values),) profile of the objective [nats].
     """
     with blas_threads_for(lik.n_obs):
         return _profile(lik, fit, index, values, maxiter)

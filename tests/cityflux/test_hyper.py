@@ -111,6 +111,9 @@ def test_run_writes_the_estimates_the_figure_and_the_propagated_totals(make_smal
     assert p0["interval_95"][0] < p0["estimate"] < p0["interval_95"][1]
     assert h["log_likelihood"] > h["log_likelihood_configured"]
     assert set(h["profile"]) == set(names)
+    for prof in h["profile"].values():  # the estimate is the profile's maximum
+        assert max(prof["loglik"]) == pytest.approx(prof["loglik_max"], abs=1e-5)
+        assert prof["objective"] == "log posterior (hyperprior)"
     assert (tmp_path / "hyperparameters.png").stat().st_size > 10_000
     totals = result.totals
     for c in ("posterior_lower_95", "posterior_upper_95", "posterior_plugin"):
