@@ -175,9 +175,10 @@ def _r_blocks(case: Case, labels: np.ndarray, names: list[str]) -> list[tuple[Bl
     gi, gj = codes[R.row], codes[R.col]
     lo, hi = np.minimum(gi, gj), np.maximum(gi, gj)
     pair = lo * len(names) + hi
+    order = np.argsort(pair, kind="stable")
+    pairs, starts = np.unique(pair[order], return_index=True)
     out = []
-    for p in np.unique(pair):
-        sel = pair == p
+    for p, sel in zip(pairs, np.split(order, starts[1:]), strict=True):  # one part per pair
         M = sp.csr_array((R.data[sel], (R.row[sel], R.col[sel])), shape=R.shape)
         out.append((Block(M), [int(p // len(names)), int(p % len(names))]))
     return out

@@ -150,7 +150,7 @@ class Block:
 
 
 def projected_block(
-    H: Any, B: LinearOperator, W: Any = None, *, chunk_size: int = 256, dense: bool = True
+    H: Any, B: LinearOperator, W: Any = None, *, chunk_size: int | None = None, dense: bool = True
 ) -> Block:
     """``H B Hᵀ`` (and ``H B Wᵀ``, ``W B Wᵀ``) of one block of the prior, as a :class:`Block`.
 
@@ -162,8 +162,9 @@ def projected_block(
         (n_b, n_b) its prior covariance [state unit²].
     W : scipy.sparse array or numpy.ndarray, optional
         (k, n_b) aggregation weights of the block [aggregate unit per state unit].
-    chunk_size : int
-        Observations per chunk of ``B Hᵀ`` (memory ``2 · n_b · chunk_size · 8`` bytes).
+    chunk_size : int, optional
+        Observations per chunk of ``B Hᵀ`` (memory ``2 · n_b · chunk_size · 8`` bytes); by
+        default the obs-space solver's own choice.
     dense : bool
         Form ``H B Hᵀ`` (n_obs² · 8 bytes); otherwise M is the product operator
         ``v -> H (B (Hᵀ v))`` (for the stochastic method).
@@ -188,10 +189,12 @@ def projected_block(
 
         op = LinearOperator((n_obs, n_obs), matvec=mv, matmat=mv, dtype=float)
         return Block(op, HBW, WBW)
+    if chunk_size is None:
+        from inversion.solve import _CHUNK_BYTES, _CHUNK_MAX_OBS
+
+        chunk_size = int(max(1, min(n_obs, _CHUNK_MAX_OBS, _CHUNK_BYTES // (8 * H.shape[1]))))
     M = np.zeros((n_obs, n_obs))
-    add_hbht_upper(
-        _problem(H, B), chunk_size, M
-    )  # upper triangle, as the obs-space solver forms it
+    add_hbht_upper(_problem(H, B), chunk_size, M)  # upper triangle, as the obs-space solver
     M = np.triu(M) + np.triu(M, 1).T
     return Block(M, HBW, WBW)
 
