@@ -14,6 +14,7 @@ import pandas as pd
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from cityflux._config_base import Section, resolve_path
+from cityflux._config_hyper import SiteBiasConfig
 
 __all__ = [
     "BackgroundConfig",
@@ -87,7 +88,8 @@ class BackgroundConfig(Section):
     retrieval's prior profile (``co2_apriori``) have the apriori term ``Σ h_k (1 − a_k) x_a,k``
     subtracted first (OCO-2 Lite / TCCON linearised retrieval), so that the background method
     estimates ``Σ h_k a_k b_k`` and the rest is the ``Σ h_k a_k`` enhancement that the column
-    rows of H model; ``keep`` leaves the values as read.
+    rows of H model; ``keep`` leaves the values as read. ``site_bias``: an optional bias
+    state per site (constant or per day, see :class:`SiteBiasConfig`).
     """
 
     method: Literal["none", "constant", "quantile", "upwind"] = "none"
@@ -100,6 +102,7 @@ class BackgroundConfig(Section):
     error_ppm: float | None = Field(default=None, ge=0.0, description="[ppm]")
     column_apriori: Literal["subtract", "keep"] = "subtract"
     offsets: OffsetConfig = OffsetConfig()
+    site_bias: SiteBiasConfig = SiteBiasConfig()
 
     @field_validator("window")
     @classmethod

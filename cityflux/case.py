@@ -306,17 +306,17 @@ def build_case(
             extra[stages.OFFSET_BLOCK] = sorted(set(groups))
         if tr.boundary_labels:
             extra[stages.BOUNDARY_BLOCK] = list(tr.boundary_labels)
+        bias = stages.site_bias_block(obs, cfg.background.site_bias)
+        if bias is not None:
+            extra[stages.BIAS_BLOCK] = bias[1]
         state = StateVector(
             grid, tax, sectors, extra=extra,
             extra_units={k: "ppm" for k in extra},
         )  # fmt: skip
         std = stages.prior_std(inputs.prior_flux, cfg.prior, cfg.inversion)
-        extra_std = {stages.OFFSET_BLOCK: cfg.background.offsets.std_ppm}
-        if cfg.transport.boundary is not None:
-            extra_std[stages.BOUNDARY_BLOCK] = cfg.transport.boundary.std_ppm
-        B = stages.prior_covariance(std, state, cfg.inversion, extra_std)
+        B = stages.prior_covariance(std, state, cfg.inversion, stages.extra_prior_std(cfg))
         x_prior = state.flatten(inputs.prior_flux)
-        H = stages.full_operator(tr, state, groups)
+        H = stages.full_operator(tr, state, groups, None if bias is None else bias[0])
 
     with timings.stage("observations"):
         R = stages.observation_covariance(obs, cfg.observation_errors)

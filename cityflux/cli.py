@@ -223,7 +223,9 @@ def _osse(console: Console, cfg: CityfluxConfig, args: argparse.Namespace) -> in
         )
     if args.draws < 1:
         return _config_error(console, ValueError(f"--draws must be >= 1, found {args.draws}"))
-    check_out_dir(args.out, ("osse.csv", "osse_sites.csv", "config.yaml"))
+    check_out_dir(
+        args.out, ("osse.csv", "osse_sites.csv", "osse_hyperparameters.csv", "config.yaml")
+    )
     cols = (TextColumn("draws"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
     with Progress(*cols, TimeRemainingColumn(), console=console, transient=True) as bar:
         task = bar.add_task("draws", total=args.draws)
@@ -234,6 +236,10 @@ def _osse(console: Console, cfg: CityfluxConfig, args: argparse.Namespace) -> in
     res.table.to_csv(staging / "osse.csv", index=False, float_format="%.10g")
     if res.sites is not None:
         res.sites.to_csv(staging / "osse_sites.csv", index=False, float_format="%.8g")
+    if res.hyperparameters is not None:
+        res.hyperparameters.to_csv(
+            staging / "osse_hyperparameters.csv", index=False, float_format="%.8g"
+        )
     (staging / "config.yaml").write_text(args.config.read_text(encoding="utf-8"), encoding="utf-8")
     commit(
         staging, kind="osse", config_hash=config_hash(cfg), input_checksums={},
@@ -250,6 +256,19 @@ def _osse(console: Console, cfg: CityfluxConfig, args: argparse.Namespace) -> in
         f"coverage of the 68 % interval {s['coverage_68']:.3f}, of the 95 % interval "
         f"{s['coverage_95']:.3f}; mean chi2/n {s['mean_chi2']:.3f}"
     )
+    if res.hyperparameters is not None:
+        from rich.markup import escape
+
+        hh = res.hyperparameters
+        names = [c for c in hh.columns if c not in ("draw", "converged", "any_at_bound",
+                                                     "any_flat", "loglik")]  # fmt: skip
+        console.print(
+            "estimated per draw (median): "
+            + ", ".join(f"{escape(c)} {hh[c].median():.3g}" for c in names)
+            + f"; plug-in coverage 68 % {s['coverage_68_plugin']:.3f}, 95 % "
+            f"{s['coverage_95_plugin']:.3f}; converged {s['share_converged']:.2f}, at a bound "
+            f"{s['share_any_at_bound']:.2f}, not identifiable {s['share_any_flat']:.2f}"
+        )
     if res.sites is not None:
         rates = res.flag_rates()
         console.print(

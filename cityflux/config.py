@@ -42,6 +42,7 @@ from cityflux._config_base import Section as _Section
 from cityflux._config_base import duration as _duration
 from cityflux._config_base import resolve_path as _resolve_path
 from cityflux._config_batch import BatchConfig, ClusterSection, QCConfig
+from cityflux._config_hyper import HyperparametersConfig, SiteBiasConfig
 from cityflux._config_metrology import DesignConfig, VerificationConfig
 from cityflux._config_real import (
     BackgroundConfig,
@@ -64,6 +65,7 @@ __all__ = [
     "ClusterSection",
     "ConfigError",
     "DomainConfig",
+    "HyperparametersConfig",
     "InversionConfig",
     "MetConfig",
     "ObservationErrorsConfig",
@@ -76,6 +78,7 @@ __all__ = [
     "QCConfig",
     "RegionsConfig",
     "SamplingConfig",
+    "SiteBiasConfig",
     "SyntheticConfig",
     "TemporalConfig",
     "TransportConfig",
@@ -372,6 +375,8 @@ class InversionConfig(_Section):
     """Solver and prior correlation settings.
 
     ``method``: ``auto`` picks dense / obs-space / cg by size and ``memory_budget_gib``.
+    ``hyperparameters``: error statistics estimated from the data (see
+    :class:`HyperparametersConfig`).
     """
 
     method: Literal["auto", "dense", "obs-space", "cg"] = "auto"
@@ -380,6 +385,7 @@ class InversionConfig(_Section):
     spatial_length_km: float = Field(default=5.0, gt=0.0, description="[km]")
     temporal_length_h: float = Field(default=48.0, gt=0.0, description="e-folding time [h]")
     memory_budget_gib: float = Field(default=4.0, gt=0.0, description="[GiB]")
+    hyperparameters: HyperparametersConfig = HyperparametersConfig()
 
 
 class OutputConfig(_Section):
@@ -408,6 +414,21 @@ class CityfluxConfig(_Section):
     design: DesignConfig | None = None
     qc: QCConfig = QCConfig()
     batch: BatchConfig = BatchConfig()
+
+    @model_validator(mode="after")
+    def _hyper_blocks(self) -> CityfluxConfig:
+        est = self.inversion.hyperparameters.estimate
+        if "offset_std" in est and self.background.offsets.by == "none":
+            raise ValueError(
+                "inversion.hyperparameters.estimate lists offset_std but there are no background "
+                "offsets; set background.offsets.by (site or kind) or remove offset_std"
+            )
+        if "bias_std" in est and self.background.site_bias.per == "none":
+            raise ValueError(
+                "inversion.hyperparameters.estimate lists bias_std but there is no bias state; "
+                "set background.site_bias.per (constant or day) or remove bias_std"
+            )
+        return self
 
     @model_validator(mode="after")
     def _need_data(self) -> CityfluxConfig:

@@ -40,6 +40,11 @@ COLUMNS = (
     "chi2",
 )  # fmt: skip
 
+#: Extra columns of osse.csv when the hyperparameters are estimated per draw.
+HYPER_COLUMNS = (
+    "lower_95", "upper_95", "lower_68", "upper_68", "posterior_plugin", "posterior_std_plugin",
+)  # fmt: skip
+
 #: Draws per vectorised batch (bounds the (batch, n_state) arrays held at once).
 BATCH = 64
 
@@ -64,6 +69,12 @@ class OsseResult:
         posterior has no factorisation of S (cg).
     timings : Timings
         Wall and CPU time [s] of the set-up, the solve and the draws.
+    hyperparameters : pandas.DataFrame or None
+        With ``inversion.hyperparameters.estimate``: one row per draw, the draw's estimate
+        of each hyperparameter [its units] and ``converged``, ``any_at_bound``, ``any_flat``,
+        ``loglik``; the table then holds each draw's propagated totals (``posterior``,
+        ``posterior_std``, the mixture's ``lower_95`` … ``upper_68``) and the plug-in ones
+        (``posterior_plugin``, ``posterior_std_plugin``).
     """
 
     table: pd.DataFrame
@@ -73,6 +84,7 @@ class OsseResult:
     n_obs_by_kind: dict[str, int]
     sites: pd.DataFrame | None = None
     timings: Timings = field(default_factory=Timings)
+    hyperparameters: pd.DataFrame | None = None
 
     def flag_rates(self) -> pd.Series:
         """Share of draws in which each site is flagged as inconsistent [1]."""
@@ -85,13 +97,24 @@ class OsseResult:
         """Number of draws."""
         return int(self.table["draw"].nunique())
 
-    def coverage(self, level: float, row: int | None = None) -> float:
+    def coverage(self, level: float, row: int | None = None, *, plugin: bool = False) -> float:
         """Share of draws whose central ``level`` interval of ``row`` holds the truth [1].
 
         ``row`` defaults to the headline (city) total; intervals are Gaussian,
-        ``posterior ± z·posterior_std`` with ``z`` the ``(1 + level)/2`` normal quantile.
+        ``posterior ± z·posterior_std`` with ``z`` the ``(1 + level)/2`` normal quantile, or,
+        with estimated hyperparameters and a level of 0.68 or 0.95, the mixture's own
+        quantiles (``lower_*``, ``upper_*``); ``plugin``: the Gaussian interval of the
+        plug-in estimate alone.
         """
         t = self.table[self.table["row"] == (self.headline if row is None else row)]
+        tag = {0.68: "68", 0.95: "95"}.get(round(level, 6))
+        if plugin:
+            z = special.ndtri(0.5 + 0.5 * level)
+            err = np.abs(t["posterior_plugin"] - t["truth"])
+            return float(np.mean(err <= z * t["posterior_std_plugin"]))
+        if tag is not None and f"lower_{tag}" in t:
+            inside = (t[f"lower_{tag}"] <= t["truth"]) & (t["truth"] <= t[f"upper_{tag}"])
+            return float(np.mean(inside))
         z = special.ndtri(0.5 + 0.5 * level)
         return float(np.mean(np.abs(t["posterior"] - t["truth"]) <= z * t["posterior_std"]))
 
@@ -101,13 +124,22 @@ class OsseResult:
         return float(self.table.groupby("draw")["chi2"].first().mean())
 
     def summary(self) -> dict[str, float]:
-        """Coverage of the headline total (68 %, 95 %), mean χ²/n, number of draws."""
-        return {
+        """Coverage of the headline total (68 %, 95 %), mean χ²/n, number of draws; with
+        estimated hyperparameters also the plug-in coverage and the share of draws whose fit
+        converged / hit a bound / had a parameter it could not identify."""
+        out = {
             "n_draws": self.n_draws,
             "coverage_68": self.coverage(0.68),
             "coverage_95": self.coverage(0.95),
             "mean_chi2": self.mean_chi2,
         }
+        if self.hyperparameters is not None:
+            h = self.hyperparameters
+            out["coverage_95_plugin"] = self.coverage(0.95, plugin=True)
+            out["coverage_68_plugin"] = self.coverage(0.68, plugin=True)
+            for c in ("converged", "any_at_bound", "any_flat"):
+                out[f"share_{c}"] = float(h[c].mean())
+        return out
 
 
 def run_osse(
@@ -156,8 +188,14 @@ def run_osse(
     with timings.stage("solve"):
         post = solve_case(case, cfg)
         totals, _ = stages.totals_table(post, case.B, case.x_prior, case.weights, case.labels)
+    setup = None
+    if cfg.inversion.hyperparameters.active:  # each draw estimates its own hyperparameters
+        from cityflux.hyper import hyper_setup
+
+        with timings.stage("hyperparameter blocks"):
+            setup = hyper_setup(case, cfg)
     with timings.stage("draws"):
-        table, sites = _draws(case, model, post, totals, draws, rng, progress)
+        table, sites, hyper = _draws(case, model, post, totals, draws, rng, progress, setup)
     logger.info("osse: %d draws in %.2f s", draws, timings.wall["draws"])
     return OsseResult(
         table=table,
@@ -167,6 +205,7 @@ def run_osse(
         n_obs_by_kind=case.n_obs_by_kind,
         sites=sites,
         timings=timings,
+        hyperparameters=hyper,
     )
 
 
@@ -187,12 +226,30 @@ def _site_table(post, case, Y: np.ndarray, first: int, P) -> pd.DataFrame | None
     )
 
 
-def _draws(case, model, post, totals, draws, rng, progress):
+def _hyper_columns(setup, Y: np.ndarray, start: int) -> tuple[dict, pd.DataFrame]:
+    """Per-draw estimates and propagated totals (``cityflux.hyper.osse_draws``)."""
+    from cityflux.hyper import DRAW_FLAGS, osse_draws
+
+    res = osse_draws(setup, Y)
+    values = np.array([p.configured for p in setup.params]) * np.exp(res["phi"])
+    est = pd.DataFrame(values, columns=setup.names)
+    est.insert(0, "draw", np.arange(start, start + Y.shape[0]))
+    for c in DRAW_FLAGS:
+        est[c] = res[c]
+    cols = {c: res[c].ravel() for c in HYPER_COLUMNS}
+    cols["posterior"], cols["posterior_std"] = (
+        res["posterior"].ravel(),
+        res["posterior_std"].ravel(),
+    )
+    return cols, est
+
+
+def _draws(case, model, post, totals, draws, rng, progress, setup=None):
     W = case.weights
     k = W.shape[0]
     prior = totals["prior"].to_numpy()
     std = totals["posterior_std"].to_numpy()
-    parts, site_parts = [], []
+    parts, site_parts, hyper_parts = [], [], []
     P = innovation_precision(post) if post.method != "cg" else None
     for start in range(0, draws, BATCH):
         n = min(BATCH, draws - start)
@@ -209,6 +266,11 @@ def _draws(case, model, post, totals, draws, rng, progress):
                 "chi2": np.repeat(chi2, k),
             }
         )
+        if setup is not None:
+            cols, est = _hyper_columns(setup, Y, start)
+            for c, v in cols.items():
+                part[c] = v
+            hyper_parts.append(est)
         parts.append(part)
         if progress is not None:
             progress(start + n, draws)
@@ -217,6 +279,9 @@ def _draws(case, model, post, totals, draws, rng, progress):
     for j, name in enumerate(("region", "sector", "period")):
         table.insert(2 + j, name, labels[table["row"].to_numpy(), j])
     table["prior"] = prior[table["row"].to_numpy()]
-    table["posterior_std"] = std[table["row"].to_numpy()]
+    if setup is None:
+        table["posterior_std"] = std[table["row"].to_numpy()]
     sites = None if site_parts[0] is None else pd.concat(site_parts, ignore_index=True)
-    return table[list(COLUMNS)], sites
+    extra = list(HYPER_COLUMNS) if setup is not None else []
+    hyper = pd.concat(hyper_parts, ignore_index=True) if hyper_parts else None
+    return table[[*COLUMNS, *extra]], sites, hyper

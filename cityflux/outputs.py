@@ -63,6 +63,7 @@ OUTPUT_FILES = (
 #: run goes on and is not part of the manifest.
 RUN_FILES = (
     *OUTPUT_FILES, "config.yaml", "verification.csv", "run.log", "osse.csv", "osse_sites.csv",
+    "osse_hyperparameters.csv",
     "*.png", "flux_posterior_*.tif",
 )  # fmt: skip
 
@@ -313,10 +314,22 @@ def _write_figures_and_report(result: RunResult, folder: Path, ctx: WriteContext
     )  # fmt: skip
 
 
+def _write_hyperparameters(result: RunResult, folder: Path, ctx: WriteContext) -> None:
+    """hyperparameters.png: the profile likelihoods (runs that estimate hyperparameters)."""
+    section = result.diagnostics.get("hyperparameters")
+    if section is None or not ctx.figures:
+        return
+    from cityflux._hyper_figure import profile_figure
+
+    png = profile_figure(section)
+    if png is not None:
+        (folder / "hyperparameters.png").write_bytes(png)
+
+
 #: The writers of every run folder, in order; add one here to add an output to every run.
 WRITERS: tuple[Writer, ...] = (
     _write_posterior, _write_totals, _write_metrology, _write_observations, _write_diagnostics,
-    _write_config, _write_figures_and_report,
+    _write_config, _write_hyperparameters, _write_figures_and_report,
 )  # fmt: skip
 
 

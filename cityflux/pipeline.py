@@ -199,6 +199,15 @@ def run(cfg: CityfluxConfig, progress: Progress | None = None) -> RunResult:
         with timings.stage("truth"):
             case = synthetic.observe(case, cfg, world)
 
+    hyper = None
+    if cfg.inversion.hyperparameters.active:
+        from cityflux.hyper import estimate
+
+        step("estimating the error hyperparameters (marginal likelihood)")
+        with timings.stage("hyperparameters"):
+            hyper = estimate(case, cfg, progress=step)
+            case = hyper.case  # B, R (and the prior mean for REML) at the estimates
+
     step(f"solving the inversion (n_state={case.state.size}, n_obs={case.y.size})")
     with timings.stage("solve"):
         post = solve_case(case, cfg)
@@ -209,6 +218,8 @@ def run(cfg: CityfluxConfig, progress: Progress | None = None) -> RunResult:
         totals, cov = stages.totals_table(
             post, case.B, case.x_prior, case.weights, case.labels, case.x_truth
         )
+        if hyper is not None:  # the hyperparameters' uncertainty propagated to the totals
+            totals, cov = hyper.apply_to_totals(totals)
 
     by_kind: list[KindResult] = []
     if len(case.kinds) > 1:
@@ -219,6 +230,8 @@ def run(cfg: CityfluxConfig, progress: Progress | None = None) -> RunResult:
         consistency = consistency_diagnostics(case, post)
     diag = diagnostics(case, cfg, post, totals, by_kind, timings)
     diag["consistency"] = consistency
+    if hyper is not None:
+        diag["hyperparameters"] = hyper.diagnostics()
     return RunResult(cfg, case, post, totals, cov, by_kind, diag, timings)
 
 

@@ -33,8 +33,21 @@ def write_budget(result: Any, out_dir: Path) -> tuple[Path, Budget]:
     rtol = 1e-6
     if result.posterior.method == "cg":  # g and the variances are CG solves to this tolerance
         rtol = max(rtol, 100.0 * result.config.inversion.cg.tol)
+    variance = np.diag(result.totals_covariance)
+    extra = None
+    if "posterior_std_plugin" in result.totals:  # estimated hyperparameters (cityflux.hyper)
+        plugin = result.totals["posterior_std_plugin"].to_numpy(float) ** 2
+        extra = {"propagated": np.clip(variance - plugin, 0.0, None)}
+        lower = variance < plugin * (1 - rtol)
+        if lower.any():
+            logger.warning(
+                "budget: averaging over the hyperparameters lowers the variance of %d total(s) "
+                "(by up to %.2g %%); their hyperparameters source is 0",
+                int(lower.sum()), 100 * float(np.max(1 - variance[lower] / plugin[lower])),
+            )  # fmt: skip
+        variance = plugin
     budget = uncertainty_budget(
-        result.posterior, result.case, posterior_variance=np.diag(result.totals_covariance),
+        result.posterior, result.case, posterior_variance=variance, hyperparameters=extra,
         rtol=rtol,
     )  # fmt: skip
     path = atomic_write(

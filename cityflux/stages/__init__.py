@@ -5,6 +5,7 @@ needs: observations (:func:`read_observations`, :func:`remove_background`,
 :func:`prior_flux`, :func:`prior_std`, :func:`prior_covariance`) and totals
 (:func:`region_fractions`, :func:`aggregation_rows`, :func:`totals_table`)."""
 
+from cityflux.stages._bias import BIAS_BLOCK, extra_prior_std, site_bias_block
 from cityflux.stages._obs import (
     append_qc,
     apply_error_settings,
@@ -30,6 +31,7 @@ from cityflux.stages._transport import (
 )
 
 __all__ = [
+    "BIAS_BLOCK",
     "BOUNDARY_BLOCK",
     "OFFSET_BLOCK",
     "TransportResult",
@@ -40,6 +42,7 @@ __all__ = [
     "drop_without_transport",
     "error_budget",
     "error_quadratic_forms",
+    "extra_prior_std",
     "full_operator",
     "input_checksums",
     "load_met",
@@ -52,6 +55,7 @@ __all__ = [
     "read_observations",
     "region_fractions",
     "remove_background",
+    "site_bias_block",
     "totals_table",
     "transport_operator",
 ]

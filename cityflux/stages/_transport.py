@@ -243,14 +243,22 @@ def offset_labels(obs: xr.Dataset, cfg: OffsetConfig) -> np.ndarray | None:
 
 
 def full_operator(
-    tr: TransportResult, state: StateVector, groups: np.ndarray | None
+    tr: TransportResult,
+    state: StateVector,
+    groups: np.ndarray | None,
+    bias: sp.csr_array | None = None,
 ) -> sp.csr_array:
-    """H (n_kept, state.size): the flux block, the offsets (1 ppm per ppm in the group's column)
-    and the boundary curtains [ppm per ppm]."""
+    """H (n_kept, state.size): the flux block, the offsets (1 ppm per ppm in the group's column),
+    the boundary curtains and the per-site biases (``bias``: :func:`site_bias_block`)
+    [ppm per ppm]."""
     h = sp.csr_array(sp.hstack([tr.H, sp.csr_array((tr.H.shape[0], state.size - tr.H.shape[1]))]))
     if groups is not None:
         block, _ = transport_models.offset_block(groups)
         h = transport_models.add_block(h, state, OFFSET_BLOCK, block)
     if tr.boundary is not None:
         h = transport_models.add_block(h, state, BOUNDARY_BLOCK, tr.boundary)
+    if bias is not None:
+        from cityflux.stages._bias import BIAS_BLOCK
+
+        h = transport_models.add_block(h, state, BIAS_BLOCK, bias)
     return h

@@ -107,8 +107,7 @@ def truth_model(case: Case, cfg: CityfluxConfig, world: SyntheticWorld) -> Truth
         inv = cfg.inversion.model_copy(
             update={"spatial_length_km": cfg.inversion.spatial_length_km * truth.length_scale}
         )
-        extra_std = {stages.OFFSET_BLOCK: cfg.background.offsets.std_ppm}
-        B = stages.prior_covariance(std_da, case.state, inv, extra_std)
+        B = stages.prior_covariance(std_da, case.state, inv, stages.extra_prior_std(cfg))
     H = [case.H]
     if truth.transport.active:
         if cfg.transport.model != "plume":
@@ -118,6 +117,7 @@ def truth_model(case: Case, cfg: CityfluxConfig, world: SyntheticWorld) -> Truth
             )
         rng = np.random.default_rng([world.seed, 2])
         groups = stages.offset_labels(case.obs, cfg.background.offsets)
+        bias = stages.site_bias_block(case.obs, cfg.background.site_bias)
         H = []
         for _ in range(N_TRANSPORT_MEMBERS):
             met = perturb_met(
@@ -125,7 +125,9 @@ def truth_model(case: Case, cfg: CityfluxConfig, world: SyntheticWorld) -> Truth
                 speed_rel_std=truth.transport.wind_speed_rel_std,
             )  # fmt: skip
             tr = stages.transport_operator(case.obs, case.state, cfg.transport, met)
-            H.append(stages.full_operator(tr, case.state, groups))
+            H.append(
+                stages.full_operator(tr, case.state, groups, None if bias is None else bias[0])
+            )
     sites = case.obs["site"].values.astype(str)
     bias = np.zeros(sites.size)
     for site, ppm in truth.site_bias_ppm.items():
