@@ -61,9 +61,16 @@ class OsseResult:
     sites : pandas.DataFrame or None
         One row per draw and per site: leave-one-site-out ``chi2_per_n``, ``offset_ppm``,
         ``offset_sd_ppm`` and ``flagged`` (:mod:`cityflux.diagnostics`); None where the
-        posterior has no factorisation of S (cg).
+        posterior has no factorisation of S (cg) or is log-normal.
     timings : Timings
         Wall and CPU time [s] of the set-up, the solve and the draws.
+    negative_cells : numpy.ndarray or None
+        (n_draws,) flux cells with a negative posterior (the mean of the Gaussian posterior,
+        the mode of the log-normal one) in each draw.
+    interval : str
+        ``gaussian`` (posterior ± z·std) or ``lognormal-<totals>`` (the quantile columns
+        ``posterior_q025`` … ``posterior_q975`` of the log-normal posterior, asymmetric, from
+        ``inversion.lognormal.totals``: ``laplace``, ``importance`` or ``rto``).
     """
 
     table: pd.DataFrame
@@ -73,6 +80,8 @@ class OsseResult:
     n_obs_by_kind: dict[str, int]
     sites: pd.DataFrame | None = None
     timings: Timings = field(default_factory=Timings)
+    negative_cells: np.ndarray | None = None
+    interval: str = "gaussian"
 
     def flag_rates(self) -> pd.Series:
         """Share of draws in which each site is flagged as inconsistent [1]."""
@@ -89,9 +98,24 @@ class OsseResult:
         """Share of draws whose central ``level`` interval of ``row`` holds the truth [1].
 
         ``row`` defaults to the headline (city) total; intervals are Gaussian,
-        ``posterior ± z·posterior_std`` with ``z`` the ``(1 + level)/2`` normal quantile.
+        ``posterior ± z·posterior_std`` with ``z`` the ``(1 + level)/2`` normal quantile, or
+        the quantile columns of a log-normal posterior (levels 0.68 and 0.95).
+
+        Raises
+        ------
+        ValueError
+            For a log-normal posterior at a level without quantile columns.
         """
         t = self.table[self.table["row"] == (self.headline if row is None else row)]
+        if self.interval != "gaussian":
+            cols = {0.95: ("posterior_q025", "posterior_q975"),
+                    0.68: ("posterior_q16", "posterior_q84")}  # fmt: skip
+            if level not in cols:
+                raise ValueError(
+                    f"coverage: the log-normal OSSE has the 68 % and 95 % quantiles, not {level}"
+                )
+            lo, hi = cols[level]
+            return float(np.mean((t[lo] <= t["truth"]) & (t["truth"] <= t[hi])))
         z = special.ndtri(0.5 + 0.5 * level)
         return float(np.mean(np.abs(t["posterior"] - t["truth"]) <= z * t["posterior_std"]))
 
@@ -101,13 +125,17 @@ class OsseResult:
         return float(self.table.groupby("draw")["chi2"].first().mean())
 
     def summary(self) -> dict[str, float]:
-        """Coverage of the headline total (68 %, 95 %), mean χ²/n, number of draws."""
-        return {
+        """Coverage of the headline total (68 %, 95 %), mean χ²/n, number of draws, and the
+        mean number of negative flux cells of the posterior per draw."""
+        out = {
             "n_draws": self.n_draws,
             "coverage_68": self.coverage(0.68),
             "coverage_95": self.coverage(0.95),
             "mean_chi2": self.mean_chi2,
         }
+        if self.negative_cells is not None:
+            out["negative_cells_mean"] = float(np.mean(self.negative_cells))
+        return out
 
 
 def run_osse(
@@ -153,11 +181,20 @@ def run_osse(
         x0, y0 = model.draw(case, 1, np.random.default_rng([seed, 4]))
         case = case.with_data(y0[0], x0[0])
     rng = np.random.default_rng([seed, 3])
+    lognormal = cfg.inversion.positivity == "lognormal"
     with timings.stage("solve"):
-        post = solve_case(case, cfg)
-        totals, _ = stages.totals_table(post, case.B, case.x_prior, case.weights, case.labels)
+        if lognormal:
+            from cityflux import positivity
+
+            prior = positivity.log_prior(case, cfg)
+            post = positivity.solve_positive(case, cfg, prior)
+            x_prior = prior.x_mean
+        else:
+            post, x_prior = solve_case(case, cfg), case.x_prior
+        totals, _ = stages.totals_table(post, case.B, x_prior, case.weights, case.labels)
     with timings.stage("draws"):
-        table, sites = _draws(case, model, post, totals, draws, rng, progress)
+        draw = _draws_lognormal if lognormal else _draws
+        table, sites, negative = draw(case, model, post, totals, draws, rng, progress, cfg)
     logger.info("osse: %d draws in %.2f s", draws, timings.wall["draws"])
     return OsseResult(
         table=table,
@@ -167,6 +204,8 @@ def run_osse(
         n_obs_by_kind=case.n_obs_by_kind,
         sites=sites,
         timings=timings,
+        negative_cells=negative,
+        interval=f"lognormal-{cfg.inversion.lognormal.totals}" if lognormal else "gaussian",
     )
 
 
@@ -187,18 +226,20 @@ def _site_table(post, case, Y: np.ndarray, first: int, P) -> pd.DataFrame | None
     )
 
 
-def _draws(case, model, post, totals, draws, rng, progress):
+def _draws(case, model, post, totals, draws, rng, progress, cfg=None):
     W = case.weights
     k = W.shape[0]
     prior = totals["prior"].to_numpy()
     std = totals["posterior_std"].to_numpy()
-    parts, site_parts = [], []
+    parts, site_parts, negative = [], [], []
     P = innovation_precision(post) if post.method != "cg" else None
+    nf = case.state.n_flux
     for start in range(0, draws, BATCH):
         n = min(BATCH, draws - start)
         X, Y = model.draw(case, n, rng, first=start)
         site_parts.append(_site_table(post, case, Y, start, P))
         means = post.means_for(Y)
+        negative.append((means[:, :nf] < 0).sum(axis=1))
         chi2 = np.atleast_1d(post.chi2_for(Y))
         part = pd.DataFrame(
             {
@@ -219,4 +260,80 @@ def _draws(case, model, post, totals, draws, rng, progress):
     table["prior"] = prior[table["row"].to_numpy()]
     table["posterior_std"] = std[table["row"].to_numpy()]
     sites = None if site_parts[0] is None else pd.concat(site_parts, ignore_index=True)
-    return table[list(COLUMNS)], sites
+    return table[list(COLUMNS)], sites, np.concatenate(negative)
+
+
+#: Quantile columns of a log-normal OSSE (probabilities).
+LOGNORMAL_QUANTILES = {"posterior_q025": 0.025, "posterior_q16": 0.16, "posterior_q84": 0.84,
+                       "posterior_q975": 0.975}  # fmt: skip
+
+
+def _sampled_draws(case, cfg, Y: np.ndarray) -> dict[str, np.ndarray]:
+    """Each draw's own log-normal posterior and sampled totals (``totals: rto/importance``)."""
+    from cityflux import positivity
+
+    prior = positivity.log_prior(case, cfg)
+    out = {"posterior": [], "posterior_std": [], "chi2": [], "negative": [], "q": []}
+    for y in Y:
+        c = case.with_data(y)
+        post = positivity.solve_positive(c, cfg, prior)
+        t, _, _ = positivity.totals_table(post, prior, c, cfg)
+        out["posterior"].append(t["posterior"].to_numpy())
+        out["posterior_std"].append(t["posterior_std"].to_numpy())
+        out["q"].append(t[list(LOGNORMAL_QUANTILES)].to_numpy())
+        out["chi2"].append(post.chi2)
+        out["negative"].append(int((post.mean[: case.state.n_flux] < 0).sum()))
+    return {k: np.array(v) for k, v in out.items()}
+
+
+def _draws_lognormal(case, model, post, totals, draws, rng, progress, cfg):
+    """Draws through the log-normal posterior. ``totals: laplace``: each draw's mode by
+    Newton–CG preconditioned with the first solve's Laplace, totals from the Laplace log-normal
+    at that mode (batched, fast). ``rto`` / ``importance``: each draw solved and sampled as
+    ``cityflux run`` does (about a second per draw and 1,000 samples)."""
+    W = case.weights
+    k = W.shape[0]
+    nf = case.state.n_flux
+    options = cfg.inversion.lognormal.options()
+    sampled = cfg.inversion.lognormal.totals != "laplace"
+    if sampled:
+        logger.warning(
+            "osse: inversion.lognormal.totals=%s solves and samples every draw (%d samples "
+            "each); set inversion.lognormal.totals=laplace for a fast OSSE",
+            cfg.inversion.lognormal.totals, cfg.inversion.lognormal.n_samples,
+        )  # fmt: skip
+    parts, negative = [], []
+    for start in range(0, draws, BATCH):
+        n = min(BATCH, draws - start)
+        X, Y = model.draw(case, n, rng, first=start)
+        cols = {
+            "draw": np.repeat(np.arange(start, start + n), k),
+            "row": np.tile(np.arange(k), n),
+            "truth": np.asarray(W @ X.T).T.ravel(),
+        }
+        if sampled:
+            out = _sampled_draws(case, cfg, Y)
+            negative.append(out["negative"])
+            cols.update(posterior=out["posterior"].ravel(),
+                        posterior_std=out["posterior_std"].ravel(),
+                        chi2=np.repeat(out["chi2"], k))  # fmt: skip
+            for j, name in enumerate(LOGNORMAL_QUANTILES):
+                cols[name] = out["q"][:, :, j].ravel()
+        else:
+            out = post.solve_batch(Y, W, options)
+            negative.append((out["x"][:, :nf] < 0).sum(axis=1))
+            T, sig = out["median"], out["log_std"]
+            cols["posterior"] = T.ravel()
+            cols["posterior_std"] = (T * np.sqrt(np.exp(sig**2) * np.expm1(sig**2))).ravel()
+            cols["chi2"] = np.repeat(out["chi2"], k)
+            for name, p in LOGNORMAL_QUANTILES.items():
+                cols[name] = (T * np.exp(special.ndtri(p) * sig)).ravel()
+        parts.append(pd.DataFrame(cols))
+        if progress is not None:
+            progress(start + n, draws)
+    table = pd.concat(parts, ignore_index=True)
+    labels = totals[["region", "sector", "period"]].to_numpy()
+    for j, name in enumerate(("region", "sector", "period")):
+        table.insert(2 + j, name, labels[table["row"].to_numpy(), j])
+    table["prior"] = totals["prior"].to_numpy()[table["row"].to_numpy()]
+    return table[[*COLUMNS, *LOGNORMAL_QUANTILES]], None, np.concatenate(negative)

@@ -14,6 +14,7 @@ from .errors import (
     ShapeMismatchError,
 )
 from .grid import Grid, GridMismatchError
+from .lognormal import LognormalPosterior, LognormalProblem, solve_lognormal
 from .posterior import Posterior
 from .problem import LinearProblem
 from .solve import METHODS, solve
@@ -26,6 +27,8 @@ __all__ = [
     "Grid",
     "GridMismatchError",
     "LinearProblem",
+    "LognormalPosterior",
+    "LognormalProblem",
     "MemoryBudgetError",
     "NonFiniteError",
     "NonPositiveVarianceError",
@@ -37,4 +40,5 @@ __all__ = [
     "TimeAxis",
     "covariance",
     "solve",
+    "solve_lognormal",
 ]

@@ -1,10 +1,16 @@
 """Stages of every run (real data and the synthetic city), each a small function taking the part of the configuration it
 needs: observations (:func:`read_observations`, :func:`remove_background`,
-:func:`observation_covariance`), transport (:func:`transport_operator`,
+:func:`observation_covariance`, :func:`attach_ensemble`), transport (:func:`transport_operator`,
 :func:`drop_without_transport`, :func:`full_operator`), prior (:func:`build_grid`,
 :func:`prior_flux`, :func:`prior_std`, :func:`prior_covariance`) and totals
 (:func:`region_fractions`, :func:`aggregation_rows`, :func:`totals_table`)."""
 
+from cityflux.stages._ensemble import (
+    ENSEMBLE_VAR,
+    add_to_covariance,
+    attach_ensemble,
+    ensemble_covariance,
+)
 from cityflux.stages._obs import (
     append_qc,
     apply_error_settings,
@@ -31,13 +37,17 @@ from cityflux.stages._transport import (
 
 __all__ = [
     "BOUNDARY_BLOCK",
+    "ENSEMBLE_VAR",
     "OFFSET_BLOCK",
     "TransportResult",
+    "add_to_covariance",
     "aggregation_rows",
     "append_qc",
     "apply_error_settings",
+    "attach_ensemble",
     "build_grid",
     "drop_without_transport",
+    "ensemble_covariance",
     "error_budget",
     "error_quadratic_forms",
     "full_operator",
