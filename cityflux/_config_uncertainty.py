@@ -137,19 +137,20 @@ class LognormalConfig(Section):
     by Gauss–Newton / Levenberg–Marquardt (at most ``max_iter`` iterations, converged when the
     squared B⁻¹-norm of a step is below ``tol`` × n_obs) with the solver of
     ``inversion.method`` at every step; cells report the Laplace median and quantiles. Totals
-    (``totals``), each with ``n_samples`` samples (``seed``; the count is in diagnostics.json):
-    ``importance`` (default), the Laplace approximation (tempered by ``temper``: data weight
-    1/temper) as proposal, weighted by the exact posterior — consistent for the exact posterior,
-    with its effective sample size reported; ``rto``, randomize-then-optimize samples (each a
-    perturbed optimisation, at most ``sample_max_iter`` Newton iterations), exact in the linear
-    limit but biased where the posterior is skewed; ``laplace``, the log-normal of the Laplace
-    approximation (delta method in log space; no sampling). ``min_prior_flux``
+    (``totals``): ``laplace`` (default), the log-normal of the Laplace approximation (delta
+    method in log space; no sampling); ``rto``, ``n_samples`` randomize-then-optimize samples
+    (``seed``; each a perturbed optimisation, at most ``sample_max_iter`` Newton iterations),
+    exact in the linear limit but biased where the posterior is skewed; ``importance``,
+    ``n_samples`` draws of the Laplace approximation (tempered by ``temper``: data weight
+    1/temper) weighted by the exact posterior, consistent for the exact posterior but only
+    where the weights do not degenerate (the effective sample size is in diagnostics.json and
+    warned about below 100). ``min_prior_flux``
     [µmol m-2 s-1]: cells whose prior flux is below it get this prior instead (counted in
     diagnostics.json); without it a cell with a prior flux <= 0 is an error
     (x_prior · exp(z) cannot move it).
     """
 
-    totals: Literal["importance", "rto", "laplace"] = "importance"
+    totals: Literal["laplace", "rto", "importance"] = "laplace"
     n_samples: int = Field(default=1000, ge=20, le=100_000)
     temper: float = Field(default=2.0, ge=1.0, le=100.0)
     seed: int = Field(default=0, ge=0)

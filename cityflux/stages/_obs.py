@@ -403,6 +403,7 @@ def input_checksums(cfg: CityfluxConfig) -> dict[str, str]:
     paths = [p for s in cfg.observations for p in s.files()]
     paths += [i.path for i in cfg.prior.inventories]
     paths += cfg.transport.footprint_files() if cfg.transport.model == "footprints" else []
+    paths += [p for m in cfg.transport.member_configs() for p in m.footprint_files()]
     for extra in (
         cfg.transport.met.path if cfg.transport.met else None,
         cfg.regions.path if cfg.regions else None,

@@ -232,3 +232,14 @@ def test_truth_of_an_ensemble_run_uses_the_unperturbed_met(ens_case, make_small_
     assert isinstance(model.R.diag(), np.ndarray)
     np.testing.assert_allclose(model.R.diag(), plain.R.diag(), rtol=1e-12)
     assert sp.issparse(stages.ensemble_covariance(case.obs))
+
+
+def test_missing_ensemble_folders_are_named_by_validate(make_small_config):
+    from cityflux.config import check_inputs
+
+    cfg = make_small_config(
+        "transport.model=footprints", "transport.ensemble={footprints: [nope_a, nope_b]}"
+    )
+    keys = [k for k, _ in check_inputs(cfg)]
+    assert "transport.ensemble.footprints[0]" in keys
+    assert "transport.ensemble.footprints[1]" in keys
