@@ -355,12 +355,18 @@ def _totals(view: RunView) -> bytes:
     return _png(fig)
 
 
+def _kind_panels(obs: pd.DataFrame, height: float, top: float) -> tuple[Figure, Any, list]:
+    """A figure with one panel per observation kind present (and the kinds)."""
+    kinds = [k for k in KIND_STYLE if (obs["kind"] == k).any()]
+    fig = Figure(figsize=(3.6 * max(len(kinds), 1), height))
+    axes = fig.subplots(1, max(len(kinds), 1), squeeze=False)[0]
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.14, top=top, wspace=0.3)
+    return fig, axes, kinds
+
+
 def _obs_fit(view: RunView) -> bytes:
     obs = view.observations
-    kinds = [k for k in KIND_STYLE if (obs["kind"] == k).any()]
-    fig = Figure(figsize=(3.6 * max(len(kinds), 1), 3.6))
-    axes = fig.subplots(1, max(len(kinds), 1), squeeze=False)[0]
-    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.14, top=0.9, wspace=0.3)
+    fig, axes, kinds = _kind_panels(obs, 3.6, 0.9)
     for ax, k in zip(axes, kinds, strict=False):
         sel = obs[obs["kind"] == k]
         lo, hi = float(sel["observed_ppm"].min()), float(sel["observed_ppm"].max())
@@ -379,10 +385,7 @@ def _transport_ensemble(view: RunView) -> bytes:
     """Per observation kind: the transport-ensemble error (sqrt of the diagonal of R_ens)
     against the other error components, in time order."""
     obs = view.observations
-    kinds = [k for k in KIND_STYLE if (obs["kind"] == k).any()]
-    fig = Figure(figsize=(3.6 * max(len(kinds), 1), 3.4))
-    axes = fig.subplots(1, max(len(kinds), 1), squeeze=False)[0]
-    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.16, top=0.85, wspace=0.3)
+    fig, axes, kinds = _kind_panels(obs, 3.4, 0.85)
     for ax, k in zip(axes, kinds, strict=False):
         sel = obs[obs["kind"] == k]
         ens = sel["transport_ensemble_ppm"].to_numpy()

@@ -229,7 +229,6 @@ def _site_table(post, case, Y: np.ndarray, first: int, P) -> pd.DataFrame | None
 def _draws(case, model, post, totals, draws, rng, progress, cfg=None):
     W = case.weights
     k = W.shape[0]
-    prior = totals["prior"].to_numpy()
     std = totals["posterior_std"].to_numpy()
     parts, site_parts, negative = [], [], []
     P = innovation_precision(post) if post.method != "cg" else None
@@ -253,11 +252,7 @@ def _draws(case, model, post, totals, draws, rng, progress, cfg=None):
         parts.append(part)
         if progress is not None:
             progress(start + n, draws)
-    table = pd.concat(parts, ignore_index=True)
-    labels = totals[["region", "sector", "period"]].to_numpy()
-    for j, name in enumerate(("region", "sector", "period")):
-        table.insert(2 + j, name, labels[table["row"].to_numpy(), j])
-    table["prior"] = prior[table["row"].to_numpy()]
+    table = _labelled(parts, totals)
     table["posterior_std"] = std[table["row"].to_numpy()]
     sites = None if site_parts[0] is None else pd.concat(site_parts, ignore_index=True)
     return table[list(COLUMNS)], sites, np.concatenate(negative)
@@ -331,9 +326,16 @@ def _draws_lognormal(case, model, post, totals, draws, rng, progress, cfg):
         parts.append(pd.DataFrame(cols))
         if progress is not None:
             progress(start + n, draws)
+    table = _labelled(parts, totals)
+    return table[[*COLUMNS, *LOGNORMAL_QUANTILES]], None, np.concatenate(negative)
+
+
+def _labelled(parts: list[pd.DataFrame], totals: pd.DataFrame) -> pd.DataFrame:
+    """The draws' rows with the region, sector, period and prior of their row of totals."""
     table = pd.concat(parts, ignore_index=True)
+    rows = table["row"].to_numpy()
     labels = totals[["region", "sector", "period"]].to_numpy()
     for j, name in enumerate(("region", "sector", "period")):
-        table.insert(2 + j, name, labels[table["row"].to_numpy(), j])
-    table["prior"] = totals["prior"].to_numpy()[table["row"].to_numpy()]
-    return table[[*COLUMNS, *LOGNORMAL_QUANTILES]], None, np.concatenate(negative)
+        table.insert(2 + j, name, labels[rows, j])
+    table["prior"] = totals["prior"].to_numpy()[rows]
+    return table
