@@ -3,28 +3,23 @@ what the inversion assumes (``synthetic.truth``)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator, model_validator
 
 from cityflux._config_base import Section
+from cityflux._config_uncertainty import MetPerturbation
 
 __all__ = ["SyntheticConfig", "TransportPerturbationConfig", "TruthConfig"]
 
 
-class TransportPerturbationConfig(Section):
+class TransportPerturbationConfig(MetPerturbation):
     """How the truth's transport departs from the inversion's (plume met, per hour).
 
-    ``wind_direction_std_deg`` [degrees]: the true wind direction is the assumed one plus
-    N(0, std²) drawn independently each hour; ``wind_speed_rel_std`` [1]: the true speed is the
-    assumed one times (1 + N(0, std²)) (clipped at 0.2 of the assumed speed).
+    The truth's met is the inversion's met with independent hourly perturbations
+    (:class:`cityflux.config.MetPerturbation`: wind direction + N(0, std²) [degrees], speed and
+    mixing height × (1 + N(0, std²)), Pasquill class shifted with a probability).
     """
-
-    wind_direction_std_deg: float = Field(default=0.0, ge=0.0, le=180.0)
-    wind_speed_rel_std: float = Field(default=0.0, ge=0.0, lt=1.0)
-
-    @property
-    def active(self) -> bool:
-        """True when the truth's transport differs from the inversion's."""
-        return self.wind_direction_std_deg > 0 or self.wind_speed_rel_std > 0
 
 
 class TruthConfig(Section):
@@ -35,8 +30,10 @@ class TruthConfig(Section):
     ``length_scale`` times the assumed one; observation errors are drawn from the TRUE
     observation covariance, ``mismatch_scale``² times the assumed R (every component);
     ``site_bias_ppm`` adds a constant bias [ppm] to every observation of the named sites;
-    ``transport`` perturbs the truth's plume meteorology. All 1.0 / empty: the truth follows the
-    assumptions exactly.
+    ``transport`` perturbs the truth's plume meteorology. ``flux_distribution``: ``normal``
+    (truth = prior + a Gaussian draw, may be negative) or ``lognormal`` (truth = prior ·
+    exp(z), z drawn from the log-normal prior of ``inversion.lognormal``); null follows
+    ``inversion.positivity``. All 1.0 / empty / null: the truth follows the assumptions exactly.
     """
 
     prior_error_scale: float = Field(default=1.0, gt=0.0, description="true/assumed prior std")
@@ -44,6 +41,7 @@ class TruthConfig(Section):
     mismatch_scale: float = Field(default=1.0, gt=0.0, description="true/assumed R std [1]")
     site_bias_ppm: dict[str, float] = Field(default_factory=dict, description="{site: ppm}")
     transport: TransportPerturbationConfig = TransportPerturbationConfig()
+    flux_distribution: Literal["normal", "lognormal"] | None = None
 
     @property
     def as_assumed(self) -> bool:

@@ -57,6 +57,11 @@ def _transport_problems(cfg: CityfluxConfig) -> list[tuple[str, str]]:
     tr = cfg.transport
     if tr.met is not None and tr.met.path is not None and not tr.met.path.is_file():
         out.append(_missing("transport.met.path", tr.met.path))
+    for i, member in enumerate(tr.member_configs()):  # footprint ensemble: every folder
+        if not member.footprint_files():
+            out.append((f"transport.ensemble.footprints[{i}]",
+                        f"{str(member.footprints)!r} has no footprint file (pattern "
+                        f"{tr.footprint_pattern!r}) or does not exist; fix the path"))  # fmt: skip
     if tr.model != "footprints" or tr.footprints is None:
         return out
     from transport_models import footprints as fp

@@ -86,7 +86,9 @@ def _totals(windows: list[Window], wdir: Path, whole_label: str) -> pd.DataFrame
     whole.insert(0, "window", "all")
     whole["period"] = whole_label
     whole["posterior_expanded_uncertainty_k2"] = 2.0 * whole["posterior_std"]
-    out = pd.concat([whole[t.columns], t], ignore_index=True)
+    # columns that do not add up over windows (a log-normal run's quantiles, mean, mode) are
+    # left empty in the whole-period rows
+    out = pd.concat([whole.reindex(columns=t.columns), t], ignore_index=True)
     for c in _QUADRATURE:
         out[f"{c}_if_independent"] = np.nan
         out.loc[: len(whole) - 1, f"{c}_if_independent"] = indep[c].to_numpy()

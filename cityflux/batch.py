@@ -188,9 +188,19 @@ def _core_totals_writer(window: Window) -> Callable[..., None]:
     def write(result: Any, folder: Path, ctx: Any) -> None:
         W, labels = _core_rows(result, window)
         case = result.case
-        totals, _ = stages.totals_table(
-            result.posterior, case.B, case.x_prior, W, labels, case.x_truth
-        )
+        if result.positivity is not None:  # log-normal: the run's quantiles for the core rows
+            import dataclasses
+
+            from cityflux import positivity
+
+            core = dataclasses.replace(case, weights=W, labels=labels)
+            totals, _, _ = positivity.totals_table(
+                result.posterior, result.positivity.prior, core, result.config
+            )
+        else:
+            totals, _ = stages.totals_table(
+                result.posterior, case.B, case.x_prior, W, labels, case.x_truth
+            )
         totals.insert(0, "window", window.index)
         totals.to_csv(folder / CORE_TOTALS, index=False, float_format="%.10g")
 

@@ -293,11 +293,24 @@ def build_case(
 
     progress(f"transport ({cfg.transport.model}): H for {obs.sizes['obs']} observations")
     with timings.stage("transport"):
-        tr = stages.transport_operator(
-            obs, StateVector(grid, tax, sectors), cfg.transport, inputs.met,
-            inputs.footprint_files,
-        )  # fmt: skip
-        obs = stages.drop_without_transport(obs, tr.keep, tr.report)
+        flux_state = StateVector(grid, tax, sectors)
+        if cfg.transport.ensemble is None:
+            tr = stages.transport_operator(
+                obs, flux_state, cfg.transport, inputs.met, inputs.footprint_files
+            )
+            obs = stages.drop_without_transport(obs, tr.keep, tr.report)
+        else:  # transport error from an ensemble: mean H and the anomalies for R
+            from cityflux.ensemble import ensemble_transport
+
+            progress(f"transport ensemble: {cfg.transport.ensemble.n_members} members")
+            std = stages.prior_std(inputs.prior_flux, cfg.prior, cfg.inversion)
+            B_flux = stages.prior_covariance(std, flux_state, cfg.inversion, {})
+            tr, anomalies = ensemble_transport(
+                obs, flux_state, cfg.transport, inputs.met, flux_state.flatten(inputs.prior_flux),
+                B_flux,
+            )  # fmt: skip
+            obs = stages.drop_without_transport(obs, tr.keep, tr.report)
+            obs = stages.attach_ensemble(obs, anomalies, cfg.transport.ensemble)
 
     with timings.stage("prior"):
         groups = stages.offset_labels(obs, cfg.background.offsets)

@@ -254,7 +254,8 @@ def _osse(console: Console, cfg: CityfluxConfig, args: argparse.Namespace) -> in
     )
     console.print(
         f"coverage of the 68 % interval {s['coverage_68']:.3f}, of the 95 % interval "
-        f"{s['coverage_95']:.3f}; mean chi2/n {s['mean_chi2']:.3f}"
+        f"{s['coverage_95']:.3f} ({res.interval}); mean chi2/n {s['mean_chi2']:.3f}; "
+        f"negative flux cells per draw {s.get('negative_cells_mean', float('nan')):.1f}"
     )
     if res.hyperparameters is not None:
         from rich.markup import escape

@@ -56,6 +56,12 @@ from cityflux._config_real import (
     TemporalConfig,
 )
 from cityflux._config_synthetic import SyntheticConfig, TransportPerturbationConfig, TruthConfig
+from cityflux._config_uncertainty import (
+    EnsembleConfig,
+    LocalisationConfig,
+    LognormalConfig,
+    MetPerturbation,
+)
 
 __all__ = [
     "BackgroundConfig",
@@ -66,8 +72,12 @@ __all__ = [
     "ConfigError",
     "DomainConfig",
     "HyperparametersConfig",
+    "EnsembleConfig",
     "InversionConfig",
+    "LocalisationConfig",
+    "LognormalConfig",
     "MetConfig",
+    "MetPerturbation",
     "ObservationErrorsConfig",
     "ObservationSource",
     "OffsetConfig",
@@ -271,7 +281,8 @@ class TransportConfig(_Section):
     set of footprints are dropped and counted, receptors without an observation are counted;
     ``boundary`` solves for the lateral inflow. Both: ``surface_altitude_m`` [m asl] is the
     ground altitude for heights given above sea level (a per-observation ``surface_altitude``
-    in the data takes precedence).
+    in the data takes precedence); ``ensemble`` (:class:`EnsembleConfig`) makes the transport
+    error from an ensemble of transports (perturbed plume met, or several footprint folders).
     """
 
     model: Literal["plume", "footprints"] = "plume"
@@ -296,6 +307,7 @@ class TransportConfig(_Section):
     dispersion: Literal["briggs-urban", "briggs-rural"] = "briggs-urban"
     cell_model: Literal["point", "area"] = "area"
     subcell: int = Field(default=1, ge=1, le=10)
+    ensemble: EnsembleConfig | None = None
 
     @field_validator("cache_dir", mode="before")
     @classmethod
@@ -330,7 +342,29 @@ class TransportConfig(_Section):
                 "boundary inflow needs footprint files with particle locations "
                 "(model: footprints); remove 'boundary' for the plume model"
             )
+        ens = self.ensemble
+        if ens is not None and bool(ens.footprints) != (self.model == "footprints"):
+            raise ValueError(
+                f"ensemble: with model={self.model!r} the ensemble is "
+                + ("footprint folders (ensemble.footprints: [DIR1, DIR2])"
+                   if self.model == "footprints"
+                   else "perturbed plume met (members and the *_std settings); remove "
+                   "ensemble.footprints or set model: footprints")
+            )  # fmt: skip
+        if ens is not None and ens.footprints and self.boundary is not None:
+            raise ValueError(
+                "ensemble.footprints with boundary inflow is not supported; remove one of them"
+            )
         return self
+
+    def member_configs(self) -> list[TransportConfig]:
+        """One transport configuration per member of a footprint ensemble (none otherwise)."""
+        if self.ensemble is None or not self.ensemble.footprints:
+            return []
+        return [
+            self.model_copy(update={"footprints": p, "ensemble": None})
+            for p in self.ensemble.footprints
+        ]
 
     def sampling_options(self) -> Any:
         """The ``transport_models.SamplingOptions`` of these settings."""
@@ -377,6 +411,8 @@ class InversionConfig(_Section):
     ``method``: ``auto`` picks dense / obs-space / cg by size and ``memory_budget_gib``.
     ``hyperparameters``: error statistics estimated from the data (see
     :class:`HyperparametersConfig`).
+    ``positivity``: ``none`` (the linear-Gaussian posterior) or ``lognormal`` (a non-negative
+    flux, :class:`LognormalConfig` in ``lognormal``).
     """
 
     method: Literal["auto", "dense", "obs-space", "cg"] = "auto"
@@ -386,6 +422,8 @@ class InversionConfig(_Section):
     temporal_length_h: float = Field(default=48.0, gt=0.0, description="e-folding time [h]")
     memory_budget_gib: float = Field(default=4.0, gt=0.0, description="[GiB]")
     hyperparameters: HyperparametersConfig = HyperparametersConfig()
+    positivity: Literal["none", "lognormal"] = "none"
+    lognormal: LognormalConfig = Field(default_factory=LognormalConfig)
 
 
 class OutputConfig(_Section):
@@ -451,6 +489,7 @@ class CityfluxConfig(_Section):
             self.synthetic is None
             and self.transport.model == "footprints"
             and self.transport.footprints is None
+            and not (self.transport.ensemble and self.transport.ensemble.footprints)
         ):
             raise ValueError(
                 "transport.model='footprints' needs a 'footprints' folder; set "
@@ -710,6 +749,8 @@ def _science(cfg: CityfluxConfig) -> dict[str, Any]:
     tr.pop("cache_dir", None)
     if cfg.transport.footprints is not None:
         tr["footprints"] = [_file_digest(p) for p in cfg.transport.footprint_files()]
+    for i, member in enumerate(cfg.transport.member_configs()):
+        tr["ensemble"]["footprints"][i] = [_file_digest(p) for p in member.footprint_files()]
     if cfg.transport.met is not None and cfg.transport.met.path is not None:
         tr["met"]["path"] = _file_digest(cfg.transport.met.path)
     if cfg.regions is not None:

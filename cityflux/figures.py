@@ -333,26 +333,40 @@ def _totals(view: RunView) -> bytes:
     fig = Figure(figsize=(7.5, 4.2), layout="constrained")
     ax = fig.subplots()
     z = 1.959964
+    lognormal = "posterior_q025" in rows  # asymmetric quantiles of the log-normal posterior
     for off, col, lab, color in ((-0.2, "prior", "prior", "0.7"),
                                  (0.2, "posterior", "posterior", "tab:blue")):  # fmt: skip
-        ax.bar(pos + off, rows[col] / 1000, 0.4, yerr=z * rows[f"{col}_std"] / 1000,
+        err = z * rows[f"{col}_std"] / 1000
+        if lognormal and col == "posterior":
+            err = np.vstack([rows[col] - rows["posterior_q025"],
+                             rows["posterior_q975"] - rows[col]]) / 1000  # fmt: skip
+            lab = "posterior median"
+        ax.bar(pos + off, rows[col] / 1000, 0.4, yerr=err,
                label=f"{lab} (95 % interval)", color=color, capsize=3)  # fmt: skip
     if "truth" in rows:
         ax.plot(pos, rows["truth"] / 1000, "k_", markersize=18, mew=2, label="truth")
     ax.set_xticks(pos, rows["region"] + " " + rows["period"].map(_short_period), rotation=30,
                   fontsize=7, ha="right")  # fmt: skip
     ax.set_ylabel("total [kt CO2]")
-    ax.set_title("totals with 95 % coverage intervals (±1.96 u)")
+    ax.set_title("totals with 95 % coverage intervals ("
+                 + ("prior ±1.96 u; posterior: 2.5–97.5 % quantiles, log-normal)" if lognormal
+                    else "±1.96 u)"), fontsize=9)  # fmt: skip
     ax.legend(fontsize=8)
     return _png(fig)
 
 
+def _kind_panels(obs: pd.DataFrame, height: float, top: float) -> tuple[Figure, Any, list]:
+    """A figure with one panel per observation kind present (and the kinds)."""
+    kinds = [k for k in KIND_STYLE if (obs["kind"] == k).any()]
+    fig = Figure(figsize=(3.6 * max(len(kinds), 1), height))
+    axes = fig.subplots(1, max(len(kinds), 1), squeeze=False)[0]
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.14, top=top, wspace=0.3)
+    return fig, axes, kinds
+
+
 def _obs_fit(view: RunView) -> bytes:
     obs = view.observations
-    kinds = [k for k in KIND_STYLE if (obs["kind"] == k).any()]
-    fig = Figure(figsize=(3.6 * max(len(kinds), 1), 3.6))
-    axes = fig.subplots(1, max(len(kinds), 1), squeeze=False)[0]
-    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.14, top=0.9, wspace=0.3)
+    fig, axes, kinds = _kind_panels(obs, 3.6, 0.9)
     for ax, k in zip(axes, kinds, strict=False):
         sel = obs[obs["kind"] == k]
         lo, hi = float(sel["observed_ppm"].min()), float(sel["observed_ppm"].max())
@@ -367,6 +381,29 @@ def _obs_fit(view: RunView) -> bytes:
     return _png(fig)
 
 
+def _transport_ensemble(view: RunView) -> bytes:
+    """Per observation kind: the transport-ensemble error (sqrt of the diagonal of R_ens)
+    against the other error components, in time order."""
+    obs = view.observations
+    fig, axes, kinds = _kind_panels(obs, 3.4, 0.85)
+    for ax, k in zip(axes, kinds, strict=False):
+        sel = obs[obs["kind"] == k]
+        ens = sel["transport_ensemble_ppm"].to_numpy()
+        other = np.sqrt(np.maximum(sel["total_error_ppm"].to_numpy() ** 2 - ens**2, 0.0))
+        i = np.arange(len(sel))
+        ax.plot(i, other, ".", ms=3, color="0.5", label="other components")
+        ax.plot(i, ens, ".", ms=3, color=SOURCE_COLORS["obs_transport_ensemble"],
+                label="transport ensemble")  # fmt: skip
+        ax.set_title(f"{KIND_STYLE[k]['label']}: rms ensemble {np.sqrt(np.mean(ens**2)):.2f} ppm",
+                     fontsize=9)  # fmt: skip
+        ax.set_xlabel("observation (time order)")
+    axes[0].set_ylabel("1σ error [ppm]")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("transport error from the ensemble (localised spread of H_m x) vs the rest of R",
+                 fontsize=9)  # fmt: skip
+    return _png(fig)
+
+
 #: Colours of the budget's sources.
 SOURCE_COLORS = {
     "prior_flux": "#7f7f7f",
@@ -376,6 +413,7 @@ SOURCE_COLORS = {
     "obs_transport": "#ff7f0e",
     "obs_representation": "#bcbd22",
     "obs_background": "#9467bd",
+    "obs_transport_ensemble": "#d62728",
 }
 
 
@@ -481,7 +519,8 @@ def render_figures(view: RunView) -> dict[str, bytes]:
     """PNG bytes of every figure the view supports, by file name.
 
     ``maps.png``, ``uncertainty_reduction.png``, ``totals.png``, ``obs_fit.png``, and
-    ``budget.png`` / ``verification.png`` when the view has a budget / verification table.
+    ``budget.png`` / ``verification.png`` when the view has a budget / verification table,
+    ``transport_ensemble.png`` when the observations carry a transport ensemble.
     """
     frame = _frame(view)
     out = {
@@ -490,6 +529,8 @@ def render_figures(view: RunView) -> dict[str, bytes]:
         "totals.png": _totals(view),
         "obs_fit.png": _obs_fit(view),
     }
+    if "transport_ensemble_ppm" in view.observations:
+        out["transport_ensemble.png"] = _transport_ensemble(view)
     if view.budget is not None and not view.budget.empty:
         out["budget.png"] = _budget(view)
     if view.verification is not None and not view.verification.empty:

@@ -126,6 +126,20 @@ def posterior_dataset(result: RunResult, input_checksums: dict[str, str]) -> xr.
             *specs["flux_posterior"][:3],
             "flux_posterior_std flux_posterior_std_se",
         )
+    if result.positivity is not None:  # log-normal posterior: median, mean and quantiles
+        q = post.quantiles([0.025, 0.975])
+        specs["flux_posterior"] = (
+            post.mean, "posterior CO2 flux (median of the log-normal posterior)",
+            FLUX_STANDARD_NAME, "flux_posterior_std flux_posterior_q025 flux_posterior_q975",
+        )  # fmt: skip
+        specs["flux_posterior_mean"] = (
+            post.expected, "posterior CO2 flux (mean of the log-normal posterior)",
+            FLUX_STANDARD_NAME, None,
+        )  # fmt: skip
+        for name, vec, pct in (("q025", q[0], "2.5"), ("q975", q[1], "97.5")):
+            specs[f"flux_posterior_{name}"] = (
+                vec, f"posterior CO2 flux, {pct} % quantile (log-normal posterior)", None, None,
+            )  # fmt: skip
     if city.x_truth is not None:
         specs["flux_truth"] = (
             city.x_truth, "true CO2 flux of the synthetic city", FLUX_STANDARD_NAME, None,
@@ -159,8 +173,8 @@ def posterior_dataset(result: RunResult, input_checksums: dict[str, str]) -> xr.
             attrs["ancillary_variables"] = ancillary
         flux = vec[:nf].reshape(city.state.flux_shape)
         ds[name] = xr.Variable(("sector", "time", "y", "x"), flux, attrs)
-        if "Monte-Carlo" in long_name:
-            continue
+        if "Monte-Carlo" in long_name or name.startswith(("flux_posterior_q", "flux_posterior_m")):
+            continue  # MC errors; log-normal means and quantiles (the offsets stay Gaussian)
         what = long_name.split(" CO2 flux")[0]  # prior / posterior / true
         is_std = name.endswith("_std")
         for blk, dim, prefix, label in extra:
@@ -208,6 +222,7 @@ def posterior_dataset(result: RunResult, input_checksums: dict[str, str]) -> xr.
         "input_checksums": json.dumps(input_checksums, sort_keys=True),
         "solver_method": post.method,
         "std_method": post.std_method,
+        "positivity": result.config.inversion.positivity,
         "calibration_scale": str(target) if target else "as read (no conversion)",
         "calibration_scales": json.dumps(scales["scales"]),
     }

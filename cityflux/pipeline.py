@@ -79,6 +79,9 @@ class RunResult:
     diagnostics : dict
     timings : Timings
         Wall and CPU time per stage [s].
+    positivity : cityflux.positivity.LognormalRun or None
+        The log-normal posterior's extras (``inversion.positivity: lognormal``); ``posterior``
+        is then its :class:`inversion.lognormal.LognormalPosterior`.
     """
 
     config: CityfluxConfig
@@ -89,6 +92,7 @@ class RunResult:
     by_kind: list[KindResult]
     diagnostics: dict
     timings: Timings = field(default_factory=Timings)
+    positivity: Any = None
 
     @property
     def is_synthetic(self) -> bool:
@@ -209,17 +213,34 @@ def run(cfg: CityfluxConfig, progress: Progress | None = None) -> RunResult:
             case = hyper.case  # B, R (and the prior mean for REML) at the estimates
 
     step(f"solving the inversion (n_state={case.state.size}, n_obs={case.y.size})")
+    lognormal = None
     with timings.stage("solve"):
-        post = solve_case(case, cfg)
+        if cfg.inversion.positivity == "lognormal":
+            from cityflux import positivity
+
+            prior = positivity.log_prior(case, cfg)
+            post = positivity.solve_positive(case, cfg, prior)
+            lognormal = positivity.LognormalRun(post, prior, None, cfg.inversion.lognormal.totals)
+        else:
+            post = solve_case(case, cfg)
 
     step("posterior uncertainty: std map, totals and their covariance")
     with timings.stage("posterior"):
         _ = post.std
-        totals, cov = stages.totals_table(
-            post, case.B, case.x_prior, case.weights, case.labels, case.x_truth
-        )
-        if hyper is not None:  # the hyperparameters' uncertainty propagated to the totals
-            totals, cov = hyper.apply_to_totals(totals)
+        if lognormal is None:
+            totals, cov = stages.totals_table(
+                post, case.B, case.x_prior, case.weights, case.labels, case.x_truth
+            )
+            if hyper is not None:  # the hyperparameters' uncertainty propagated to the totals
+                totals, cov = hyper.apply_to_totals(totals)
+        else:
+            totals, cov, lognormal.samples = positivity.totals_table(post, prior, case, cfg)
+            if hyper is not None and cfg.inversion.hyperparameters.propagate:
+                logger.warning(
+                    "inversion.hyperparameters.propagate: not applied to the log-normal totals "
+                    "(inversion.positivity=lognormal); they use the estimates as if known "
+                    "(plug-in)"
+                )
 
     by_kind: list[KindResult] = []
     if len(case.kinds) > 1:
@@ -232,7 +253,11 @@ def run(cfg: CityfluxConfig, progress: Progress | None = None) -> RunResult:
     diag["consistency"] = consistency
     if hyper is not None:
         diag["hyperparameters"] = hyper.diagnostics()
-    return RunResult(cfg, case, post, totals, cov, by_kind, diag, timings)
+    if lognormal is not None:
+        diag["positivity"] = lognormal.diagnostics(case)
+    if cfg.transport.ensemble is not None:
+        diag["transport_ensemble"] = case.reports["transport"].get("ensemble")
+    return RunResult(cfg, case, post, totals, cov, by_kind, diag, timings, lognormal)
 
 
 def headline_row(labels: pd.DataFrame) -> int:
@@ -282,7 +307,7 @@ def consistency_diagnostics(case: Case, post: Posterior) -> dict[str, Any]:
 
     if case.y.size > MAX_CONSISTENCY_OBS:
         return {"skipped": f"n_obs = {case.y.size} > {MAX_CONSISTENCY_OBS}"}
-    if post.method == "cg":
+    if getattr(post, "laplace", post).method == "cg":
         return {"skipped": "cg posterior (no factorisation of S); use method obs-space"}
     return site_and_kind_diagnostics(case, post)
 
@@ -294,7 +319,8 @@ def all_kind_subsets(kinds: tuple[str, ...]) -> list[tuple[str, ...]]:
 
 def _total_dict(row: pd.Series) -> dict[str, Any]:
     out = {"region": str(row["region"]), "sector": str(row["sector"]), "period": row["period"]}
-    for c in ("prior", "prior_std", "posterior", "posterior_std", "truth"):
+    for c in ("prior", "prior_std", "posterior", "posterior_std", "posterior_q025",
+              "posterior_q975", "truth"):  # fmt: skip
         if c in row:
             out[c] = float(row[c])
     return out

@@ -16,6 +16,7 @@ from .errors import (
 )
 from .grid import Grid, GridMismatchError
 from .lowrank import CGPosterior
+from .lognormal import LognormalPosterior, LognormalProblem, solve_lognormal
 from .posterior import Posterior
 from .problem import LinearProblem
 from .solve import DEFAULT_MEMORY_BUDGET, METHODS, solve
@@ -31,6 +32,8 @@ __all__ = [
     "Grid",
     "GridMismatchError",
     "LinearProblem",
+    "LognormalPosterior",
+    "LognormalProblem",
     "MemoryBudgetError",
     "NonFiniteError",
     "NonPositiveVarianceError",
@@ -42,4 +45,5 @@ __all__ = [
     "TimeAxis",
     "covariance",
     "solve",
+    "solve_lognormal",
 ]

@@ -29,13 +29,18 @@ obs_transport               B     model-data mismatch set by judgement or model 
 obs_representation          B     representation error set by judgement
 obs_background              A/B   A when estimated from the spread of the data (quantile,
                                   upwind), B when set (constant, configuration)
+obs_transport_ensemble      B     spread of an ensemble of transport models or perturbed met
+                                  (transport.ensemble): model-based, set by the perturbations
 hyperparameters             A     hook for #14: uncertainty of maximum-likelihood estimates
 ==========================  ====  ===========================================================
 
 The standard uncertainty is ``u = sqrt(Var)``, the expanded uncertainty ``U = k u`` with the
 coverage factor k = 2, and the 95 % coverage interval of the Gaussian posterior is
-``t̂ ± 1.96 u`` (symmetric; the log-normal posterior of #14 will give an asymmetric one, see
-:func:`coverage_interval`).
+``t̂ ± 1.96 u``. The log-normal (non-negative) posterior (``inversion.positivity: lognormal``)
+is budgeted on its Laplace linearisation at the mode (the case linearised there,
+``cityflux.positivity.linearised_case``: the sources then split the Laplace variance), and its
+coverage interval is asymmetric: the quantiles of the posterior (RTO samples or the Laplace
+log-normal) passed as ``interval``, or the log-normal of :func:`coverage_interval`.
 """
 
 from __future__ import annotations
@@ -81,6 +86,7 @@ GUM_TYPES = {
     "obs_transport": "B",
     "obs_representation": "B",
     "obs_background": "B",
+    "obs_transport_ensemble": "B",
     "hyperparameters": "A",
 }
 
@@ -123,9 +129,10 @@ def coverage_interval(
     p : float
         Coverage probability, 0 < p < 1.
     distribution : str
-        ``"normal"`` (the linear-Gaussian posterior: ``mean ± z u``, z = 1.96 for 95 %).
-        ``"lognormal"`` is the hook for the non-negative posterior of #14, whose interval is
-        asymmetric; it is not built yet.
+        ``"normal"`` (the linear-Gaussian posterior: ``mean ± z u``, z = 1.96 for 95 %) or
+        ``"lognormal"`` (a positive quantity: the log-normal with this mean and standard
+        uncertainty, ``σ² = ln(1 + (u/mean)²)``, ``μ = ln(mean) − σ²/2``, and the interval
+        ``exp(μ ± z σ)``, asymmetric about the mean).
 
     Returns
     -------
@@ -135,21 +142,23 @@ def coverage_interval(
     Raises
     ------
     ValueError
-        If ``p`` is not in (0, 1).
-    NotImplementedError
-        For ``distribution="lognormal"`` (issue #14).
+        If ``p`` is not in (0, 1), the distribution is unknown, or a log-normal mean is not > 0.
     """
     if not 0.0 < p < 1.0:
         raise ValueError(f"p: the coverage probability must be in (0, 1), found {p}")
-    if distribution == "lognormal":
-        raise NotImplementedError(
-            "the log-normal (non-negative) posterior of issue #14 is not built yet; its "
-            "coverage interval will be exp(μ ± z σ) in log space, asymmetric about the mean"
-        )
-    if distribution != "normal":
+    if distribution not in ("normal", "lognormal"):
         raise ValueError(f"distribution: expected 'normal' or 'lognormal', found {distribution!r}")
     z = float(ndtri(0.5 + p / 2.0))
     m, s = np.asarray(mean, float), np.asarray(std, float)
+    if distribution == "lognormal":
+        if np.any(m <= 0):
+            raise ValueError(
+                "coverage_interval: a log-normal quantity needs a mean > 0, found "
+                f"{float(np.min(m))!r}"
+            )
+        sig = np.sqrt(np.log1p((s / m) ** 2))
+        mu = np.log(m) - 0.5 * sig**2
+        return np.exp(mu - z * sig), np.exp(mu + z * sig)
     return m - z * s, m + z * s
 
 
@@ -164,6 +173,8 @@ def uncertainty_budget(
     posterior_variance: np.ndarray | None = None,
     hyperparameters: Mapping[str, np.ndarray] | None = None,
     rtol: float = _CLOSURE_RTOL,
+    estimate: np.ndarray | None = None,
+    interval: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Budget:
     """Split the posterior variance of every row of totals.csv by source of uncertainty.
 
@@ -185,6 +196,12 @@ def uncertainty_budget(
     rtol : float
         Largest relative mismatch accepted between the budget's sum and the posterior
         variance (exact solvers: rounding, about 1e-12; ``cg``: its solve tolerance).
+    estimate : numpy.ndarray, optional
+        (k,) the reported totals [t CO2] (default ``weights @ post.mean``): for a case
+        linearised at a mode, the totals of the nonlinear posterior.
+    interval : (numpy.ndarray, numpy.ndarray), optional
+        (k,) 95 % interval ends [t CO2] of a non-Gaussian posterior (default the Gaussian
+        ``estimate ± 1.96 u``).
 
     Returns
     -------
@@ -204,7 +221,7 @@ def uncertainty_budget(
     has_offsets = stages.OFFSET_BLOCK in state.blocks
     if has_offsets:
         parts["prior_background_offsets"] = np.empty(k)
-    obs_parts = {f"obs_{c}": np.empty(k) for c in observations.ERROR_COMPONENTS}
+    obs_parts = {f"obs_{c}": np.zeros(k) for c in observations.ERROR_COMPONENTS}
     post_var = np.empty(k)
     for start in range(0, k, _ROW_BLOCK):
         rows = slice(start, min(start + _ROW_BLOCK, k))
@@ -220,7 +237,7 @@ def uncertainty_budget(
                 "ij,ij->j", Vo, np.asarray(case.B @ Vo)
             )
         for c, q in stages.error_quadratic_forms(case.obs, case.observation_errors, g).items():
-            obs_parts[f"obs_{c}"][rows] = q
+            obs_parts.setdefault(f"obs_{c}", np.zeros(k))[rows] = q
         if posterior_variance is None:
             post_var[rows] = np.diag(post.aggregate_cov(Wb)[1])
     parts.update(obs_parts)
@@ -264,9 +281,9 @@ def uncertainty_budget(
         .sort_values(["row"], kind="stable")
         .reset_index(drop=True)[list(BUDGET_COLUMNS)]
     )
-    mean = np.asarray(W @ post.mean).ravel()
+    mean = np.asarray(W @ post.mean).ravel() if estimate is None else np.asarray(estimate, float)
     u = np.sqrt(total)
-    low, high = coverage_interval(mean, u, 0.95)
+    low, high = coverage_interval(mean, u, 0.95) if interval is None else interval
     summary = labels[["region", "period", "sector"]].copy()
     summary.insert(0, "row", np.arange(k))
     summary["posterior"] = mean

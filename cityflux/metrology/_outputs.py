@@ -31,25 +31,34 @@ logger = logging.getLogger(__name__)
 def write_budget(result: Any, out_dir: Path) -> tuple[Path, Budget]:
     """Compute the uncertainty budget of every total and write ``budget.csv``."""
     rtol = 1e-6
-    if result.posterior.method == "cg":  # g and the variances are CG solves to this tolerance
+    post, case, kw = result.posterior, result.case, {}
+    if result.positivity is not None:  # the Laplace linearisation at the mode, its quantiles
+        from cityflux.positivity import linearised_case
+
+        post = result.positivity.posterior.laplace
+        case = linearised_case(result.case, result.positivity.posterior, result.positivity.prior)
+        t = result.totals
+        kw = {
+            "estimate": t["posterior"].to_numpy(),
+            "interval": (t["posterior_q025"].to_numpy(), t["posterior_q975"].to_numpy()),
+        }
+    if post.method == "cg":  # g and the variances are CG solves to this tolerance
         rtol = max(rtol, 100.0 * result.config.inversion.cg.tol)
-    variance = np.diag(result.totals_covariance)
-    extra = None
-    if "posterior_std_plugin" in result.totals:  # estimated hyperparameters (cityflux.hyper)
-        plugin = result.totals["posterior_std_plugin"].to_numpy(float) ** 2
-        extra = {"propagated": np.clip(variance - plugin, 0.0, None)}
-        lower = variance < plugin * (1 - rtol)
-        if lower.any():
-            logger.warning(
-                "budget: averaging over the hyperparameters lowers the variance of %d total(s) "
-                "(by up to %.2g %%); their hyperparameters source is 0",
-                int(lower.sum()), 100 * float(np.max(1 - variance[lower] / plugin[lower])),
-            )  # fmt: skip
-        variance = plugin
-    budget = uncertainty_budget(
-        result.posterior, result.case, posterior_variance=variance, hyperparameters=extra,
-        rtol=rtol,
-    )  # fmt: skip
+    if result.positivity is None:
+        variance = np.diag(result.totals_covariance)
+        if "posterior_std_plugin" in result.totals:  # estimated hyperparameters (cityflux.hyper)
+            plugin = result.totals["posterior_std_plugin"].to_numpy(float) ** 2
+            kw["hyperparameters"] = {"propagated": np.clip(variance - plugin, 0.0, None)}
+            lower = variance < plugin * (1 - rtol)
+            if lower.any():
+                logger.warning(
+                    "budget: averaging over the hyperparameters lowers the variance of %d "
+                    "total(s) (by up to %.2g %%); their hyperparameters source is 0",
+                    int(lower.sum()), 100 * float(np.max(1 - variance[lower] / plugin[lower])),
+                )  # fmt: skip
+            variance = plugin
+        kw["posterior_variance"] = variance
+    budget = uncertainty_budget(post, case, rtol=rtol, **kw)
     path = atomic_write(
         Path(out_dir) / "budget.csv",
         lambda p: budget.table.to_csv(p, index=False, float_format="%.15g"),
@@ -72,8 +81,9 @@ def write_verification(result: Any, out_dir: Path) -> tuple[Path | None, Verific
 
 def observation_columns(result: Any) -> dict[str, np.ndarray]:
     """Columns added to observations.csv: calibration scale (as read and converted), the
-    calibration error [ppm], the innovation d = y − H x_a [ppm] and each observation's
-    contribution dᵢ(S⁻¹d)ᵢ to the innovation χ² (expectation 1).
+    calibration error [ppm], the innovation d = y − H x_a [ppm], each observation's
+    contribution dᵢ(S⁻¹d)ᵢ to the innovation χ² (expectation 1) and, with a transport
+    ensemble, its 1σ transport-ensemble error ``transport_ensemble_ppm``.
 
     ``S⁻¹d = R⁻¹(y − H x̂)`` (since x̂ = x_a + B Hᵀ S⁻¹ d), so no extra solve is needed.
     """
@@ -81,11 +91,16 @@ def observation_columns(result: Any) -> dict[str, np.ndarray]:
     d = case.y - case.H @ case.x_prior
     r = case.y - case.H @ post.mean
     alpha = np.asarray(case.R.inv_matvec(r), dtype=float)
-    return {
+    out = {
         **observation_scale_columns(case.obs),
         "innovation_ppm": d,
         "chi2_contribution": d * alpha,
     }
+    from cityflux.stages import ENSEMBLE_VAR
+
+    if ENSEMBLE_VAR in case.obs:  # 1σ transport error of the ensemble (diagonal of R_ens)
+        out["transport_ensemble_ppm"] = np.sqrt((case.obs[ENSEMBLE_VAR].values ** 2).sum(axis=1))
+    return out
 
 
 def metrology_diagnostics(
@@ -109,6 +124,7 @@ def metrology_diagnostics(
             "standard_uncertainty_t": float(s["standard_uncertainty_t"]),
             "expanded_uncertainty_k2_t": float(s["expanded_uncertainty_t"]),
             "coverage_95_t": [float(s["coverage_95_low_t"]), float(s["coverage_95_high_t"])],
+            "distribution": "normal" if result.positivity is None else "lognormal",
             "budget_shares": {k: float(v) for k, v in shares.items()},
             "budget_closure_rel_max": float(budget.summary["closure_rel"].max()),
         }

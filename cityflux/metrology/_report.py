@@ -115,6 +115,8 @@ def _summary(view: RunView) -> str:
     r = row.iloc[0] if not row.empty else t.iloc[0]
     u = float(r["posterior_std"])
     lo, hi = r["posterior"] - 1.959964 * u, r["posterior"] + 1.959964 * u
+    if "posterior_q025" in r:  # log-normal posterior: its quantiles (asymmetric)
+        lo, hi = float(r["posterior_q025"]), float(r["posterior_q975"])
     red = 1.0 - u / float(r["prior_std"])
     kind = "synthetic city (OSSE): the truth is known" if view.is_synthetic() else "real data"
     truth = ""
@@ -129,7 +131,7 @@ def _summary(view: RunView) -> str:
 <p class="key">Headline total, <b>{_e(r["region"])}</b>, {_e(r["period"])}:
 <b>{_num(r["posterior"])} t CO2</b>, standard uncertainty u = {_num(u)} t,
 expanded uncertainty U = {_num(2 * u)} t (k = 2),
-95 % coverage interval [{_num(lo)}, {_num(hi)}] t.</p>
+95 % coverage interval [{_num(lo)}, {_num(hi)}] t{_interval_note(r)}.</p>
 <ul><li>prior {_num(r["prior"])} ± {_num(r["prior_std"])} t (1σ); the observations reduce the
 uncertainty by {100 * red:.0f} %</li>{truth}
 <li>{_e(kind)}; {d.get("n_obs")} observations {_e(d.get("n_obs_by_kind"))}, {d.get("n_state")}
@@ -138,21 +140,36 @@ unknowns, solver {_e(d.get("solver_method"))} (std {_e(d.get("std_method"))})</l
 the data), degrees of freedom for signal {_num(d.get("dofs"), 3)}</li></ul>"""
 
 
+def _interval_note(r: pd.Series) -> str:
+    if "posterior_q025" not in r:
+        return ""
+    return (
+        " (quantiles of the non-negative, log-normal posterior: not symmetric about the "
+        "median, which is the estimate shown)"
+    )
+
+
 def _totals_section(view: RunView) -> str:
     t = view.totals.copy()
     z = 1.959964
     out = t[["region", "sector", "period", "prior", "prior_std", "posterior", "posterior_std"]]
     out = out.rename(columns={"prior_std": "prior u", "posterior_std": "u"})
     out["U (k=2)"] = 2 * t["posterior_std"]
-    out["95 % low"] = t["posterior"] - z * t["posterior_std"]
-    out["95 % high"] = t["posterior"] + z * t["posterior_std"]
+    lognormal = "posterior_q025" in t
+    out["95 % low"] = t["posterior_q025"] if lognormal else t["posterior"] - z * t["posterior_std"]
+    out["95 % high"] = t["posterior_q975"] if lognormal else t["posterior"] + z * t["posterior_std"]
     out["reduction %"] = 100 * (1 - t["posterior_std"] / t["prior_std"])
     if "truth" in t:
         out["truth"] = t["truth"]
     return (
         "<p>Every total of totals.csv [t CO2 over the period or day]: prior and posterior with "
         "their standard uncertainties (1σ), the expanded uncertainty U = 2u and the 95 % "
-        "coverage interval of the Gaussian posterior (±1.96u, JCGM 101).</p>"
+        + (
+            "coverage interval: the 2.5 % and 97.5 % quantiles of the non-negative (log-normal) "
+            "posterior, asymmetric about its median (the posterior shown).</p>"
+            if lognormal
+            else "coverage interval of the Gaussian posterior (±1.96u, JCGM 101).</p>"
+        )
         + _table(out, left=("region", "sector", "period"))
     )
 

@@ -18,6 +18,7 @@ from cityflux._config_batch import QCConfig
 from cityflux._config_real import BackgroundConfig, ObservationErrorsConfig
 from cityflux._files import sha256_file_cached
 from cityflux.config import CityfluxConfig, ObservationSource, PeriodConfig
+from cityflux.stages import _ensemble
 from cityflux.stages._plausibility import naming, observation_plausibility
 from inversion import Grid
 from inversion.covariance import (
@@ -247,15 +248,15 @@ def qc_summary(ds: xr.Dataset) -> dict:
 def error_budget(ds: xr.Dataset) -> dict[str, dict[str, float]]:
     """Share of the total error variance of each component, per kind [1], and the rms [ppm]."""
     kinds = ds["kind"].values.astype(str)
-    total2 = observations.total_error(ds).values ** 2
+    var = {c: ds[f"err_{c}"].values ** 2 for c in observations.ERROR_COMPONENTS}
+    if _ensemble.ENSEMBLE_VAR in ds:  # the diagonal of R_ens (the taper is 1 there)
+        var[_ensemble.COMPONENT] = (ds[_ensemble.ENSEMBLE_VAR].values ** 2).sum(axis=1)
+    total2 = sum(var.values())
     out = {}
     for kind in np.unique(kinds):
         sel = kinds == kind
         denom = float(total2[sel].sum())
-        row = {
-            c: float((ds[f"err_{c}"].values[sel] ** 2).sum() / denom)
-            for c in observations.ERROR_COMPONENTS
-        }
+        row = {c: float(v[sel].sum() / denom) for c, v in var.items()}
         row["total_rms_ppm"] = float(np.sqrt(total2[sel].mean()))
         row["n_obs"] = int(sel.sum())
         out[str(kind)] = row
@@ -306,7 +307,10 @@ def observation_covariance(
     independent error source: ``R = Σ_c R_c`` with ``R_c = diag(e_c) C diag(e_c)`` (C the
     group's correlation for a correlated component, I otherwise), so the parts of the
     uncertainty budget (:func:`error_quadratic_forms`) add up to R exactly. Groups of one
-    observation are gathered into one diagonal block.
+    observation are gathered into one diagonal block. Observations that carry the anomalies
+    of a transport ensemble (``transport.ensemble``) add the localised ``R_ens``
+    (component ``transport_ensemble``, :mod:`cityflux.stages._ensemble`), merged into the
+    blocks.
 
     Parameters
     ----------
@@ -314,13 +318,25 @@ def observation_covariance(
         ObservationSet with ``err_<component>`` [ppm].
     cfg : ObservationErrorsConfig
     components : sequence of str, optional
-        Only these error components (default: all, ``observations.ERROR_COMPONENTS``); the
-        variances must then still be positive.
+        Only these error components (default: all, ``observations.ERROR_COMPONENTS`` and
+        ``transport_ensemble`` where present); the variances must then still be positive.
 
     Returns
     -------
     BlockDiagonalCovariance or DiagonalCovariance
     """
+    ens = None
+    if components is None or _ensemble.COMPONENT in components:
+        ens = _ensemble.ensemble_covariance(ds)
+    if components is not None:
+        components = [c for c in components if c != _ensemble.COMPONENT]
+    base = _component_covariance(ds, cfg, components)
+    return base if ens is None else _ensemble.add_to_covariance(base, ens)
+
+
+def _component_covariance(
+    ds: xr.Dataset, cfg: ObservationErrorsConfig, components: Sequence[str] | None
+):
     errs = _component_errors(ds, components)
     total2 = sum(e * e for e in errs.values()) + np.zeros(ds.sizes["obs"])
     correlated, blocks_c = _correlation_blocks(ds, cfg)
@@ -361,7 +377,8 @@ def error_quadratic_forms(
     Returns
     -------
     dict of str to numpy.ndarray
-        Component -> (k,) variances [unit²].
+        Component -> (k,) variances [unit²]; ``transport_ensemble`` too where the
+        observations carry a transport ensemble.
     """
     errs = _component_errors(ds, None)
     correlated, blocks_c = _correlation_blocks(ds, cfg)
@@ -375,6 +392,9 @@ def error_quadratic_forms(
                 Gb = Ge[b]
                 q += np.einsum("ik,ij,jk->k", Gb, corr - np.eye(b.size), Gb)
         out[c] = q
+    ens = _ensemble.ensemble_covariance(ds)
+    if ens is not None:
+        out[_ensemble.COMPONENT] = np.einsum("ik,ik->k", G, np.asarray(ens @ G))
     return out
 
 
@@ -383,6 +403,7 @@ def input_checksums(cfg: CityfluxConfig) -> dict[str, str]:
     paths = [p for s in cfg.observations for p in s.files()]
     paths += [i.path for i in cfg.prior.inventories]
     paths += cfg.transport.footprint_files() if cfg.transport.model == "footprints" else []
+    paths += [p for m in cfg.transport.member_configs() for p in m.footprint_files()]
     for extra in (
         cfg.transport.met.path if cfg.transport.met else None,
         cfg.regions.path if cfg.regions else None,

@@ -17,7 +17,7 @@ from inversion import Grid, TimeAxis
 from observations import make_observation_set
 from transport_models import PlumeMet
 
-__all__ = ["make_columns", "make_lidar", "make_met", "make_towers", "perturb_met"]
+__all__ = ["make_columns", "make_lidar", "make_met", "make_towers"]
 
 #: Surface pressure of the synthetic columns [hPa].
 SURFACE_PRESSURE_HPA = 1000.0
@@ -66,25 +66,6 @@ def make_met(time: TimeAxis, lon: float, rng: np.random.Generator) -> PlumeMet:
         wind_direction=direction,
         boundary_layer_height=blh,
         stability=stability.astype(str),
-    )
-
-
-def perturb_met(
-    met: PlumeMet, rng: np.random.Generator, *, direction_std_deg: float, speed_rel_std: float
-) -> PlumeMet:
-    """The met with hourly independent errors: direction + N(0, std²) [degrees], speed × (1 +
-    N(0, std²)) clipped at 0.2 × the speed [m s-1] (the truth's transport in an OSSE)."""
-    n = met.n_hours
-    d_dir = rng.normal(0.0, direction_std_deg, n) if direction_std_deg > 0 else np.zeros(n)
-    f_spd = 1.0 + rng.normal(0.0, speed_rel_std, n) if speed_rel_std > 0 else np.ones(n)
-    return PlumeMet(
-        times=met.times,
-        wind_speed=met.wind_speed * np.maximum(f_spd, 0.2),
-        wind_direction=np.mod(met.wind_direction + d_dir, 360.0),
-        boundary_layer_height=met.boundary_layer_height,
-        stability=met.stability,
-        pressure=met.pressure,
-        temperature=met.temperature,
     )
 
 

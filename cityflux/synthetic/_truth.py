@@ -22,7 +22,6 @@ from cityflux.case import Case
 from cityflux.config import CityfluxConfig
 
 from ._generate import SyntheticWorld
-from ._network import perturb_met
 
 __all__ = ["TruthModel", "observe", "truth_model"]
 
@@ -47,6 +46,9 @@ class TruthModel:
     mismatch_scale : float
     bias : numpy.ndarray
         (n_obs,) constant bias of each observation [ppm].
+    lognormal : cityflux.positivity.LogPrior or None
+        A log-normal truth: ``x = s exp(u)`` on the flux with ``u ~ N(u_prior, B)``
+        (``B`` is then the true covariance of u); None: ``x ~ N(x_prior, B)``.
     """
 
     B: Any
@@ -54,6 +56,7 @@ class TruthModel:
     R: Any
     mismatch_scale: float
     bias: np.ndarray
+    lognormal: Any = None
 
     def draw(
         self, case: Case, n: int, rng: np.random.Generator, first: int = 0
@@ -77,7 +80,13 @@ class TruthModel:
             (n, n_obs) observed enhancements [ppm].
         """
         W = rng.standard_normal((self.B.sqrt_dim, n))
-        X = case.x_prior[:, None] + self.B.sqrt_matvec(W)
+        if self.lognormal is None:
+            X = case.x_prior[:, None] + self.B.sqrt_matvec(W)
+        else:
+            U = self.lognormal.u_prior[:, None] + self.B.sqrt_matvec(W)
+            p = self.lognormal.positive
+            X = U.copy()
+            X[p] = self.lognormal.scale[p, None] * np.exp(U[p])
         Z = rng.standard_normal((self.R.sqrt_dim, n))
         E = self.mismatch_scale * self.R.sqrt_matvec(Z)
         Y = np.empty((case.y.size, n))
@@ -96,11 +105,23 @@ def truth_model(case: Case, cfg: CityfluxConfig, world: SyntheticWorld) -> Truth
     ------
     ValueError
         If ``synthetic.truth.site_bias_ppm`` names a site that has no observation, or a
-        transport perturbation is asked for with footprint transport.
+        transport perturbation (or a transport ensemble) is asked for with footprint
+        transport.
     """
     truth = cfg.synthetic.truth
     B = case.B
-    if truth.prior_error_scale != 1.0 or truth.length_scale != 1.0:
+    dist = truth.flux_distribution
+    if dist is None:
+        dist = "lognormal" if cfg.inversion.positivity == "lognormal" else "normal"
+    lognormal = None
+    if dist == "lognormal":
+        from cityflux.positivity import log_prior
+
+        lognormal = log_prior(
+            case, cfg, std_scale=truth.prior_error_scale, length_scale=truth.length_scale
+        )
+        B = lognormal.B
+    elif truth.prior_error_scale != 1.0 or truth.length_scale != 1.0:
         nf = case.state.n_flux
         std = np.sqrt(case.B.diag()[:nf]).reshape(case.state.flux_shape) * truth.prior_error_scale
         std_da = xr.DataArray(std, dims=("sector", "time", "y", "x"))
@@ -109,22 +130,30 @@ def truth_model(case: Case, cfg: CityfluxConfig, world: SyntheticWorld) -> Truth
         )
         B = stages.prior_covariance(std_da, case.state, inv, stages.extra_prior_std(cfg))
     H = [case.H]
-    if truth.transport.active:
+    R = case.R
+    ensemble = cfg.transport.ensemble is not None
+    if ensemble:  # the inversion's H is an ensemble mean and its R has the ensemble part
+        R = stages.observation_covariance(
+            case.obs.drop_vars(stages.ENSEMBLE_VAR), case.observation_errors
+        )
+    if truth.transport.active or ensemble:
         if cfg.transport.model != "plume":
             raise ValueError(
-                "synthetic.truth.transport: perturbing the truth's transport needs the plume "
-                f"model (transport.model is {cfg.transport.model!r})"
+                "synthetic.truth.transport / transport.ensemble: the synthetic truth's "
+                f"transport needs the plume model (transport.model is {cfg.transport.model!r})"
             )
+        from cityflux.ensemble import perturb_met
+
         rng = np.random.default_rng([world.seed, 2])
         groups = stages.offset_labels(case.obs, cfg.background.offsets)
         bias = stages.site_bias_block(case.obs, cfg.background.site_bias)
+        base = cfg.transport.model_copy(update={"ensemble": None})
         H = []
-        for _ in range(N_TRANSPORT_MEMBERS):
-            met = perturb_met(
-                world.met, rng, direction_std_deg=truth.transport.wind_direction_std_deg,
-                speed_rel_std=truth.transport.wind_speed_rel_std,
+        for _ in range(N_TRANSPORT_MEMBERS if truth.transport.active else 1):
+            met = perturb_met(world.met, rng, truth.transport) if truth.transport.active else (
+                world.met
             )  # fmt: skip
-            tr = stages.transport_operator(case.obs, case.state, cfg.transport, met)
+            tr = stages.transport_operator(case.obs, case.state, base, met)
             H.append(
                 stages.full_operator(tr, case.state, groups, None if bias is None else bias[0])
             )
@@ -138,7 +167,9 @@ def truth_model(case: Case, cfg: CityfluxConfig, world: SyntheticWorld) -> Truth
                 f"{sorted(set(sites))}"
             )
         bias[sel] += ppm
-    return TruthModel(B=B, H=H, R=case.R, mismatch_scale=truth.mismatch_scale, bias=bias)
+    return TruthModel(
+        B=B, H=H, R=R, mismatch_scale=truth.mismatch_scale, bias=bias, lognormal=lognormal
+    )
 
 
 def observe(case: Case, cfg: CityfluxConfig, world: SyntheticWorld) -> Case:

@@ -102,8 +102,18 @@ def test_budget_refuses_when_it_does_not_close():
 def test_coverage_interval():
     lo, hi = coverage_interval(10.0, 2.0, 0.95)
     assert (float(lo), float(hi)) == pytest.approx((10 - 3.919928, 10 + 3.919928), rel=1e-6)
-    with pytest.raises(NotImplementedError, match="#14"):
-        coverage_interval(10.0, 2.0, distribution="lognormal")
+    # log-normal of mean 10 and std 2: σ² = ln(1.04), μ = ln 10 − σ²/2 (by hand), asymmetric
+    lo, hi = coverage_interval(10.0, 2.0, 0.95, distribution="lognormal")
+    sig = np.sqrt(np.log(1.04))
+    mu = np.log(10.0) - sig**2 / 2
+    assert (float(lo), float(hi)) == pytest.approx(
+        (np.exp(mu - 1.959964 * sig), np.exp(mu + 1.959964 * sig)), rel=1e-6
+    )
+    assert hi - 10.0 > 10.0 - lo
+    draws = np.random.default_rng(0).lognormal(mu, sig, 200_000)  # its 95 % central interval
+    assert np.mean((draws >= lo) & (draws <= hi)) == pytest.approx(0.95, abs=0.002)
+    with pytest.raises(ValueError, match="mean > 0"):
+        coverage_interval(-1.0, 2.0, distribution="lognormal")
     with pytest.raises(ValueError, match="coverage probability"):
         coverage_interval(10.0, 2.0, 1.5)
 
