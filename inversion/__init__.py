@@ -15,8 +15,8 @@ from .errors import (
     ShapeMismatchError,
 )
 from .grid import Grid, GridMismatchError
-from .lowrank import CGPosterior
 from .lognormal import LognormalPosterior, LognormalProblem, solve_lognormal
+from .lowrank import CGPosterior
 from .posterior import Posterior
 from .problem import LinearProblem
 from .solve import DEFAULT_MEMORY_BUDGET, METHODS, solve
