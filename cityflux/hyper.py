@@ -563,7 +563,7 @@ def estimate(case: Case, cfg: CityfluxConfig, *, progress: Any = None) -> HyperR
         _warn(messages, text)
     t = time.perf_counter()
     prop = None
-    if hp.propagate:
+    if hp.propagate and cfg.inversion.positivity != "lognormal":  # Gaussian totals only
         step("propagating the hyperparameters' uncertainty to the totals")
         prop = propagate(lik, fit, setup.w_prior, setup.WX, hp.quadrature)
         plug = (prop.plugin_mean, prop.plugin_cov)

@@ -196,7 +196,8 @@ def run_osse(
     Raises
     ------
     ValueError
-        If ``cfg`` has no ``synthetic`` section or ``draws`` < 1.
+        If ``cfg`` has no ``synthetic`` section, ``draws`` < 1, or hyperparameters are
+        estimated with a log-normal posterior.
     """
     from cityflux import synthetic
 
@@ -204,6 +205,12 @@ def run_osse(
         raise ValueError("osse: the configuration has no 'synthetic' section; add one")
     if draws < 1:
         raise ValueError(f"osse: --draws must be >= 1, found {draws}")
+    if cfg.inversion.positivity == "lognormal" and cfg.inversion.hyperparameters.active:
+        raise ValueError(
+            "osse: inversion.hyperparameters.estimate with inversion.positivity=lognormal is not "
+            "supported: the draws of a log-normal posterior do not re-estimate the "
+            "hyperparameters; set one of them off (cityflux run supports both, plug-in)"
+        )
     timings = Timings()
     with timings.stage("setup"):
         case, world = prepare_case(cfg)

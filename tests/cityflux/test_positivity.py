@@ -176,3 +176,26 @@ def test_cli_osse_reaches_both_features_through_set(tmp_path, capsys):
     assert {"posterior_q025", "posterior_q975"} <= set(t.columns)
     assert (t["posterior_q025"] > 0).all()
     assert "lognormal-laplace" in capsys.readouterr().out
+
+
+def test_estimated_hyperparameters_feed_the_lognormal_solve(make_small_config, caplog):
+    """Hyperparameters are estimated on the linear model (the same estimates as a Gaussian run),
+    the log-normal posterior is solved with them, and the totals say they are plug-in."""
+    est = "inversion.hyperparameters.estimate=[prior_scale, mismatch]"
+    with caplog.at_level("WARNING", logger="cityflux.pipeline"):
+        both = run(make_small_config(LN, est, "inversion.lognormal.totals=laplace"))
+    assert "not applied to the log-normal totals" in caplog.text
+    gauss = run(make_small_config(est, "synthetic.truth.flux_distribution=lognormal"))  # same data
+    a, b = both.diagnostics["hyperparameters"], gauss.diagnostics["hyperparameters"]
+    assert [p["estimate"] for p in a["parameters"]] == pytest.approx(
+        [p["estimate"] for p in b["parameters"]], rel=1e-10
+    )
+    assert not any(p["propagated"] for p in a["parameters"]) and "propagation" not in a
+    assert "posterior_plugin" not in both.totals  # no mixture: the estimates are used as known
+    plain = run(make_small_config(LN, "inversion.lognormal.totals=laplace"))
+    row = headline_row(both.case.labels)
+    # B scaled by the estimated prior_scale: the log-normal posterior moves with it
+    assert both.totals["posterior_std"][row] != pytest.approx(plain.totals["posterior_std"][row])
+    assert set(both.diagnostics["positivity"]["negative_cells"].values()) == {0}
+    with pytest.raises(ValueError, match=r"inversion\.hyperparameters\.estimate"):
+        run_osse(make_small_config(LN, est), 2, seed=0)
