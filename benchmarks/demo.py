@@ -85,22 +85,26 @@ def main(argv: list[str] | None = None) -> None:
     def med(pairs: list[tuple[float, float]]) -> tuple[float, float]:
         return statistics.median(w for w, _ in pairs), statistics.median(c for _, c in pairs)
 
+    def add(what: str, wall: float, cpu: float, n: int | None = None, **extra) -> None:
+        shown = {"what": what, "wall [s]": f"{wall:.2f}", "CPU [s]": f"{cpu:.2f}",
+                 "median of": "" if n is None else n}  # fmt: skip
+        bench.add(what=what, wall_s=wall, cpu_s=cpu, repeats=n, display=shown, **extra)
+
     print(f"\n{'what':32s} {'wall [s]':>9s} {'CPU [s]':>9s}   (median of {args.repeat})")
     w, c = med(helps)
     print(f"{'cityflux --help':32s} {w:9.2f} {c:9.2f}   (median of {len(helps)})")
-    bench.add(what="cityflux --help", wall_s=w, cpu_s=c, repeats=len(helps))
+    add("cityflux --help", w, c, len(helps))
     w, c = med(demos)
     print(f"{'cityflux demo (fresh process)':32s} {w:9.2f} {c:9.2f}")
-    bench.add(what="cityflux demo (fresh process)", wall_s=w, cpu_s=c, repeats=len(demos),
-              runs_wall_s=[x for x, _ in demos])  # fmt: skip
+    add("cityflux demo (fresh process)", w, c, len(demos), runs_wall_s=[x for x, _ in demos])
     total_w = total_c = 0.0
     for name, pairs in stages.items():
         w, c = med(pairs)
         total_w, total_c = total_w + w, total_c + c
         print(f"  stage {name:26s} {w:9.2f} {c:9.2f}")
-        bench.add(what=f"stage {name}", wall_s=w, cpu_s=c, repeats=len(pairs))
+        add(f"stage {name} (in process)", w, c, len(pairs))
     print(f"  {'sum of stages (in process)':30s} {total_w:9.2f} {total_c:9.2f}")
-    bench.add(what="sum of stages (in process)", wall_s=total_w, cpu_s=total_c)
+    add("sum of stages (in process)", total_w, total_c)
     bench.finish()
 
 

@@ -65,9 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--method", default="auto", choices=["auto", "exact", "hybrid"])
     ap.add_argument("--probes", type=int, default=64)
     ap.add_argument("--reference", default="obs-space", choices=["obs-space", "cg", "none"])
-    o = ap.parse_args(argv)
+    from _machine import Run, add_json_argument, load_average
 
-    from _machine import describe_machine, load_average
+    add_json_argument(ap)
+    o = ap.parse_args(argv)
+    bench = Run("hyperparameters", list(sys.argv[1:] if argv is None else argv), o.json)
     from urban_scale import make_problem, weights
 
     from inversion.hyperparameters import (
@@ -81,7 +83,6 @@ def main(argv: list[str] | None = None) -> int:
         sparse_covariance,
     )
 
-    print(describe_machine(), flush=True)
     t0 = time.perf_counter()
     problem, dims, _ = make_problem(o.case, None)
     ny, nx, nt, ns = dims
@@ -149,8 +150,26 @@ def main(argv: list[str] | None = None) -> int:
     if t_solve is not None:
         print(f"estimation / solve = {t_est / t_solve:.2f}, with propagation "
               f"{(t_est + t_prop) / t_solve:.2f}")  # fmt: skip
-
-    print(f"load average at end: {load_average()}")
+    bench.add(
+        case=o.case, n_state=problem.n_state, n_obs=problem.n_obs, method=method,
+        reference=o.reference, solve_s=t_solve, blocks_s=sum(t_blocks), evaluation_s=t_eval,
+        fit_s=t_fit, evaluations=fit.n_evaluations, converged=bool(fit.converged),
+        propagation_s=t_prop, estimation_s=t_est,
+        estimates={n: float(np.exp(fit.phi[i])) for i, n in enumerate(names)},
+        truth=dict(zip(names, truth, strict=True)), city_total_z=float(z),
+        display={
+            "case": f"{o.case}: {problem.n_state:,} unknowns / {problem.n_obs:,} obs",
+            "one solve [s]": "—" if t_solve is None else f"{t_solve:.1f} ({o.reference})",
+            "blocks H B Hᵀ [s]": f"{sum(t_blocks):.1f}",
+            "fit [s] (evaluations)": f"{t_fit:.1f} ({fit.n_evaluations}, {method})",
+            "propagation [s]": f"{t_prop:.1f}",
+            "estimation / solve": "—" if t_solve is None else f"{t_est / t_solve:.2f}",
+            "estimates (truth)": ", ".join(
+                f"{n} {np.exp(fit.phi[i]):.3f} ({truth[i]})" for i, n in enumerate(names)
+            ),
+        },
+    )  # fmt: skip
+    bench.finish()
     return 0
 
 
