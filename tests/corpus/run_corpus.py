@@ -14,7 +14,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from corpus_cases import all_cases, classify, run_case
+from corpus_cases import all_cases
+from corpus_run import classify, run_case
 
 
 def main(argv: list[str]) -> int:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from corpus_cases import Case, all_cases, classify, run_case, warned
+from corpus_cases import Case, all_cases, warned
 from corpus_readers import BASES
+from corpus_run import classify, run_case
 
 CASES = all_cases()
 
