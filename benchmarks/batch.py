@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,32 +24,20 @@ from cityflux.batch import run_batch
 from cityflux.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import Run, add_json_argument  # noqa: E402
 
 
-def machine() -> str:
-    model = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{model}; {os.cpu_count()} logical CPUs, {cores} usable; Python {platform.python_version()}"
-
-
-def load() -> str:
-    return "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark and print (and optionally record) its figures."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--days", type=int, default=366, help="days (daily windows) from 2024-01-01")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--threads", action="store_true", help="threads instead of worker processes")
     ap.add_argument("--out", type=Path, default=None, help="batch folder (default: a temp dir)")
-    args = ap.parse_args()
+    add_json_argument(ap)
+    args = ap.parse_args(argv)
+    bench = Run("batch", list(sys.argv[1:] if argv is None else argv), args.json)
     end = pd.Timestamp("2024-01-01") + pd.Timedelta(days=args.days)
     cfg = load_config(
         ROOT / "examples" / "osse_small.yaml",
@@ -59,8 +47,6 @@ def main() -> None:
             f"batch.cluster.processes={'false' if args.threads else 'true'}",
         ],
     )  # fmt: skip
-    print(f"machine: {machine()}")
-    print(f"load average at start: {load()}")
     out = args.out or Path(tempfile.mkdtemp(prefix="cityflux-batch-bench-")) / "batch"
     t0 = time.perf_counter()
     res = run_batch(cfg, out)
@@ -82,8 +68,21 @@ def main() -> None:
     print(f"sum of the window pipelines: {total:.1f} s; / {args.workers} workers = {ideal:.1f} s")
     print(f"overhead: wall / (sum / workers) = {wall / ideal:.2f}")
     print(f"rerun with every window finished (verify + skip + stitch): {rerun:.1f} s")
-    print(f"load average at end: {load()}")
+    kind = "threads" if args.threads else "processes"
+    bench.add(
+        windows=len(table), workers=args.workers, kind=kind, wall_s=wall, sum_windows_s=total,
+        overhead=wall / ideal, rerun_s=rerun,
+        display={
+            "daily windows": f"{len(table)} ({int(table['n_state'].iloc[0])} unknowns, "
+                             f"~{table['n_obs'].mean():.0f} obs each)",
+            "workers": f"{args.workers} {kind}", "wall [s]": f"{wall:.1f}",
+            "sum of window pipelines [s]": f"{total:.1f}",
+            "overhead: wall / (sum / workers)": f"{wall / ideal:.2f}",
+            "rerun, all finished [s]": f"{rerun:.1f}",
+        },
+    )  # fmt: skip
     print(f"outputs: {out}")
+    bench.finish()
 
 
 if __name__ == "__main__":

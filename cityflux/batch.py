@@ -212,6 +212,9 @@ def run_window(
 ) -> dict[str, Any]:
     """Run one window with the one pipeline and write its run folder (the batch's task).
 
+    The folder has every output of a run but ``report.html`` (rendering its figures took most of
+    a small window's time); ``cityflux report FOLDER`` writes it when wanted.
+
     Parameters
     ----------
     cfg : CityfluxConfig
@@ -233,7 +236,7 @@ def run_window(
     cfg_w = window_config(cfg, window)
     result = run(cfg_w)
     write_outputs(
-        result, folder, config_text=config_text, figures=False,
+        result, folder, config_text=config_text, figures=False, report=False,
         extra_writers=[_core_totals_writer(window)], kind="window",
     )  # fmt: skip
     d = result.diagnostics

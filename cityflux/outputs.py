@@ -253,6 +253,8 @@ class WriteContext:
         Text of the configuration file as given.
     figures : bool
         Whether figures are wanted.
+    report : bool
+        Whether ``report.html`` is wanted.
     products : dict
         What one writer computed for the next (posterior dataset, observation table,
         budget, verification, diagnostics), so that nothing is computed twice.
@@ -261,6 +263,7 @@ class WriteContext:
     input_checksums: dict[str, str]
     config_text: str | None = None
     figures: bool = True
+    report: bool = True
     products: dict[str, Any] = field(default_factory=dict)
 
 
@@ -322,10 +325,12 @@ def _write_config(result: RunResult, folder: Path, ctx: WriteContext) -> None:
 
 
 def _write_figures_and_report(result: RunResult, folder: Path, ctx: WriteContext) -> None:
+    if not (ctx.figures or ctx.report):
+        return
     p = ctx.products
     metrology.write_figures_and_report(
         result, folder, p["dataset"], p["observations"], p["diagnostics"], p["budget"],
-        p["verification"], figures=ctx.figures,
+        p["verification"], figures=ctx.figures, report=ctx.report,
     )  # fmt: skip
 
 
@@ -364,6 +369,7 @@ def write_outputs(
     *,
     config_text: str | None = None,
     figures: bool = True,
+    report: bool = True,
     extra_writers: Sequence[Writer] = (),
     kind: str = "run",
 ) -> dict[str, Path]:
@@ -382,8 +388,10 @@ def write_outputs(
     config_text : str, optional
         Text of the configuration file as given (copied verbatim to ``config.yaml``).
     figures : bool
-        Also write the PNG figures (report.html, with its figures embedded, is always
-        written).
+        Also write the PNG figures.
+    report : bool
+        Write ``report.html`` (its figures embedded). Batch windows skip it (rendering is most
+        of a small window's writing time); ``cityflux report RUN_DIR`` makes it later.
     extra_writers : sequence of Writer
         More writers (e.g. a batch window's core totals).
     kind : str
@@ -401,7 +409,7 @@ def write_outputs(
     """
     out = Path(out_dir)
     check_out_dir(out, RUN_FILES)
-    ctx = WriteContext(run_checksums(result), config_text, figures)
+    ctx = WriteContext(run_checksums(result), config_text, figures, report)
     staging = new_staging(out)
     try:
         for writer in (*WRITERS, *extra_writers):

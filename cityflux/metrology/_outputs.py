@@ -150,9 +150,10 @@ def write_figures_and_report(
     verification: Verification | None,
     *,
     figures: bool,
+    report: bool = True,
 ) -> dict[str, Path]:
     """Render the figures once; write them as PNG files (``figures``) and embed them in
-    ``report.html`` (always)."""
+    ``report.html`` (``report``)."""
     from cityflux.figures import RunView, render_figures, write_figures
     from cityflux.metrology._report import write_report
 
@@ -163,5 +164,6 @@ def write_figures_and_report(
     )  # fmt: skip
     figs = render_figures(view)
     paths = write_figures(figs, out_dir) if figures else {}
-    paths["report.html"] = write_report(view, out_dir, figs)
+    if report:
+        paths["report.html"] = write_report(view, out_dir, figs)
     return paths

@@ -227,3 +227,16 @@ def test_existing_scheduler_address(make_small_config, client, tmp_path):
     res = run_batch(cfg, tmp_path / "b")  # opens its own client on the running scheduler
     assert [o.status for o in res.outcomes] == ["done", "done"]
     assert client.scheduler_info()["workers"], "the scheduler was closed with the batch client"
+
+
+def test_window_folders_skip_the_report_and_cityflux_report_writes_it(overlapped):
+    """Rendering the report's figures was most of a small window's time: windows have every
+    output but report.html, and `cityflux report` makes it on demand."""
+    _, out = overlapped
+    w = sorted((out / "windows").iterdir())[0]
+    assert (w / "posterior.nc").is_file() and not (w / "report.html").exists()
+    assert "report.html" not in read_manifest(w)["outputs"]
+    assert main(["report", str(w)]) == 0
+    html = (w / "report.html").read_text(encoding="utf-8")
+    assert "<img" in html and "data:image/png;base64," in html
+    assert verify(w) is not None  # the added report does not invalidate the sealed window
