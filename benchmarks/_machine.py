@@ -107,14 +107,15 @@ class Run:
     ----------
     name : str
         Benchmark name (the script).
-    argv : list of str
+    argv : list of str or None
         Its command-line arguments (recorded with the results, so each figure has its
-        command).
+        command); None: this process's (``sys.argv[1:]``).
     json_path : str, optional
         Where to write the JSON record at :meth:`finish`.
     """
 
-    def __init__(self, name: str, argv: list[str], json_path: str | None) -> None:
+    def __init__(self, name: str, argv: list[str] | None, json_path: str | None) -> None:
+        argv = sys.argv[1:] if argv is None else list(argv)
         self.record: dict[str, Any] = {
             "benchmark": name,
             "command": " ".join(["python", f"benchmarks/{name}.py", *argv]),

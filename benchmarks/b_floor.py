@@ -27,7 +27,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import sys
 
 import numpy as np
 from _machine import Run, add_json_argument, timed
@@ -68,7 +67,7 @@ def main(argv=None) -> None:
     ap.add_argument("--repeat", type=int, default=7, help="runs per figure (median reported)")
     add_json_argument(ap)
     args = ap.parse_args(argv)
-    run = Run("b_floor", sys.argv[1:] if argv is None else list(argv), args.json)
+    run = Run("b_floor", argv, args.json)
 
     B = make_b()
     n = B.shape[0]

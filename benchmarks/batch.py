@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=None, help="batch folder (default: a temp dir)")
     add_json_argument(ap)
     args = ap.parse_args(argv)
-    bench = Run("batch", list(sys.argv[1:] if argv is None else argv), args.json)
+    bench = Run("batch", argv, args.json)
     end = pd.Timestamp("2024-01-01") + pd.Timedelta(days=args.days)
     cfg = load_config(
         ROOT / "examples" / "osse_small.yaml",

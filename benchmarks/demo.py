@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeat", type=int, default=3, help="repetitions (median reported)")
     add_json_argument(p)
     args = p.parse_args(argv)
-    bench = Run("demo", list(sys.argv[1:] if argv is None else argv), args.json)
+    bench = Run("demo", argv, args.json)
     cli = _cityflux()
     tmp = Path(tempfile.mkdtemp(prefix="cityflux-demo-bench-"))
     try:

@@ -76,7 +76,7 @@ def main(argv=None) -> None:
     ap.add_argument("--repeat", type=int, default=3, help="timed runs of each (median)")
     add_json_argument(ap)
     args = ap.parse_args(argv)
-    run = Run("footprints", sys.argv[1:] if argv is None else list(argv), args.json)
+    run = Run("footprints", argv, args.json)
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         paths = write_files(Path(tmp), args.n)

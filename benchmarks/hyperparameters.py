@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
     add_json_argument(ap)
     o = ap.parse_args(argv)
-    bench = Run("hyperparameters", list(sys.argv[1:] if argv is None else argv), o.json)
+    bench = Run("hyperparameters", argv, o.json)
     from urban_scale import make_problem, weights
 
     from inversion.hyperparameters import (

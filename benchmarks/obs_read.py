@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -58,7 +57,7 @@ def main(argv=None) -> None:
     parser.add_argument("--repeat", type=int, default=5, help="runs of each (median reported)")
     add_json_argument(parser)
     args = parser.parse_args(argv)
-    run = Run("obs_read", sys.argv[1:] if argv is None else list(argv), args.json)
+    run = Run("obs_read", argv, args.json)
     t_xr, t_obs = [], []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "co2_syn_tower-insitu_1_all.nc"

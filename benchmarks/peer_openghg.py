@@ -244,7 +244,7 @@ def main(argv=None) -> int:
     ap.add_argument("--keep-work", action="store_true", help="keep the peer's scratch stores")
     add_json_argument(ap)
     args = ap.parse_args(argv)
-    bench = Run("peer_openghg", sys.argv[1:] if argv is None else list(argv), args.json)
+    bench = Run("peer_openghg", argv, args.json)
     g = make_geometry(args)
     w = city_weights(g)
     have_peer = Path(args.peer_python).exists()

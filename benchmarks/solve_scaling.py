@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> None:
         profile_case(Case.parse(args.profile))
         return
     budget = args.memory_budget_gib * 2**30
-    run = Run("solve_scaling", sys.argv[1:] if argv is None else list(argv), args.json)
+    run = Run("solve_scaling", argv, args.json)
     header = (
         f"{'case':>17} {'n_state':>9} {'n_obs':>6} {'nnz/row':>8} {'method':>10} "
         f"{'solve s':>9} {'agg s':>7} {'peak MB':>9} {'+MB':>8} {'dense/obs':>10} "

@@ -282,7 +282,7 @@ def main(argv=None) -> None:
     )  # fmt: skip
     add_json_argument(ap)
     args = ap.parse_args(argv)
-    bench = Run("urban_scale", sys.argv[1:] if argv is None else list(argv), args.json)
+    bench = Run("urban_scale", argv, args.json)
     print(f"CGOptions.tol={args.tol:g}, aggregate_tol={args.aggregate_tol}, rank={args.rank}, "
           f"std_pairs={args.std_pairs}")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:

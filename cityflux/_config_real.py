@@ -10,10 +10,9 @@ import itertools
 from pathlib import Path
 from typing import Any, Literal
 
-import pandas as pd
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from cityflux._config_base import Section, resolve_path
+from cityflux._config_base import Section, duration, resolve_path
 from cityflux._config_hyper import SiteBiasConfig
 
 __all__ = [
@@ -107,13 +106,7 @@ class BackgroundConfig(Section):
     @field_validator("window")
     @classmethod
     def _window(cls, value: str) -> str:
-        try:
-            pd.Timedelta(value)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"could not parse {value!r} as a window; use e.g. '1D' or '6h'"
-            ) from None
-        return value
+        return duration(value, "a window", example="'1D' or '6h'")
 
     @model_validator(mode="after")
     def _needs(self) -> BackgroundConfig:
@@ -289,8 +282,4 @@ class BoundaryConfig(Section):
     @field_validator("window")
     @classmethod
     def _window(cls, value: str) -> str:
-        try:
-            pd.Timedelta(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"could not parse {value!r} as a window; use e.g. '1D'") from None
-        return value
+        return duration(value, "a window", example="'1D'")

@@ -145,6 +145,8 @@ def test_set_overrides_any_dotted_key_and_validates_like_the_file(tmp_path):
         ("inversion.method.kind=cg", "inversion.method.kind", "not a section"),
         ("synthetic.seed=[1", "synthetic.seed", "not valid YAML"),
         ("domain..nx=3", "domain..nx", "not a key"),
+        ("background.window=0h", "background.window", "a window must be > 0"),
+        ("background.window=soon", "background.window", "could not parse 'soon' as a window"),
     ],
 )
 def test_bad_set_names_the_key(tmp_path, capsys, override, key, fragment):
