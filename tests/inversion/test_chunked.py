@@ -57,6 +57,25 @@ def test_zarr_store_errors(tmp_path):
         write_chunked_h(H, tmp_path / "x.zarr", chunk_rows=0)
 
 
+def test_store_layout_and_earlier_stores_still_read(tmp_path):
+    # new stores: int32 indices (n_state fits) and Blosc LZ4; stores written before that
+    # change (zarr's default zstd, int64 indices) still open and give the same products
+    import zarr
+
+    H = _H()
+    H.sort_indices()
+    g = zarr.open_group(str(write_chunked_h(H, tmp_path / "new.zarr", chunk_rows=10)), mode="r")
+    assert g["indices"].dtype == np.int32 and g["data"].dtype == np.float64
+    assert "Blosc" in type(g["data"].compressors[0]).__name__
+    old = zarr.open_group(str(tmp_path / "old.zarr"), mode="w")
+    old.attrs.update({**dict(g.attrs)})
+    for name, arr in (("indptr", H.indptr), ("data", H.data), ("indices", H.indices)):
+        old.create_array(name, data=np.asarray(arr, dtype="f8" if name == "data" else "i8"))
+    x = np.random.default_rng(3).standard_normal(H.shape[1])
+    for path in (tmp_path / "new.zarr", tmp_path / "old.zarr"):
+        assert_allclose(ChunkedOperator.open(path) @ x, H @ x, rtol=1e-14, atol=1e-14)
+
+
 def _problem(H, seed=0):
     rng = np.random.default_rng(seed)
     B = kronecker_prior(0.5, (5, 5), 1.0, "exponential", 2.0, nt=2, step_hours=24.0,
