@@ -242,9 +242,12 @@ def site_and_kind_diagnostics(case: Any, post: Any, level: float = DEFAULT_LEVEL
                 logger.warning(
                     "%s %r: its observations disagree with what the others predict given B and "
                     "R: leave-one-out chi2/n = %.2f (expected 1 ± %.2f, p = %.2g), offset "
-                    "%.2f ± %.2f ppm (p = %.2g); check it for a bias or a wrong error",
+                    "%.2f ± %.2f ppm (p = %.2g); check it for a bias or a wrong error. A "
+                    "consistent network raises a flag for one of its %d %s in %.0f %% of runs "
+                    "(family-wise level)",
                     name[:-1], r["group"], r["chi2_per_n"], r["expected_sd"], r["p_value"],
                     r["offset_ppm"], r["offset_sd_ppm"], r["offset_p_value"],
+                    len(rows), name, 100 * level,
                 )  # fmt: skip
     out["desroziers"] = desroziers(post, case.R, kinds).to_dict(orient="records")
     return out

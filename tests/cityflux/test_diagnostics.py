@@ -4,6 +4,8 @@ biased site."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -108,6 +110,22 @@ def test_run_diagnostics_have_sites_and_kinds(small_case):
         assert r["expected_sd"] == pytest.approx(np.sqrt(2 / r["n"]))
         assert 0 <= r["p_value"] <= 1 and 0 <= r["loo_coverage_95"] <= 1
     assert {r["kind"] for r in d["desroziers"]} == set(small_case.kinds)
+
+
+def test_a_flag_is_logged_with_its_site_and_the_false_alarm_rate(small_case, caplog):
+    # +10 ppm at T01: the warning names the site and says how often a consistent network
+    # raises such a flag, so a chance flag on a first run is not taken for a bug
+    problem = small_case.problem()
+    sites = small_case.obs["site"].values.astype(str)
+    y = problem.y + 10.0 * (sites == "T01")
+    post = solve(dataclasses.replace(problem, y=y), method="obs-space")
+    with caplog.at_level("WARNING", logger="cityflux.diagnostics"):
+        d = site_and_kind_diagnostics(small_case, post)
+    flagged = [r["group"] for r in d["sites"] if r["flagged"]]
+    assert "T01" in flagged
+    msg = next(m for m in caplog.messages if "'T01'" in m)
+    n_sites = len(d["sites"])
+    assert f"one of its {n_sites} sites in 5 % of runs" in msg, msg
 
 
 def test_statistics_from_the_dense_inverse_equal_those_from_solves(small_case):
