@@ -32,6 +32,7 @@ Other right-hand sides (aggregates, randomize-then-optimize samples)
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,29 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Seconds between progress lines of a running solve (INFO; ``cityflux -v`` shows them).
+PROGRESS_SECONDS = 10.0
+
+
+class _Progress:
+    """Logs a running solve's state at INFO at most every :data:`PROGRESS_SECONDS`, so a
+    long solve (minutes at the regional size) shows that it advances and how fast."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.t0 = self.last = time.perf_counter()
+
+    def tick(self, it: int, error: float, tol: float, extra: str = "") -> None:
+        now = time.perf_counter()
+        if now - self.last < PROGRESS_SECONDS:
+            return
+        self.last = now
+        logger.info(
+            "%s: iteration %d, error %.2e (target %.1e)%s, %.0f s",
+            self.what, it, error, tol, extra, now - self.t0,
+        )  # fmt: skip
+
 
 STD_MODES = ("low-rank", "low-rank+sampled", "sampled")
 # Lanczos stops when β_j ≤ this × (|α_j| + β_{j−1}): the Krylov space is invariant.
@@ -348,6 +372,7 @@ def lanczos_cg(
     alphas: list[float] = []
     betas: list[float] = []
     residuals = [1.0]
+    progress = _Progress("posterior mean (Lanczos-CG)")
     s = np.zeros(0)
     j = 0
     exhausted = False
@@ -384,6 +409,7 @@ def lanczos_cg(
         s = s_new
         res = beta * abs(s[-1]) / beta0
         residuals.append(res)
+        progress.tick(j, res, tol)
         if exhausted or (res <= tol and j >= rank) or j == maxiter:
             break
         betas.append(beta)
@@ -477,6 +503,7 @@ def batched_pcg(
     P = Zm.copy()
     rz = np.einsum("ij,ij->j", Rm, Zm)
     safe = np.where(active, bnorm, 1.0)
+    progress = _Progress(what)
     history = [float(np.max(np.where(active, 1.0, 0.0))) if m else 0.0]
     it = 0
     for it in range(1, maxiter + 1):
@@ -495,6 +522,7 @@ def batched_pcg(
             rel[idx] = measure(X[:, idx], Rm[:, idx], idx)
         history.append(float(np.max(rel[idx])))
         active = active & (rel > tol)
+        progress.tick(it, history[-1], tol, f", {int(active.sum())}/{m} columns left")
         if not active.any():
             break
         idx = np.flatnonzero(active)

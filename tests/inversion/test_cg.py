@@ -541,3 +541,21 @@ def test_mixed_precision_totals_keep_their_certificate(agg_tol):
         assert np.all(rel >= -1e-11) and np.all(rel <= log["final"] + 1e-11), (precision, rel)
         fast = post._solver.fast
         assert (fast is not None and fast.n_matvec > 0) == (precision == "auto")
+
+
+def test_long_solves_report_progress(monkeypatch, caplog):
+    # every solve logs its iteration, error and target at INFO (throttled to one line per
+    # PROGRESS_SECONDS; 0 here): the mean's Lanczos-CG and the batched aggregate solves
+    import inversion.cg as cg_mod
+
+    monkeypatch.setattr(cg_mod, "PROGRESS_SECONDS", 0.0)
+    problem = _fft_problem(seed=4, n_obs=60, ny=8, nx=9, nt=3)
+    with caplog.at_level("INFO", logger="inversion.cg"):
+        post = solve(problem, "cg", cg=CGOptions(rank=0))
+        post.aggregate(np.ones((2, problem.n_state)))
+    lines = [m for m in caplog.messages if ": iteration " in m]
+    mean = [m for m in lines if m.startswith("posterior mean (Lanczos-CG): iteration")]
+    assert len(mean) == post.info["iterations"]
+    assert "iteration 1, error" in mean[0] and "(target 1.0e-08)" in mean[0]
+    agg = [m for m in lines if "columns left" in m]
+    assert agg and "/1 columns left" in agg[0]  # the two equal rows are solved once

@@ -87,6 +87,21 @@ def test_dask_schedulers_and_engines_agree(tmp_path, fp):
     np.testing.assert_allclose(a.receptors["total"], b.receptors["total"], rtol=1e-12)
 
 
+def test_assembly_reports_progress_per_chunk(tmp_path, fp, monkeypatch, caplog):
+    # INFO lines "k/N chunks of F files done", throttled (0 s here: one per chunk)
+    import transport_models.operator._assemble as asm
+
+    monkeypatch.setattr(asm, "PROGRESS_SECONDS", 0.0)
+    files = _many(tmp_path, fp, 5)
+    grid = Grid.from_bounds("EPSG:4326", (-112.4, 40.0, -112.0, 40.4), 0.02)
+    state = StateVector(grid, TimeAxis.regular("2015-12-09T12", "2015-12-10", "3h"))
+    with caplog.at_level("INFO", logger=asm.__name__):
+        assemble_receptors(files, state, chunk_files=2, scheduler="threads")
+    lines = [m for m in caplog.messages if m.startswith("footprints: ")]
+    assert [m.split(" chunks")[0] for m in lines] == [f"footprints: {k}/3" for k in (1, 2, 3)]
+    assert "of 5 files done" in lines[-1]
+
+
 def test_cache_reused_and_invalidated(tmp_path, fp, monkeypatch):
     files = _many(tmp_path, fp, 3)
     state = StateVector(

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import xarray as xr
+from dask.callbacks import Callback
 
 from inversion.grid import Grid
 from inversion.state import StateVector
@@ -52,6 +53,35 @@ log = logging.getLogger(__name__)
 DEFAULT_THRESHOLD = 1e-7
 
 _COLS = ("time", "lat", "lon", "height", "kind", "id")
+
+
+#: Seconds between progress lines of a running assembly (INFO; ``cityflux -v`` shows them).
+PROGRESS_SECONDS = 10.0
+
+
+class _LogProgress(Callback):
+    """Logs how many footprint chunks are done, at most every :data:`PROGRESS_SECONDS`."""
+
+    def __init__(self, n_files: int, n_chunks: int) -> None:
+        super().__init__()
+        self.n_files, self.n_chunks, self.done = n_files, n_chunks, 0
+        self.t0 = self.last = _time.perf_counter()
+        self.lock = threading.Lock()
+
+    def _posttask(self, key, result, dsk, state, worker_id) -> None:
+        name = key[0] if isinstance(key, tuple) else key
+        if not str(name).startswith("_process_chunk"):
+            return
+        with self.lock:
+            self.done += 1
+            now = _time.perf_counter()
+            if now - self.last < PROGRESS_SECONDS and self.done < self.n_chunks:
+                return
+            self.last = now
+        log.info(
+            "footprints: %d/%d chunks of %d files done (%.0f s)",
+            self.done, self.n_chunks, self.n_files, now - self.t0,
+        )  # fmt: skip
 
 
 @dataclass
@@ -290,10 +320,11 @@ def assemble_receptors(
     tasks = [
         dask.delayed(_process_chunk)(g, state, format, kwargs, threshold, engine) for g in groups
     ]
-    if hasattr(scheduler, "compute"):  # a dask.distributed Client
+    if hasattr(scheduler, "compute"):  # a dask.distributed Client (its dashboard shows progress)
         results = scheduler.gather(scheduler.compute(tasks))
     else:
-        results = dask.compute(*tasks, scheduler=scheduler)
+        with _LogProgress(len(items), len(groups)):
+            results = dask.compute(*tasks, scheduler=scheduler)
     unc, worst = max((r[2] for r in results), key=lambda u: u[0])
     chunks = [(r[0], r[1]) for r in results]
     report = _report(chunks, len(items), threshold, unc)
