@@ -285,9 +285,10 @@ class LanczosResult:
     complete: bool = False  # the Ritz pairs are the complete spectrum of K (exact)
 
     def L_of(self, system: WhitenedSystem, C: np.ndarray) -> np.ndarray:
-        """``L v`` for vectors given by coordinates C (dim, m): ``B Hᵀ C`` or ``L C``."""
+        """``L v`` for vectors given by coordinates C (dim, m): ``B Hᵀ C`` or ``L C``, with
+        the products of ``system`` (its B may be the single-precision twin)."""
         if self.space == "obs":
-            return system.problem.B_matmat(system.Ht(C))
+            return np.asarray(system.B.matmat(system.Ht(C)), dtype=np.float64)
         return system.L(C)
 
     def chi_of(self, system: WhitenedSystem, C: np.ndarray) -> np.ndarray:

@@ -170,9 +170,12 @@ class CGSolver:
         """``{k: Σ_{i<k} θ_i/(1+θ_i) (L v_i)²}`` (n_state,) [state unit²] for sorted ``ks``.
 
         One pass over the leading ``max(ks)`` pairs, one ``L`` product per pair in blocks of
-        ``_STD_BLOCK`` that end on every k; progress is logged every tenth of the pairs.
+        ``_STD_BLOCK`` that end on every k; progress is logged every tenth of the pairs. With
+        the complete spectrum (the exact map) the products are in double precision; with a
+        partial one (an approximate map) they use :attr:`fast` where available.
         """
         lz = self.lanczos
+        system = self.system if lz.complete else (self.fast or self.system)
         n = ks[-1] if ks else 0
         th = lz.ritz_values[:n]
         w = th / (1.0 + th)
@@ -183,7 +186,7 @@ class CGSolver:
         a = 0
         while a < n:
             stop = min([a + _STD_BLOCK] + [k for k in ks if k > a])  # blocks end on every k
-            U = lz.L_of(self.system, np.ascontiguousarray(lz.ritz_z[:, a:stop]))
+            U = lz.L_of(system, np.ascontiguousarray(lz.ritz_z[:, a:stop]))
             reduction += (U * U) @ w[a:stop]
             if stop in ks:
                 out[stop] = reduction if stop == n else reduction.copy()
