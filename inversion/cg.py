@@ -142,7 +142,8 @@ class CGOptions:
         ``"auto"``: products that feed an approximate result whose tolerance is far above
         the single-precision error (relative ~1e-7) use single-precision FFTs
         (:meth:`CovarianceOperator.with_precision`, about twice as fast): the block Lanczos
-        pairs of ``std_pairs``, the Monte-Carlo terms of ``std="low-rank+sampled"``, and
+        pairs of ``std_pairs``, the low-rank map from pairs other than the complete
+        spectrum, the Monte-Carlo terms of ``std="low-rank+sampled"``, and
         the first pass of the aggregate solves, whose certificate is then recomputed and
         reached in double precision. The mean, the complete spectrum and the RTO samples
         use double. ``"double"``: every product in double precision.
