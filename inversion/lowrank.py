@@ -185,7 +185,8 @@ class CGPosterior(Posterior):
                 "(DOFS %.1f captured): an upper bound of the exact std, far above it where the "
                 "spectrum decays slowly; the complete spectrum was not computed: %s. Set "
                 "CGOptions.std_pairs (block Lanczos pairs) and std='low-rank+sampled' for an "
-                "unbiased map", lz.ritz_values.size, self.dofs, why,
+                "unbiased map (in a cityflux config: inversion.cg.std_pairs and "
+                "inversion.cg.std)", lz.ritz_values.size, self.dofs, why,
             )  # fmt: skip
 
     def _lowrank_name(self, k: int | None = None) -> str:
