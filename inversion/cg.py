@@ -66,14 +66,17 @@ class _Progress:
         self.what = what
         self.t0 = self.last = time.perf_counter()
 
-    def tick(self, it: int, error: float, tol: float, extra: str = "") -> None:
+    def tick(self, it: int, error: float, tol: float, left: int = -1, total: int = 0) -> None:
+        """One line if due: iteration, error against ``tol``, and ``left`` of ``total``
+        columns still running (batched solves; ``left < 0``: not shown)."""
         now = time.perf_counter()
         if now - self.last < PROGRESS_SECONDS:
             return
         self.last = now
+        cols = f", {left}/{total} columns left" if left >= 0 else ""
         logger.info(
             "%s: iteration %d, error %.2e (target %.1e)%s, %.0f s",
-            self.what, it, error, tol, extra, now - self.t0,
+            self.what, it, error, tol, cols, now - self.t0,
         )  # fmt: skip
 
 
@@ -255,11 +258,14 @@ class WhitenedSystem:
     def Rinv(self, V: np.ndarray) -> np.ndarray:
         return np.asarray(self.problem.R.inv_matvec(V), dtype=np.float64)
 
+    def BX(self, X: np.ndarray) -> np.ndarray:
+        """``B X`` (n_state,) or (n_state, k) with this system's B (perhaps single-precision)."""
+        return np.asarray(self.B.matmat(X) if X.ndim == 2 else self.B.matvec(X), np.float64)
+
     def M(self, Z: np.ndarray) -> np.ndarray:
         """``H B Hᵀ Z`` (n_obs,) or (n_obs, k)."""
         self.n_matvec += 1 if Z.ndim == 1 else Z.shape[1]
-        Y = self.Ht(Z)
-        return self.H(np.asarray(self.B.matmat(Y) if Y.ndim == 2 else self.B.matvec(Y), float))
+        return self.H(self.BX(self.Ht(Z)))
 
     def hessian(self, X: np.ndarray) -> np.ndarray:
         """``(I + K) X`` for X (q, m)."""
@@ -289,7 +295,7 @@ class LanczosResult:
         """``L v`` for vectors given by coordinates C (dim, m): ``B Hᵀ C`` or ``L C``, with
         the products of ``system`` (its B may be the single-precision twin)."""
         if self.space == "obs":
-            return np.asarray(system.B.matmat(system.Ht(C)), dtype=np.float64)
+            return system.BX(system.Ht(C))
         return system.L(C)
 
     def chi_of(self, system: WhitenedSystem, C: np.ndarray) -> np.ndarray:
@@ -524,7 +530,7 @@ def batched_pcg(
             rel[idx] = measure(X[:, idx], Rm[:, idx], idx)
         history.append(float(np.max(rel[idx])))
         active = active & (rel > tol)
-        progress.tick(it, history[-1], tol, f", {int(active.sum())}/{m} columns left")
+        progress.tick(it, history[-1], tol, int(np.count_nonzero(active)), m)
         if not active.any():
             break
         idx = np.flatnonzero(active)

@@ -470,7 +470,7 @@ class CGSolver:
                 system=f,
             )  # fmt: skip
             c = ((MZ.T @ s.Rinv(eps)) - th[:, None] * (Zr.T @ HLxi)) / (1.0 + th)[:, None]
-            G = np.asarray(f.B.matmat(s.Ht(np.hstack([w - Zr @ c, w + Zr @ c]))), np.float64)
+            G = f.BX(s.Ht(np.hstack([w - Zr @ c, w + Zr @ c])))
             diff = -G[:, :m] * (2.0 * Lxi + G[:, m:])  # (L δ̃)² − (L δ)²
             acc += diff.sum(axis=1)
             acc2 += (diff * diff).sum(axis=1)
