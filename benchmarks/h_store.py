@@ -1,0 +1,81 @@
+"""Reading a chunked H store (zarr) once, as every out-of-core product does, by codec.
+
+H is footprint-like (``solve_scaling.make_h``, the regional grid of ``urban_scale.py`` with
+``--n-obs`` observations). The store ``write_chunked_h`` writes (Blosc LZ4 with byte shuffle,
+int32 indices) is compared with the reference: the same arrays with zarr's default codec
+(zstd) and int64 indices, as the store was written before. Reported: size on disk, median time
+of one full pass reading every block (``--repeat``), and the ratio, measured in this run.
+
+Usage::
+
+    python benchmarks/h_store.py --json benchmarks/results/h_store.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+for p in (str(ROOT), str(ROOT / "benchmarks")):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+from _machine import Run, add_json_argument, timed  # noqa: E402
+
+
+def _size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n-obs", type=int, default=10_000)
+    ap.add_argument("--repeat", type=int, default=5)
+    add_json_argument(ap)
+    args = ap.parse_args(argv)
+    bench = Run("h_store", argv, args.json)
+    import zarr
+    from solve_scaling import Case, make_h
+
+    from inversion.chunked import ChunkedOperator, write_chunked_h
+
+    H = make_h(Case(250, 400, 100, args.n_obs))
+    H.sort_indices()
+    print(f"H: {H.shape[0]:,} x {H.shape[1]:,}, {H.nnz:,} non-zeros", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        new = write_chunked_h(H, Path(tmp) / "new.zarr", 2000)
+        old = Path(tmp) / "reference.zarr"
+        g_new = zarr.open_group(str(new), mode="r")
+        g = zarr.open_group(str(old), mode="w")
+        g.attrs.update(dict(g_new.attrs))
+        chunk = g_new["data"].chunks
+        g.create_array("indptr", data=np.asarray(H.indptr, dtype="i8"))
+        for name, arr, dt in (("data", H.data, "f8"), ("indices", H.indices, "i8")):
+            g.create_array(name, shape=arr.shape, chunks=chunk, dtype=dt)[:] = arr
+        x = np.ones(H.shape[1])
+        rows = []
+        for label, path in (("zstd (zarr default), int64 indices; reference", old),
+                            ("Blosc LZ4 + shuffle, int32 indices (write_chunked_h)", new)):  # fmt: skip
+            op = ChunkedOperator.open(path)
+            assert np.allclose(op @ x, H @ x)
+            t, runs = timed(lambda op=op: [op.block(k) for k in range(op.n_blocks)], args.repeat)
+            rows.append((label, _size(path), t, runs))
+    t_ref = rows[0][2]
+    for label, size, t, runs in rows:
+        print(f"{label}: {size / 2**20:.0f} MiB, {size / H.nnz:.1f} B per non-zero, one pass "
+              f"{t:.3f} s ({t_ref / t:.2f}x the reference)")  # fmt: skip
+        bench.add(label=label, bytes=size, seconds=t, runs=runs, nnz=int(H.nnz), display={
+            "store": label, "size [MiB]": f"{size / 2**20:.0f}",
+            "bytes per non-zero": f"{size / H.nnz:.1f}", "one read pass [s]": f"{t:.3f}",
+            "speed-up vs reference": f"{t_ref / t:.2f}x",
+        })  # fmt: skip
+    bench.finish()
+
+
+if __name__ == "__main__":
+    main()
