@@ -1,7 +1,8 @@
-"""The prior covariance product B·x against its memory-bandwidth floor, at the Bay Area size.
+"""The prior covariance product B·x against its memory-bandwidth floor.
 
-B = D (C_t ⊗ C_s) D of ``benchmarks/urban_scale.py`` (case ``bay``: 105 x 130 cells of 1 km,
-96 hourly steps, exponential C_s with L = 5 km by FFT, exponential C_t with τ = 6 h: Markov).
+B = D (C_t ⊗ C_s) D of ``benchmarks/urban_scale.py``: case ``bay`` (default; 105 x 130 cells
+of 1 km, 96 hourly steps) or ``regional`` (250 x 400 cells, 100 steps), exponential C_s with
+L = 5 km by FFT, exponential C_t with τ = 6 h: Markov.
 
 Floor: a product must at least read x and D and write B·x, 3 x 8 bytes per unknown; at the
 memory bandwidth measured here (STREAM-like copy of a 512 MB array, read + write) that takes
@@ -17,11 +18,17 @@ Rows (median of ``--repeat`` runs each, all in this process; ratios from this on
 - FFT threads: the default choice against one thread;
 - single-precision spectra (``with_precision("single")``): time and measured relative error
   (2-norm and max over the columns), which :data:`inversion.covariance._grid.
-  SINGLE_PRECISION_RTOL` must bound.
+  SINGLE_PRECISION_RTOL` must bound;
+- a 320 MB array allocated afresh a few seconds after the last was freed, with glibc's
+  default settings and with :func:`inversion.retain_freed_memory` (on for every other row);
+- single precision on 4 columns (the batched solves of the totals) against the same
+  convolution with its FFTs along the strided axes of the (time, space, column) layout (the
+  layout used before; reference), and the two results compared.
 
 Usage::
 
     python benchmarks/b_floor.py --repeat 7 --json results/b_floor.json
+    python benchmarks/b_floor.py --case regional --repeat 5 --json results/b_floor_regional.json
 """
 
 from __future__ import annotations
@@ -31,7 +38,37 @@ import argparse
 import numpy as np
 from _machine import Run, add_json_argument, timed
 
-CASE = {"ny": 105, "nx": 130, "nt": 96, "length_km": 5.0, "step_hours": 1.0, "tau_hours": 6.0}
+CASES = {
+    "bay": {"ny": 105, "nx": 130, "nt": 96, "length_km": 5.0, "step_hours": 1.0, "tau_hours": 6.0},
+    "regional": {"ny": 250, "nx": 400, "nt": 100, "length_km": 5.0, "step_hours": 1.0,
+                 "tau_hours": 6.0},
+}  # fmt: skip
+CASE = CASES["bay"]
+
+
+def strided_fields(spatial, F: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Reference: C_s on fields F (m, ny, nx, k) with the FFTs along the strided axes of the
+    (time, space, column) layout, as ``RegularGridCorrelation._apply_fields`` did before."""
+    import scipy.fft
+
+    from inversion.covariance._grid import _FFT_BATCH_CELLS, fft_workers
+
+    m, ny, nx, k = F.shape
+    My, Mx = spatial.embedding_shape
+    spec = spatial._spec(spatial._mv_spec)[:, :, None]
+    out = np.empty(F.shape)
+    batch = max(1, _FFT_BATCH_CELLS // (My * Mx * k))
+    w = spatial.fft_workers or fft_workers(min(batch, m) * k)
+    for start in range(0, m, batch):
+        stop = min(start + batch, m)
+        f = F[start:stop].astype(spec.real.dtype)
+        f = scipy.fft.rfft(f, n=Mx, axis=2, workers=w)
+        f = scipy.fft.fft(f, n=My, axis=1, workers=w, overwrite_x=True)
+        f *= spec
+        f = scipy.fft.ifft(f, axis=1, workers=w, overwrite_x=True)[:, :ny]
+        f = scipy.fft.irfft(f, n=Mx, axis=2, workers=w)[:, :, :nx]
+        np.multiply(f, scale[start:stop, :, :, None], out=out[start:stop])
+    return out
 
 
 def bandwidth(repeat: int) -> float:
@@ -62,13 +99,45 @@ def make_b(temporal_dense: bool = False, fft_workers: int | None = None):
     return KroneckerCovariance(std, spatial, temporal)
 
 
+def fresh_array_cost(repeat: int, idle: float = 3.0) -> tuple[float, float]:
+    """Seconds to fill a 320 MB array allocated afresh ``idle`` s after the last one was
+    freed: with glibc's default settings, then after :func:`inversion.retain_freed_memory`
+    (call first in a process: the setting cannot be undone)."""
+    import time
+
+    from inversion import retain_freed_memory
+
+    src = np.ones(40_000_000)
+
+    def one() -> float:
+        time.sleep(idle)  # freed pages may be handed back to the host meanwhile
+        t0 = time.perf_counter()
+        a = np.empty_like(src)
+        np.copyto(a, src)
+        t = time.perf_counter() - t0
+        del a
+        return t
+
+    default = float(np.median([one() for _ in range(repeat)]))
+    retain_freed_memory()
+    one()  # the first allocation grows the heap
+    retained = float(np.median([one() for _ in range(repeat)]))
+    return default, retained
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=7, help="runs per figure (median reported)")
+    ap.add_argument("--case", choices=sorted(CASES), default="bay", help="grid of B")
     add_json_argument(ap)
     args = ap.parse_args(argv)
     run = Run("b_floor", argv, args.json)
+    global CASE
+    CASE = CASES[args.case]
 
+    t_fresh, t_kept = fresh_array_cost(min(args.repeat, 3))
+    print(f"320 MB array filled 3 s after the last was freed: {t_fresh * 1e3:.0f} ms (glibc "
+          f"default), {t_kept * 1e3:.0f} ms (retain_freed_memory, on from here)")  # fmt: skip
     B = make_b()
     n = B.shape[0]
     rng = np.random.default_rng(0)
@@ -115,6 +184,21 @@ def main(argv=None) -> None:
     errmax = np.max(np.abs(approx - exact), axis=0) / np.max(np.abs(exact), axis=0)
     from inversion.covariance._grid import SINGLE_PRECISION_RTOL
 
+    # 4 columns in single precision: contiguous FFT lines against the strided layout
+    X4 = np.ascontiguousarray(X5[:, :4])
+    S32 = B32.spatial
+    F4 = X4.reshape(nt, ny, nx, 4)
+    sc = B.std.reshape(nt, ny, nx)
+    t_strided = row("C_s on 4-column fields, single, strided FFT axes (reference)",
+                    lambda: strided_fields(S32, F4, sc), per=4)  # fmt: skip
+    row("C_s on 4-column fields, single", lambda: S32._apply_fields(F4, scale=sc), per=4,
+        ref=t_strided)  # fmt: skip
+    row("B·X per column, 4 columns, single precision", lambda: B32 @ X4, per=4)
+    layout_diff = float(
+        np.max(np.abs(S32._apply_fields(F4, scale=sc) - strided_fields(S32, F4, sc)))
+        / np.max(np.abs(strided_fields(S32, F4, sc)))
+    )
+    print(f"the two layouts differ by {layout_diff:.1e} (max-norm, relative)")
     print(f"single precision: relative error 2-norm max {err2.max():.2e}, max-norm "
           f"{errmax.max():.2e} (stated bound {SINGLE_PRECISION_RTOL:g})")  # fmt: skip
     print(f"B·x = {t_bx * 1e3:.1f} ms = {t_bx / floor:.1f}x the bandwidth floor "
@@ -122,9 +206,10 @@ def main(argv=None) -> None:
           f"precision {t_32 / floor:.1f}x the floor")  # fmt: skip
     run.add(case=CASE, n=n, bandwidth_gbs=bw / 1e9, floor_s=floor, rows=rows,
             single_rel_err_2norm=float(err2.max()), single_rel_err_max=float(errmax.max()),
-            single_bound=SINGLE_PRECISION_RTOL)  # fmt: skip
+            single_bound=SINGLE_PRECISION_RTOL, layout_rel_diff=layout_diff,
+            fresh_array_s=t_fresh, retained_array_s=t_kept)  # fmt: skip
     for r in rows:
-        run.add(table=f"B at the Bay Area size ({n:,} unknowns)", display={
+        run.add(table=f"B at the {args.case} size ({n:,} unknowns)", display={
             "product": r["name"], "median [ms]": f"{r['seconds'] * 1e3:.1f}",
             "x the bandwidth floor": f"{r['floor_ratio']:.0f}",
             "speed-up vs reference": f"{r['speedup_vs_ref']:.2f}x" if r["speedup_vs_ref"] else "",
@@ -132,7 +217,11 @@ def main(argv=None) -> None:
     run.add(note=(
         f"Bandwidth {bw / 1e9:.1f} GB/s (copy of 512 MB), floor {floor * 1e3:.2f} ms (24 bytes "
         f"per unknown). Single-precision spectra: relative error {err2.max():.1e} (2-norm), "
-        f"{errmax.max():.1e} (max-norm); stated bound {SINGLE_PRECISION_RTOL:g}."
+        f"{errmax.max():.1e} (max-norm); stated bound {SINGLE_PRECISION_RTOL:g}. The two "
+        f"4-column layouts agree to {layout_diff:.0e} (max-norm, relative). A 320 MB array "
+        f"allocated and filled 3 s after the last was freed: {t_fresh * 1e3:.0f} ms with glibc's "
+        f"default settings, {t_kept * 1e3:.0f} ms with retain_freed_memory (used for every "
+        f"row above)."
     ))  # fmt: skip
     run.finish()
 

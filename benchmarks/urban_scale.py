@@ -20,6 +20,9 @@ fits, the agreement of means, exact aggregate std and the low-rank std (relative
 low-rank vs exact std on ``--std-cells`` random cells, exact by obs-space aggregates of unit
 vectors: median, 95th percentile, max; with ``--std-map``, over every cell against the
 obs-space std map; with ``--truncations``, also for the map from the leading k pairs only).
+Each process keeps freed large arrays for reuse (:func:`inversion.retain_freed_memory`, as the
+``cityflux`` command does); ``--default-malloc`` leaves glibc's default (every large array
+faulted in afresh) for comparison.
 ``--rank 0 --std-pairs N`` makes the cg std map from N randomized block Lanczos pairs (as where
 the complete spectrum does not fit), ``--corrected S`` adds the sampled correction. The
 machine, the load at the start and the end, and every figure are printed, and written to
@@ -114,6 +117,10 @@ def run(name: str, method: str, o: dict, queue) -> None:
     from inversion.cg import CGOptions
     from inversion.solve import solve
 
+    if not o["default_malloc"]:
+        from inversion import retain_freed_memory
+
+        retain_freed_memory()
     zarr_dir = o["zarr_dir"] if name == "regional" else None
     problem, dims, _truth = make_problem(name, zarr_dir, o["h_cache_gib"] * 2**30)
     W = weights(dims)
@@ -282,6 +289,10 @@ def main(argv=None) -> None:
     )  # fmt: skip
     ap.add_argument("--seed", type=int, default=0, help="CGOptions.seed (block start, samples)")
     ap.add_argument(
+        "--default-malloc", action="store_true",
+        help="do not call inversion.retain_freed_memory (glibc's default allocator settings)",
+    )  # fmt: skip
+    ap.add_argument(
         "--aggregate-tol", type=float, default=None,
         help="CGOptions.aggregate_tol: certified relative variance error of the totals "
         "(default: --tol)",
@@ -290,7 +301,8 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     bench = Run("urban_scale", argv, args.json)
     print(f"CGOptions.tol={args.tol:g}, aggregate_tol={args.aggregate_tol}, rank={args.rank}, "
-          f"std_pairs={args.std_pairs}")  # fmt: skip
+          f"std_pairs={args.std_pairs}; freed memory "
+          f"{'returned to the OS (glibc default)' if args.default_malloc else 'retained'}")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         o = dict(vars(args), zarr_dir=tmp)
         for name in args.cases:

@@ -5,6 +5,7 @@
 """
 
 from . import covariance
+from ._memory import retain_freed_memory
 from .cg import CGOptions
 from .errors import (
     ConvergenceError,
@@ -44,6 +45,7 @@ __all__ = [
     "StateVector",
     "TimeAxis",
     "covariance",
+    "retain_freed_memory",
     "solve",
     "solve_lognormal",
 ]

@@ -57,6 +57,10 @@ class _ZarrBlock:
         indptr = np.asarray(g["indptr"][self.start : self.stop + 1]) - self.lo
         data = np.asarray(g["data"][self.lo : self.hi])
         indices = np.asarray(g["indices"][self.lo : self.hi])
+        if indices.dtype == np.int32 and self.hi - self.lo <= np.iinfo(np.int32).max:
+            # int32 offsets too, or scipy widens both index arrays to int64: a third more
+            # bytes per non-zero to hold in the cache and to stream at every product
+            indptr = indptr.astype(np.int32)
         return sp.csr_array((data, indices, indptr), shape=(self.stop - self.start, self.n_state))
 
 

@@ -304,29 +304,34 @@ class RegularGridCorrelation(CovarianceOperator):
     def _apply_fields(self, F: np.ndarray, scale: np.ndarray | None = None) -> np.ndarray:
         """C applied to fields F (m, ny, nx, k) over axes (1, 2): the columns stay last.
 
-        The same pruned circulant-embedding convolution as :meth:`_apply_rows`, with the FFTs
-        taken along strided axes, so a (time, space, column) block needs no transposition;
-        ``scale`` (m, ny, nx) multiplies the result as it is written.
+        The same pruned circulant-embedding convolution as :meth:`_apply_rows`. Each batch of
+        time slices is moved to (slice, column, y, x) as it is cast (one copy the size of the
+        batch, which stays in cache), so the FFTs run on contiguous lines; FFTs along the
+        strided axes of the (time, space, column) layout cost up to 1.7 times as much per
+        column at the regional size (``benchmarks/b_floor.py``). ``scale`` (m, ny, nx)
+        multiplies the result as it is written back.
         """
         m, ny, nx, k = F.shape
         My, Mx = self._mv_torus
-        spec = self._spec(self._mv_spec)[:, :, None]
+        spec = self._spec(self._mv_spec)
         single = spec.dtype == np.float32
         out = np.empty(F.shape)
         batch = max(1, _FFT_BATCH_CELLS // (My * Mx * k))
         w = self.fft_workers or fft_workers(min(batch, m) * k)
         for start in range(0, m, batch):
             stop = min(start + batch, m)
-            f = F[start:stop].astype(np.float32) if single else F[start:stop]
-            f = scipy.fft.rfft(f, n=Mx, axis=2, workers=w)
-            f = scipy.fft.fft(f, n=My, axis=1, workers=w, overwrite_x=True)
+            f = np.moveaxis(F[start:stop], 3, 1)  # (b, k, ny, nx), a view
+            f = f.astype(np.float32) if single else np.ascontiguousarray(f)
+            f = scipy.fft.rfft(f, n=Mx, axis=-1, workers=w)
+            f = scipy.fft.fft(f, n=My, axis=-2, workers=w, overwrite_x=True)
             f *= spec
-            f = scipy.fft.ifft(f, axis=1, workers=w, overwrite_x=True)[:, :ny]
-            f = scipy.fft.irfft(f, n=Mx, axis=2, workers=w)[:, :, :nx]
+            f = scipy.fft.ifft(f, axis=-2, workers=w, overwrite_x=True)[:, :, :ny]
+            f = scipy.fft.irfft(f, n=Mx, axis=-1, workers=w)[..., :nx]
+            target = np.moveaxis(out[start:stop], 3, 1)
             if scale is None:
-                out[start:stop] = f
+                target[...] = f
             else:
-                np.multiply(f, scale[start:stop, :, :, None], out=out[start:stop])
+                np.multiply(f, scale[start:stop, None], out=target)
         return out
 
     def _apply_rows(self, R: np.ndarray, scale: np.ndarray | None = None) -> np.ndarray:

@@ -185,40 +185,53 @@ def pairs_to_state_numpy(
 # tridiagonal. Its products need no (nt, nt) matrix: C u = f + b − u with the forward and
 # backward recursions f_t = u_t + ρ f_{t−1}, b_t = u_t + ρ b_{t+1}; its lower Cholesky factor
 # is L[t, j] = ρ^{t−j} c_j (c_0 = 1, c_j = sqrt(1 − ρ²)), so L w and Lᵀ v are one recursion
-# each. The kernels work on (nt, m) arrays with an (nt, m) scale (the prior std), in blocks of
-# columns that stay in cache over the whole time axis: O(nt·m), one read of the input and one
-# write of the output.
+# each. The kernels work on (nt, ns·k) arrays (k columns per cell, interleaved) with an
+# (nt, ns) scale (the prior std, shared by the k columns of a cell: no repeated copy of it is
+# made), in blocks of columns that stay in cache over the whole time axis: O(nt·ns·k), one
+# read of the input and one write of the output.
 _AR1_BLOCK = 256
 
 
+@njit(cache=True, inline="always")
+def _block_cells(s0, w, k):  # pragma: no cover - compiled
+    """Cell index (column // k) of the w columns from s0."""
+    cells = np.empty(w, dtype=np.int64)
+    for i in range(w):
+        cells[i] = (s0 + i) // k
+    return cells
+
+
 @njit(cache=True, parallel=True)
-def ar1_apply_numba(X, scale, rho, out):  # pragma: no cover - compiled
-    """``out = C (scale ∘ X)`` along axis 0 for C = ρ^|i−j| (X, scale, out: (nt, m))."""
+def ar1_apply_numba(X, scale, k, rho, out):  # pragma: no cover - compiled
+    """``out = C (D X)`` along axis 0 for C = ρ^|i−j|; X, out (nt, ns·k), scale (nt, ns):
+    column j of X is scaled by ``scale[:, j // k]``."""
     nt, m = X.shape
     nb = (m + _AR1_BLOCK - 1) // _AR1_BLOCK
     for b in prange(nb):
         s0 = b * _AR1_BLOCK
         s1 = min(s0 + _AR1_BLOCK, m)
         w = s1 - s0
+        cells = _block_cells(s0, w, k)
         carry = np.zeros(w)
         for t in range(nt):  # forward: out_t = f_t = u_t + ρ f_{t−1}
-            xr, sr, orow = X[t, s0:s1], scale[t, s0:s1], out[t, s0:s1]
+            xr, sr, orow = X[t, s0:s1], scale[t], out[t, s0:s1]
             for i in range(w):
-                f = sr[i] * xr[i] + rho * carry[i]
+                f = sr[cells[i]] * xr[i] + rho * carry[i]
                 carry[i] = f
                 orow[i] = f
         carry[:] = 0.0
         for t in range(nt - 1, -1, -1):  # backward: out_t += ρ b_{t+1}; b_t = u_t + ρ b_{t+1}
-            xr, sr, orow = X[t, s0:s1], scale[t, s0:s1], out[t, s0:s1]
+            xr, sr, orow = X[t, s0:s1], scale[t], out[t, s0:s1]
             for i in range(w):
                 back = rho * carry[i]
-                carry[i] = sr[i] * xr[i] + back
+                carry[i] = sr[cells[i]] * xr[i] + back
                 orow[i] += back
 
 
 @njit(cache=True, parallel=True)
-def ar1_sqrt_numba(W, rho, scale, out):  # pragma: no cover - compiled
-    """``out = scale ∘ (L W)`` along axis 0, L the lower Cholesky factor of ρ^|i−j|."""
+def ar1_sqrt_numba(W, rho, scale, k, out):  # pragma: no cover - compiled
+    """``out = D (L W)`` along axis 0, L the lower Cholesky factor of ρ^|i−j|; W, out
+    (nt, ns·k), scale (nt, ns) as in :func:`ar1_apply_numba`."""
     nt, m = W.shape
     c = math.sqrt(1.0 - rho * rho)
     nb = (m + _AR1_BLOCK - 1) // _AR1_BLOCK
@@ -226,19 +239,21 @@ def ar1_sqrt_numba(W, rho, scale, out):  # pragma: no cover - compiled
         s0 = b * _AR1_BLOCK
         s1 = min(s0 + _AR1_BLOCK, m)
         w = s1 - s0
+        cells = _block_cells(s0, w, k)
         carry = np.zeros(w)
         for t in range(nt):
             ct = 1.0 if t == 0 else c
-            wr, sr, orow = W[t, s0:s1], scale[t, s0:s1], out[t, s0:s1]
+            wr, sr, orow = W[t, s0:s1], scale[t], out[t, s0:s1]
             for i in range(w):
                 v = rho * carry[i] + ct * wr[i]
                 carry[i] = v
-                orow[i] = sr[i] * v
+                orow[i] = sr[cells[i]] * v
 
 
 @njit(cache=True, parallel=True)
-def ar1_sqrt_t_numba(V, scale, rho, out):  # pragma: no cover - compiled
-    """``out = Lᵀ (scale ∘ V)`` along axis 0, L the lower Cholesky factor of ρ^|i−j|."""
+def ar1_sqrt_t_numba(V, scale, k, rho, out):  # pragma: no cover - compiled
+    """``out = Lᵀ (D V)`` along axis 0, L the lower Cholesky factor of ρ^|i−j|; V, out
+    (nt, ns·k), scale (nt, ns) as in :func:`ar1_apply_numba`."""
     nt, m = V.shape
     c = math.sqrt(1.0 - rho * rho)
     nb = (m + _AR1_BLOCK - 1) // _AR1_BLOCK
@@ -246,12 +261,13 @@ def ar1_sqrt_t_numba(V, scale, rho, out):  # pragma: no cover - compiled
         s0 = b * _AR1_BLOCK
         s1 = min(s0 + _AR1_BLOCK, m)
         w = s1 - s0
+        cells = _block_cells(s0, w, k)
         carry = np.zeros(w)
         for t in range(nt - 1, -1, -1):
             ct = 1.0 if t == 0 else c
-            vr, sr, orow = V[t, s0:s1], scale[t, s0:s1], out[t, s0:s1]
+            vr, sr, orow = V[t, s0:s1], scale[t], out[t, s0:s1]
             for i in range(w):
-                g = sr[i] * vr[i] + rho * carry[i]
+                g = sr[cells[i]] * vr[i] + rho * carry[i]
                 carry[i] = g
                 orow[i] = ct * g
 
@@ -262,16 +278,16 @@ def ar1_matrix(nt: int, rho: float) -> np.ndarray:
     return rho ** np.abs(idx[:, None] - idx[None, :]).astype(np.float64)
 
 
-def ar1_apply_numpy(X: np.ndarray, scale: np.ndarray, rho: float) -> np.ndarray:
+def ar1_apply_numpy(X: np.ndarray, scale: np.ndarray, k: int, rho: float) -> np.ndarray:
     """Pure-numpy twin of :func:`ar1_apply_numba` (dense (nt, nt) product)."""
-    return ar1_matrix(X.shape[0], rho) @ (scale * X)
+    return ar1_matrix(X.shape[0], rho) @ (np.repeat(scale, k, axis=1) * X)
 
 
-def ar1_sqrt_numpy(W: np.ndarray, rho: float, scale: np.ndarray) -> np.ndarray:
+def ar1_sqrt_numpy(W: np.ndarray, rho: float, scale: np.ndarray, k: int) -> np.ndarray:
     """Pure-numpy twin of :func:`ar1_sqrt_numba` (dense Cholesky factor)."""
-    return scale * (np.linalg.cholesky(ar1_matrix(W.shape[0], rho)) @ W)
+    return np.repeat(scale, k, axis=1) * (np.linalg.cholesky(ar1_matrix(W.shape[0], rho)) @ W)
 
 
-def ar1_sqrt_t_numpy(V: np.ndarray, scale: np.ndarray, rho: float) -> np.ndarray:
+def ar1_sqrt_t_numpy(V: np.ndarray, scale: np.ndarray, k: int, rho: float) -> np.ndarray:
     """Pure-numpy twin of :func:`ar1_sqrt_t_numba` (dense Cholesky factor)."""
-    return np.linalg.cholesky(ar1_matrix(V.shape[0], rho)).T @ (scale * V)
+    return np.linalg.cholesky(ar1_matrix(V.shape[0], rho)).T @ (np.repeat(scale, k, axis=1) * V)

@@ -163,18 +163,12 @@ class KroneckerCovariance(CovarianceOperator):
         rows = X3[t_idx, :, j_idx] * self._std[t_idx]  # (m, ns)
         return self._spatial_on_pairs(rows, t_idx, j_idx, k)
 
-    def _scale(self, k: int) -> np.ndarray:
-        """D as an (nt, ns·k) array matching an (nt, ns, k) block (a view for k = 1)."""
-        if k == 1:
-            return self._std
-        return np.repeat(self._std, k, axis=1)
-
     def _time_first(self, X3: np.ndarray) -> np.ndarray:
         """(C_t ⊗ I) D X for X (nt, ns, k): fused recursions (Markov C_t), or a BLAS product."""
         nt, ns, k = X3.shape
         if self.markov_rho is not None:
             Y = np.empty((nt, ns * k))
-            ar1_apply_numba(X3.reshape(nt, ns * k), self._scale(k), self.markov_rho, Y)
+            ar1_apply_numba(X3.reshape(nt, ns * k), self._std, k, self.markov_rho, Y)
             return Y.reshape(nt, ns, k)
         Y = X3 * self._std[:, :, None]
         if not self._Ct_is_identity:
@@ -253,7 +247,7 @@ class KroneckerCovariance(CovarianceOperator):
         S = np.ascontiguousarray(S).reshape(qt, ns * k)
         if self.markov_rho is not None:  # qt = nt: L_t by one recursion, fused with D
             out = np.empty((nt, ns * k))
-            ar1_sqrt_numba(S, self.markov_rho, self._scale(k), out)
+            ar1_sqrt_numba(S, self.markov_rho, self._std, k, out)
             return out.reshape(nt * ns, k)
         Y3 = (self.temporal_sqrt @ S).reshape(nt, ns, k)
         Y3 *= self._std[:, :, None]
@@ -266,7 +260,7 @@ class KroneckerCovariance(CovarianceOperator):
         if self.markov_rho is not None:  # L_tᵀ D by one recursion
             T = np.empty((nt, ns * k))
             V2 = np.ascontiguousarray(V).reshape(nt, ns * k)
-            ar1_sqrt_t_numba(V2, self._scale(k), self.markov_rho, T)
+            ar1_sqrt_t_numba(V2, self._std, k, self.markov_rho, T)
             T = T.reshape(qt, ns, k)
         else:
             V3 = V.reshape(nt, ns, k) * self._std[:, :, None]

@@ -24,6 +24,7 @@ from inversion.covariance._grid import SINGLE_PRECISION_RTOL
 from inversion.covariance._kernels import (
     ar1_apply_numba,
     ar1_apply_numpy,
+    ar1_matrix,
     ar1_sqrt_numba,
     ar1_sqrt_numpy,
     ar1_sqrt_t_numba,
@@ -213,19 +214,24 @@ def test_pairs_to_state_numba_equals_numpy_twin(identity_ct):
 
 # ---------------------------------------------------------------- Markov (AR(1)) time axis
 @pytest.mark.parametrize("shape", [(1, 5), (7, 3), (9, 700)])  # 700: several column blocks
-def test_ar1_kernels_equal_numpy_twins(shape):
+@pytest.mark.parametrize("k", [1, 3])  # columns per cell, sharing the cell's scale
+def test_ar1_kernels_equal_numpy_twins(shape, k):
     rng = np.random.default_rng(5)
-    X = rng.standard_normal(shape)
+    nt, ns = shape
+    X = rng.standard_normal((nt, ns * k))
     scale = rng.uniform(0.5, 1.5, shape)
     rho = 0.83
     for kernel, twin in (
-        (lambda o: ar1_apply_numba(X, scale, rho, o), lambda: ar1_apply_numpy(X, scale, rho)),
-        (lambda o: ar1_sqrt_numba(X, rho, scale, o), lambda: ar1_sqrt_numpy(X, rho, scale)),
-        (lambda o: ar1_sqrt_t_numba(X, scale, rho, o), lambda: ar1_sqrt_t_numpy(X, scale, rho)),
-    ):
-        out = np.full(shape, np.nan)  # every element must be written
+        (lambda o: ar1_apply_numba(X, scale, k, rho, o), lambda: ar1_apply_numpy(X, scale, k, rho)),
+        (lambda o: ar1_sqrt_numba(X, rho, scale, k, o), lambda: ar1_sqrt_numpy(X, rho, scale, k)),
+        (lambda o: ar1_sqrt_t_numba(X, scale, k, rho, o), lambda: ar1_sqrt_t_numpy(X, scale, k, rho)),
+    ):  # fmt: skip
+        out = np.full(X.shape, np.nan)  # every element must be written
         kernel(out)
         np.testing.assert_allclose(out, twin(), rtol=1e-13, atol=1e-13)
+    # column j is scaled by cell j // k: a twin with the scale repeated by hand agrees
+    manual = ar1_matrix(nt, rho) @ (scale[:, np.arange(ns * k) // k] * X)
+    np.testing.assert_allclose(ar1_apply_numpy(X, scale, k, rho), manual, rtol=1e-13)
 
 
 def test_markov_rho_only_for_exponential_on_equal_steps():
