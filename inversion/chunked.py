@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
 
-from inversion._sparse import n_threads, run_threaded, spmm_t_threaded
+from inversion._sparse import n_threads, run_threaded, spmm_from_transpose, spmm_t_threaded
 from inversion.errors import ShapeMismatchError
 
 __all__ = ["ChunkedOperator", "as_chunked_operator", "write_chunked_h"]
@@ -44,16 +44,23 @@ class _MemoryBlock:
 
 
 class _ZarrBlock:
-    """Rows ``start:stop`` of a chunked CSR store, read from disk on each use (picklable)."""
+    """Rows ``start:stop`` of a chunked CSR store (or of its transposed copy, ``group="t"``:
+    rows are then state elements and ``n_state`` is n_obs), read from disk on each use
+    (picklable)."""
 
-    def __init__(self, path: str, start: int, stop: int, lo: int, hi: int, n_state: int) -> None:
+    def __init__(
+        self, path: str, start: int, stop: int, lo: int, hi: int, n_state: int, group: str = ""
+    ) -> None:
         self.path, self.start, self.stop, self.lo, self.hi = path, start, stop, lo, hi
         self.n_state = n_state
+        self.group = group
 
     def load(self) -> sp.csr_array:
         import zarr
 
         g = zarr.open_group(self.path, mode="r")
+        if self.group:
+            g = g[self.group]
         indptr = np.asarray(g["indptr"][self.start : self.stop + 1]) - self.lo
         data = np.asarray(g["data"][self.lo : self.hi])
         indices = np.asarray(g["indices"][self.lo : self.hi])
@@ -112,6 +119,13 @@ class ChunkedOperator(LinearOperator):
         thread) until the budget is spent; the rest are read on each use. When every block is
         cached and the budget holds a second copy, Hᵀ is also kept as one CSR matrix for
         faster ``Hᵀ V`` products.
+    transposed : (blocks, starts), optional
+        Row blocks of Hᵀ (state elements ``starts[i]:starts[i+1]`` each, n_obs columns), as a
+        store written with ``transpose=True`` holds. Both products then come from them (and
+        the cache holds them, one copy): ``Hᵀ V`` block by block (each output row once,
+        gathering from the small V) and ``H X`` by streaming the rows of X in order into
+        small (n_obs, k) accumulators, instead of scattering into (n_state, k) accumulators
+        and gathering rows of the large X at random.
     """
 
     def __init__(
@@ -121,10 +135,15 @@ class ChunkedOperator(LinearOperator):
         n_state: int,
         client: Any = None,
         cache_bytes: float = 0,
+        transposed: tuple[Sequence[Any], Sequence[int]] | None = None,
     ) -> None:
         self._blocks = list(blocks)
+        # Hᵀ as row blocks over the state (a store's transposed copy): Hᵀ V gathers from V
+        self._t_blocks = list(transposed[0]) if transposed else []
+        self._t_starts = np.asarray(transposed[1], dtype=np.int64) if transposed else None
         self.cache_bytes = float(cache_bytes)
         self._cache: dict[int, sp.csr_array] = {}
+        self._t_cache: dict[int, sp.csr_array] = {}
         self._cached = 0
         self._cache_lock = threading.Lock()
         self._t_csr: sp.csr_array | None = None
@@ -218,7 +237,18 @@ class ChunkedOperator(LinearOperator):
             _ZarrBlock(str(path), int(a), int(b), int(indptr[a]), int(indptr[b]), n_state)
             for a, b in itertools.pairwise(starts)
         ]
-        return cls(blocks, starts, n_state, client, cache_bytes)
+        transposed = None
+        if "t" in g:  # Hᵀ written beside H (write_chunked_h(..., transpose=True))
+            t_indptr = np.asarray(g["t"]["indptr"][:])
+            t_starts = np.asarray(g["t"]["starts"][:])
+            t_blocks = [
+                _ZarrBlock(
+                    str(path), int(a), int(b), int(t_indptr[a]), int(t_indptr[b]), n_obs, group="t"
+                )
+                for a, b in itertools.pairwise(t_starts)
+            ]
+            transposed = (t_blocks, t_starts)
+        return cls(blocks, starts, n_state, client, cache_bytes, transposed)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -239,14 +269,21 @@ class ChunkedOperator(LinearOperator):
 
     def block(self, k: int) -> sp.csr_array:
         """Row block ``k`` as a CSR matrix (from the cache, else loaded)."""
-        mat = self._cache.get(k)
+        return self._load(self._blocks, self._cache, k)
+
+    def t_block(self, i: int) -> sp.csr_array:
+        """Row block ``i`` of the transposed copy (state rows × n_obs), cached like H's."""
+        return self._load(self._t_blocks, self._t_cache, i)
+
+    def _load(self, sources: list, cache: dict, k: int) -> sp.csr_array:
+        mat = cache.get(k)
         if mat is not None:
             return mat
-        mat = self._blocks[k].load()
+        mat = sources[k].load()
         size = mat.data.nbytes + mat.indices.nbytes + mat.indptr.nbytes
         with self._cache_lock:  # blocks load on several threads
-            if k not in self._cache and self._cached + size <= self.cache_bytes:
-                self._cache[k] = mat
+            if k not in cache and self._cached + size <= self.cache_bytes:
+                cache[k] = mat
                 self._cached += size
         return mat
 
@@ -257,6 +294,16 @@ class ChunkedOperator(LinearOperator):
             xf = self.client.scatter(X, broadcast=True)
             futs = self.client.map(_block_matmat, self._remote, [xf] * self.n_blocks, pure=False)
             return np.concatenate(self.client.gather(futs), axis=0)
+        # From Hᵀ where it is at hand: its rows stream X once, in order, into small (n_obs, k)
+        # accumulators, where the rows of H gather rows of the large X at random (4.5x faster
+        # at the regional size with 4 columns, 1.2x with one: benchmarks/h_store.py)
+        if self._t_blocks:
+            X = np.ascontiguousarray(X)
+            st = self._t_starts
+            parts = [X[st[i] : st[i + 1]] for i in range(len(self._t_blocks))]
+            return spmm_t_threaded(self.t_block, parts, self.shape[0])
+        if self._transposed() is not None:
+            return spmm_from_transpose(self._t_csr, X)
         out = np.empty((self.shape[0], X.shape[1]))
 
         def rows(k: int) -> None:
@@ -276,9 +323,18 @@ class ChunkedOperator(LinearOperator):
                     for i in range(0, len(futs), 2)
                 ]
             return futs[0].result()
-        Ht = self._transposed()
+        Ht = None if self._t_blocks else self._transposed()
         if Ht is not None:
             return np.asarray(Ht @ V, dtype=np.float64)
+        if self._t_blocks:
+            out = np.empty((self.shape[1], V.shape[1]))
+            starts = self._t_starts
+
+            def state_rows(i: int) -> None:
+                out[starts[i] : starts[i + 1]] = self.t_block(i) @ V
+
+            run_threaded(state_rows, len(self._t_blocks), n_threads())
+            return out
         # one accumulator per thread (blocks dealt round-robin), summed at the end
         return spmm_t_threaded(self.block, parts, self.shape[1])
 
@@ -340,25 +396,36 @@ def _check_chunk_rows(chunk_rows: int) -> None:
         raise ValueError(f"chunk_rows must be a positive integer; found {chunk_rows!r}")
 
 
-def _fast_codec() -> Any:
-    """Blosc LZ4 with byte shuffle: every product reads the whole store again, so decoding
-    speed matters more than size. On footprint-like H, with int32 indices, a full read pass
-    is about twice as fast as with zarr's default zstd and int64 indices, and the store is
-    smaller (``benchmarks/h_store.py``)."""
+#: Codecs of a chunked H store: every product reads the whole store again, so decoding speed
+#: matters more than size (``benchmarks/h_store.py`` measures each on footprint-like H).
+COMPRESSIONS = (None, "lz4")
+
+
+def _codecs(compression: str | None) -> list:
+    """zarr compressors for ``compression``: none, or Blosc LZ4 with byte shuffle."""
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"compression must be one of {COMPRESSIONS}; found {compression!r}")
+    if compression is None:
+        return []
     from zarr.codecs import BloscCodec
 
-    return BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
+    return [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]
 
 
 def write_chunked_h(
-    H: Any, path: str | os.PathLike, chunk_rows: int, *, overwrite: bool = False
+    H: Any,
+    path: str | os.PathLike,
+    chunk_rows: int,
+    *,
+    overwrite: bool = False,
+    transpose: bool = True,
+    compression: str | None = None,
 ) -> Path:
     """Write ``H`` as a zarr store of CSR row chunks that :meth:`ChunkedOperator.open` streams.
 
     The store holds ``indptr`` (n_obs + 1), ``data`` (float64) and ``indices`` (nnz; int32
-    where n_state allows) with zarr chunks aligned on ``chunk_rows`` observations, compressed
-    by Blosc LZ4 with byte shuffle (fast to decode: the store is read at every product), and
-    the attributes ``shape`` and ``chunk_rows``. It is written to a temporary folder beside
+    where n_state allows) with zarr chunks aligned on ``chunk_rows`` observations, and the
+    attributes ``shape`` and ``chunk_rows``. It is written to a temporary folder beside
     ``path`` and moved in place at the end.
 
     Parameters
@@ -372,6 +439,17 @@ def write_chunked_h(
         Observations per chunk.
     overwrite : bool
         Replace an existing store.
+    transpose : bool
+        Also write Hᵀ (group ``t``: CSR rows over the state, in as many blocks as H with
+        about equal non-zeros each), twice the disk: out of core, ``Hᵀ V`` then reads it and
+        gathers from V instead of scattering every block of H into an (n_state, k)
+        accumulator (``benchmarks/h_store.py`` measures both). Written in passes over H of
+        at most 2**26 non-zeros each.
+    compression : {None, "lz4"}
+        None (default): chunks stored raw, read at the speed of the disk or the OS page
+        cache; "lz4": Blosc LZ4 with byte shuffle, about 1.5 times smaller on footprint-like
+        H but decoded at every product (slower wherever the disk reads faster than about
+        1 GB/s; ``benchmarks/h_store.py``).
 
     Returns
     -------
@@ -382,10 +460,14 @@ def write_chunked_h(
     ------
     FileExistsError
         If ``path`` exists and ``overwrite`` is False.
+    ValueError
+        If ``chunk_rows`` is not a positive integer or ``compression`` is not one of
+        :data:`COMPRESSIONS`.
     """
     import zarr
 
     _check_chunk_rows(chunk_rows)
+    codec = _codecs(compression)
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
@@ -410,7 +492,6 @@ def write_chunked_h(
     g.attrs.update({"format": _FORMAT, "shape": [n_obs, n_state], "chunk_rows": int(chunk_rows)})
     g.create_array("indptr", shape=(n_obs + 1,), chunks=(max(1, n_obs + 1),), dtype="i8")
     g["indptr"][:] = indptr
-    codec = [_fast_codec()]
     data = g.create_array(
         "data", shape=(nnz_total,), chunks=(nnz_chunk,), dtype="f8", compressors=codec
     )
@@ -426,6 +507,8 @@ def write_chunked_h(
         if b > a:
             data[a:b] = blk.data
             indices[a:b] = blk.indices
+    if transpose:
+        _write_transpose(g.require_group("t"), source, n_obs, n_state, codec)
     if path.exists():
         shutil.rmtree(path)
     os.replace(tmp, path)
@@ -438,6 +521,55 @@ def write_chunked_h(
         path,
     )
     return path
+
+
+#: Non-zeros gathered in memory per pass when Hᵀ is written (16 bytes each, plus the sort).
+_TRANSPOSE_PASS_NNZ = 1 << 26
+
+
+def _write_transpose(
+    g: Any, source: ChunkedOperator, n_obs: int, n_state: int, codec: list
+) -> None:
+    """Hᵀ as CSR rows over the state into group ``g`` (``indptr``, ``data``, ``indices``,
+    ``starts`` of its blocks), gathered from the row blocks of H in passes over ranges of
+    state elements of at most ``_TRANSPOSE_PASS_NNZ`` non-zeros (more where one element
+    alone has more)."""
+    counts = np.zeros(n_state, dtype=np.int64)
+    for k in range(source.n_blocks):
+        counts += np.bincount(source.block(k).indices, minlength=n_state)
+    t_indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    nnz = int(t_indptr[-1])
+    n_blocks = max(1, source.n_blocks)
+
+    def cuts(step_nnz: np.ndarray) -> np.ndarray:
+        """State boundaries 0 < ... < n_state at the given non-zero counts."""
+        at = np.searchsorted(t_indptr, step_nnz, side="right") - 1
+        return np.unique(np.concatenate([[0], np.clip(at, 0, n_state), [n_state]]))
+
+    starts = cuts(np.linspace(0, nnz, n_blocks + 1)[1:-1])
+    nnz_chunk = max(1, int(np.ceil(nnz / n_blocks)))
+    g.create_array("indptr", data=t_indptr)
+    g.create_array("starts", data=starts.astype(np.int64))
+    data = g.create_array("data", shape=(nnz,), chunks=(nnz_chunk,), dtype="f8",
+                          compressors=codec)  # fmt: skip
+    index_dtype = "i4" if n_obs <= np.iinfo(np.int32).max else "i8"
+    indices = g.create_array("indices", shape=(nnz,), chunks=(nnz_chunk,), dtype=index_dtype,
+                             compressors=codec)  # fmt: skip
+    for a, b in itertools.pairwise(cuts(np.arange(_TRANSPOSE_PASS_NNZ, nnz, _TRANSPOSE_PASS_NNZ))):
+        cols, rows, vals = [], [], []
+        for k in range(source.n_blocks):
+            blk = source.block(k)
+            keep = (blk.indices >= a) & (blk.indices < b)
+            r = np.repeat(np.arange(blk.shape[0], dtype=np.int64), np.diff(blk.indptr))
+            cols.append(blk.indices[keep])
+            rows.append(r[keep] + int(source._starts[k]))
+            vals.append(blk.data[keep])
+        c, r, v = np.concatenate(cols), np.concatenate(rows), np.concatenate(vals)
+        order = np.lexsort((r, c))  # by state element, then observation
+        lo, hi = int(t_indptr[a]), int(t_indptr[b])
+        if hi > lo:
+            data[lo:hi] = v[order]
+            indices[lo:hi] = r[order]
 
 
 def as_chunked_operator(H: Any, chunk_rows: int | None = None, client: Any = None) -> Any:

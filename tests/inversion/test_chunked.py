@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import dask.array as da
 import numpy as np
 import pytest
@@ -58,22 +60,33 @@ def test_zarr_store_errors(tmp_path):
 
 
 def test_store_layout_and_earlier_stores_still_read(tmp_path):
-    # new stores: int32 indices (n_state fits) and Blosc LZ4; stores written before that
-    # change (zarr's default zstd, int64 indices) still open and give the same products
+    # new stores: int32 indices (n_state fits), raw chunks by default or Blosc LZ4; stores
+    # written before (zarr's default zstd, int64 indices, no transposed copy) still open and
+    # give the same products
     import zarr
 
     H = _H()
     H.sort_indices()
     g = zarr.open_group(str(write_chunked_h(H, tmp_path / "new.zarr", chunk_rows=10)), mode="r")
     assert g["indices"].dtype == np.int32 and g["data"].dtype == np.float64
-    assert "Blosc" in type(g["data"].compressors[0]).__name__
+    assert len(g["data"].compressors) == 0 and len(g["t"]["data"].compressors) == 0
+    lz4 = zarr.open_group(
+        str(write_chunked_h(H, tmp_path / "lz4.zarr", chunk_rows=10, compression="lz4")), mode="r"
+    )
+    assert "Blosc" in type(lz4["data"].compressors[0]).__name__
+    assert "Blosc" in type(lz4["t"]["indices"].compressors[0]).__name__
+    with pytest.raises(ValueError, match="compression must be one of"):
+        write_chunked_h(H, tmp_path / "x.zarr", chunk_rows=10, compression="gzip")
     old = zarr.open_group(str(tmp_path / "old.zarr"), mode="w")
     old.attrs.update({**dict(g.attrs)})
     for name, arr in (("indptr", H.indptr), ("data", H.data), ("indices", H.indices)):
         old.create_array(name, data=np.asarray(arr, dtype="f8" if name == "data" else "i8"))
     x = np.random.default_rng(3).standard_normal(H.shape[1])
-    for path in (tmp_path / "new.zarr", tmp_path / "old.zarr"):
-        assert_allclose(ChunkedOperator.open(path) @ x, H @ x, rtol=1e-14, atol=1e-14)
+    v = np.random.default_rng(4).standard_normal(H.shape[0])
+    for path in (tmp_path / "new.zarr", tmp_path / "lz4.zarr", tmp_path / "old.zarr"):
+        op = ChunkedOperator.open(path)
+        assert_allclose(op @ x, H @ x, rtol=1e-14, atol=1e-14)
+        assert_allclose(op.T @ v, H.T @ v, rtol=1e-14, atol=1e-14)
 
 
 def _problem(H, seed=0):
@@ -123,7 +136,8 @@ def test_zarr_cache_keeps_blocks_within_budget(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     rng = np.random.default_rng(4)
     H = sp.random_array((40, 30), density=0.2, format="csr", rng=rng)
-    path = write_chunked_h(H, tmp_path / "H.zarr", chunk_rows=10)
+    # without the transposed copy: Hᵀ products come from the (cached) blocks of H
+    path = write_chunked_h(H, tmp_path / "H.zarr", chunk_rows=10, transpose=False)
     loads = []
     real_load = chunked._ZarrBlock.load
     monkeypatch.setattr(chunked._ZarrBlock, "load", lambda self: loads.append(1) or real_load(self))
@@ -151,3 +165,54 @@ def test_zarr_cache_keeps_blocks_within_budget(tmp_path, monkeypatch):
     assert op._t_csr is not None and op._cached <= op.cache_bytes
     assert_allclose(op.T @ v, H.T @ v, rtol=1e-14, atol=1e-15)
     assert len(loads) == 4
+
+
+@pytest.mark.parametrize("pass_nnz", [1 << 26, 7])  # one pass, and many passes over H
+def test_transposed_copy_gives_ht_products_without_reading_h(tmp_path, monkeypatch, pass_nnz):
+    import inversion.chunked as chunked
+
+    monkeypatch.setattr(chunked, "_TRANSPOSE_PASS_NNZ", pass_nnz)
+    rng = np.random.default_rng(6)
+    seen = np.ones(60)
+    seen[7] = 0.0  # a state element no observation sees
+    H = sp.csr_array(
+        sp.random_array((45, 60), density=0.15, format="csr", rng=rng) @ sp.diags_array(seen)
+    )
+    H.eliminate_zeros()
+    path = write_chunked_h(H, tmp_path / "H.zarr", chunk_rows=10)
+    op = ChunkedOperator.open(path)
+    assert len(op._t_blocks) > 1 and op._t_starts[0] == 0 and op._t_starts[-1] == 60
+    # the stored copy is Hᵀ exactly, rows in order, each row's observations sorted
+    Ht = sp.vstack([b.load() for b in op._t_blocks], format="csr")
+    assert Ht.shape == (60, 45)
+    assert (Ht != H.T.tocsr()).nnz == 0
+    assert all(np.all(np.diff(Ht.indices[a:b]) > 0) for a, b in itertools.pairwise(Ht.indptr))
+    loads = []
+    real_load = chunked._ZarrBlock.load
+    monkeypatch.setattr(
+        chunked._ZarrBlock, "load", lambda self: loads.append(self.group) or real_load(self)
+    )
+    V = rng.normal(size=(45, 3))
+    X = rng.normal(size=(60, 3))
+    assert_allclose(op.T @ V, H.T @ V, rtol=1e-14, atol=1e-15)
+    assert_allclose(op.T @ V[:, 0], H.T @ V[:, 0], rtol=1e-14, atol=1e-15)
+    assert_allclose(op @ X, H @ X, rtol=1e-14, atol=1e-15)
+    assert_allclose(op @ X[:, 1], H @ X[:, 1], rtol=1e-14, atol=1e-15)
+    assert set(loads) == {"t"}  # both products from the copy: no block of H was read
+    # a cache that holds the copy: read once, then every product from memory
+    sizes = sum(
+        b.data.nbytes + b.indices.nbytes + b.indptr.nbytes
+        for b in map(op.t_block, range(len(op._t_blocks)))
+    )
+    cached = ChunkedOperator.open(path, cache_bytes=sizes)
+    loads.clear()
+    for _ in range(2):
+        assert_allclose(cached @ X, H @ X, rtol=1e-14, atol=1e-15)
+        assert_allclose(cached.T @ V, H.T @ V, rtol=1e-14, atol=1e-15)
+    assert len(loads) == len(op._t_blocks) and cached._cache == {}
+    # a store written without it scatters from the blocks of H: the same numbers
+    plain = ChunkedOperator.open(
+        write_chunked_h(H, tmp_path / "plain.zarr", chunk_rows=10, transpose=False)
+    )
+    assert plain._t_blocks == []
+    assert_allclose(plain.T @ V, op.T @ V, rtol=1e-14, atol=1e-15)
