@@ -436,7 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     from inversion import retain_freed_memory
 
     # large arrays freed by one solver iteration are reused by the next instead of being
-    # faulted in afresh (0.3-0.5 s per 320 MB array on VMs with free page reporting)
+    # faulted in afresh (0.09-0.56 s per 320 MB array on VMs with free page reporting,
+    # 16 ms reused: benchmarks/b_floor.py)
     retain_freed_memory()
     console = Console(stderr=False)
     from cityflux._runfolder import OutputFolderError

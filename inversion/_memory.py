@@ -6,8 +6,8 @@ solve at 10⁷ unknowns frees and re-allocates arrays of hundreds of MB at every
 each fresh page is a page fault. On virtual machines that report free pages to the host
 (virtio-balloon free page reporting, as on the machines the benchmarks run on) the freed pages
 go back to the host after a few seconds and touching them again costs a host fault per page:
-0.3–0.5 s for a 320 MB array there, against 16 ms when the memory is reused
-(``benchmarks/b_floor.py`` measures both).
+0.09–0.56 s to fill a 320 MB array there (two runs), against 16 ms when the memory is
+reused (``benchmarks/b_floor.py`` measures both).
 """
 
 from __future__ import annotations

@@ -295,8 +295,9 @@ class ChunkedOperator(LinearOperator):
             futs = self.client.map(_block_matmat, self._remote, [xf] * self.n_blocks, pure=False)
             return np.concatenate(self.client.gather(futs), axis=0)
         # From Hᵀ where it is at hand: its rows stream X once, in order, into small (n_obs, k)
-        # accumulators, where the rows of H gather rows of the large X at random (4.5x faster
-        # at the regional size with 4 columns, 1.2x with one: benchmarks/h_store.py)
+        # accumulators, where the rows of H gather rows of the large X at random (out of
+        # core at the regional size: 1.55x faster with 4 columns, even with one;
+        # benchmarks/h_store.py)
         if self._t_blocks:
             X = np.ascontiguousarray(X)
             st = self._t_starts
@@ -447,9 +448,9 @@ def write_chunked_h(
         at most 2**26 non-zeros each.
     compression : {None, "lz4"}
         None (default): chunks stored raw, read at the speed of the disk or the OS page
-        cache; "lz4": Blosc LZ4 with byte shuffle, about 1.5 times smaller on footprint-like
-        H but decoded at every product (slower wherever the disk reads faster than about
-        1 GB/s; ``benchmarks/h_store.py``).
+        cache; "lz4": Blosc LZ4 with byte shuffle, 1.5 times smaller on footprint-like H but
+        decoded at every product, at about 1.6 GB/s on one core (slower than raw wherever
+        the disk reads faster than that; ``benchmarks/h_store.py``).
 
     Returns
     -------

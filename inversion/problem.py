@@ -298,9 +298,9 @@ class LinearProblem:
             and ("_Ht_csr" in self.__dict__)
         ):
             # Hᵀ is at hand (built by the first Hᵀ product): stream X in order into small
-            # (n_obs, k) accumulators instead of gathering rows of X at random (3x faster
-            # at the city-month size with 4 columns; one column is faster by rows of H,
-            # which touch only the columns H has)
+            # (n_obs, k) accumulators instead of gathering rows of X at random (one column
+            # stays with the rows of H, which touch only the columns H has: faster where
+            # H is small)
             out = spmm_from_transpose(self._Ht_csr, X)
         elif X.ndim == 2 and X.shape[1] >= 4 and scipy.sparse.issparse(self.H):
             # threaded tiles pay off from a few columns on (measured 1.6x at k = 5)

@@ -307,9 +307,10 @@ class RegularGridCorrelation(CovarianceOperator):
         The same pruned circulant-embedding convolution as :meth:`_apply_rows`. Each batch of
         time slices is moved to (slice, column, y, x) as it is cast (one copy the size of the
         batch, which stays in cache), so the FFTs run on contiguous lines; FFTs along the
-        strided axes of the (time, space, column) layout cost up to 1.7 times as much per
-        column at the regional size (``benchmarks/b_floor.py``). ``scale`` (m, ny, nx)
-        multiplies the result as it is written back.
+        strided axes of the (time, space, column) layout cost 1.17–1.26 times as much per
+        column with 4 columns in single precision (regional and Bay Area sizes,
+        ``benchmarks/b_floor.py``). ``scale`` (m, ny, nx) multiplies the result as it is
+        written back.
         """
         m, ny, nx, k = F.shape
         My, Mx = self._mv_torus
