@@ -128,29 +128,16 @@ def spmm_t_threaded(
 def spmm_from_transpose(Ht: sp.csr_array, X: np.ndarray) -> np.ndarray:
     """``H @ X`` (n_obs, k) from ``Hᵀ`` held as CSR (n_state × n_obs) and X (n_state, k).
 
-    Each thread takes a range of state elements with about equal non-zeros, streams its rows
-    of Hᵀ and of X once, in order, and adds them into its own (n_obs, k) accumulator; the
-    accumulators are summed at the end. Where n_obs ≪ n_state the accumulators stay in cache
-    while ``H @ X`` by rows of H would gather rows of the large X at random.
+    :func:`spmm_t_threaded` on ranges of state elements with about equal non-zeros, one per
+    thread: each streams its rows of Hᵀ and of X once, in order, into its own (n_obs, k)
+    accumulator. Where n_obs ≪ n_state the accumulators stay in cache while ``H @ X`` by
+    rows of H would gather rows of the large X at random.
     """
     n_state, n_obs = Ht.shape
     X = np.ascontiguousarray(X, dtype=np.float64)
-    k = X.shape[1]
     workers = max(1, min(n_threads(), n_state // 1024 or 1))
     nnz = int(Ht.indptr[-1])
     cuts = np.searchsorted(Ht.indptr, np.linspace(0, nnz, workers + 1)[1:-1])
     bounds = np.unique(np.concatenate([[0], np.clip(cuts, 0, n_state), [n_state]]))
-    parts = [(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
-    outs = [np.zeros((n_obs, k)) for _ in parts]
-
-    def accumulate(i: int) -> None:
-        a, b = parts[i]
-        lo, hi = int(Ht.indptr[a]), int(Ht.indptr[b])
-        _csr_rmatmat_add(
-            Ht.indptr[a : b + 1] - lo, Ht.indices[lo:hi], Ht.data[lo:hi], X[a:b], outs[i]
-        )
-
-    run_threaded(accumulate, len(parts), len(parts))
-    for o in outs[1:]:
-        outs[0] += o
-    return outs[0]
+    ranges = [(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+    return spmm_t_threaded(lambda i: row_view(Ht, *ranges[i]), [X[a:b] for a, b in ranges], n_obs)
