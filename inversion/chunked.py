@@ -138,7 +138,7 @@ class ChunkedOperator(LinearOperator):
         transposed: tuple[Sequence[Any], Sequence[int]] | None = None,
     ) -> None:
         self._blocks = list(blocks)
-        # Hᵀ as row blocks over the state (a store's transposed copy): Hᵀ V gathers from V
+        # Hᵀ as row blocks over the state (a store's transposed copy): serves both products
         self._t_blocks = list(transposed[0]) if transposed else []
         self._t_starts = np.asarray(transposed[1], dtype=np.int64) if transposed else None
         self.cache_bytes = float(cache_bytes)
@@ -442,10 +442,11 @@ def write_chunked_h(
         Replace an existing store.
     transpose : bool
         Also write Hᵀ (group ``t``: CSR rows over the state, in as many blocks as H with
-        about equal non-zeros each), twice the disk: out of core, ``Hᵀ V`` then reads it and
-        gathers from V instead of scattering every block of H into an (n_state, k)
-        accumulator (``benchmarks/h_store.py`` measures both). Written in passes over H of
-        at most 2**26 non-zeros each.
+        about equal non-zeros each), twice the disk: both products then come from it (and
+        a cache holds only it): ``Hᵀ V`` gathers from V instead of scattering every block of
+        H into an (n_state, k) accumulator, ``H X`` streams X in order instead of gathering
+        its rows at random (``benchmarks/h_store.py`` measures both ways). Written after a
+        counting pass, in passes over H of at most 2**26 non-zeros each.
     compression : {None, "lz4"}
         None (default): chunks stored raw, read at the speed of the disk or the OS page
         cache; "lz4": Blosc LZ4 with byte shuffle, 1.5 times smaller on footprint-like H but
