@@ -82,7 +82,10 @@ def local_solar_hour(time: np.ndarray, lon: np.ndarray) -> np.ndarray:
 
 def _lst_day(time: np.ndarray, lon: np.ndarray) -> np.ndarray:
     t = time.astype("datetime64[ns]").astype("int64") / 3.6e12 + np.asarray(lon) / 15.0
-    return np.floor(t / 24.0).astype("int64")
+    day = np.floor(t / 24.0)
+    # a longitude no place has (a garbled column: 1e21) would overflow the cast: such rows
+    # share one day of their own here; the plausibility QC of the pipeline drops them
+    return np.where(np.abs(day) < 2.0**62, day, -(2.0**62)).astype("int64")
 
 
 def check_species(rec_species: str, requested: str | None, where: str) -> None:

@@ -177,6 +177,22 @@ def test_tower_nan_position_dropped_without_warning(tmp_path):
     np.testing.assert_allclose(ds["lon"].values, [-112.0])
 
 
+def test_tower_position_out_of_range_reads_without_overflow(tmp_path):
+    """A longitude no place has (a garbled column: 6.6e21, found by the fuzz test) once
+    overflowed the local-time day cast (RuntimeWarning, garbage group). The reader keeps the
+    row apart from the others (the pipeline's plausibility QC drops and counts it); the
+    valid rows keep their own local days."""
+    rows = [(0, "40.5,6.640827866535427e+21,5,415,0.2"), (1, "40.5,-112,5,418,0.2"),
+            (23, "40.5,-112,5,419,0.2")]  # fmt: skip
+    p = _csv(tmp_path, rows, "far.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = obs.read(p)
+    assert ds.sizes["obs"] == 3
+    group = dict(zip(ds["value"].values.tolist(), ds["group"].values.tolist(), strict=True))
+    assert len({group[415.0], group[418.0], group[419.0]}) == 3
+
+
 def test_plausibility_error_names_variable_and_units(fixtures_dir, tmp_path):
     dst = _copy(fixtures_dir / HTM, tmp_path, "units.nc")
     with netCDF4.Dataset(dst, "a") as nc:
