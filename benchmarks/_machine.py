@@ -90,10 +90,13 @@ def machine() -> dict[str, Any]:
     }
 
 
-def timed(fn, repeat: int) -> tuple[float, list[float]]:
-    """Median wall time [s] of ``repeat`` calls of ``fn`` and the list of all of them."""
+def timed(fn, repeat: int, setup=None) -> tuple[float, list[float]]:
+    """Median wall time [s] of ``repeat`` calls of ``fn`` and the list of all of them
+    (``setup()``, untimed, before each call)."""
     times = []
     for _ in range(max(1, repeat)):
+        if setup is not None:
+            setup()
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)

@@ -11,6 +11,7 @@ sum on the cluster) and only the results travel back.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 import shutil
@@ -43,32 +44,133 @@ class _MemoryBlock:
         return self.mat
 
 
+class _RawArray:
+    """A 1-D zarr v3 array whose chunks are raw little-endian bytes (no compressor), read by
+    ``preadv`` straight into the destination array: no codec pipeline, no intermediate copy.
+
+    zarr's own reader took 5 times as long per pass over a regional-size store
+    (``benchmarks/h_store.py``), and every out-of-core product reads the whole store.
+    Picklable (paths and numbers only).
+    """
+
+    def __init__(self, folder: str, chunk: int, dtype: str, fill: float) -> None:
+        self.folder, self.chunk, self.dtype, self.fill = folder, chunk, dtype, fill
+
+    @classmethod
+    def of(cls, folder: Path) -> _RawArray | None:
+        """The raw layout of the array in ``folder``, or None where zarr must decode it (zarr
+        v2, a compressor, sharding, another chunk key encoding or grid)."""
+        try:
+            meta = json.loads((folder / "zarr.json").read_text())
+        except (OSError, ValueError):
+            return None
+        codecs = meta.get("codecs") or []
+        key = meta.get("chunk_key_encoding") or {}
+        grid = meta.get("chunk_grid") or {}
+        chunks = (grid.get("configuration") or {}).get("chunk_shape") or []
+        raw = (
+            meta.get("zarr_format") == 3
+            and len(meta.get("shape") or []) == 1
+            and grid.get("name") == "regular"
+            and len(chunks) == 1
+            and key.get("name") == "default"
+            and (key.get("configuration") or {}).get("separator", "/") == "/"
+            and not meta.get("storage_transformers")
+            and len(codecs) == 1
+            and codecs[0].get("name") == "bytes"
+            and (codecs[0].get("configuration") or {}).get("endian", "little") == "little"
+            and meta.get("data_type") in ("float64", "float32", "int32", "int64")
+        )
+        if not raw:
+            return None
+        dtype = np.dtype(meta["data_type"]).newbyteorder("<").str
+        return cls(str(folder), int(chunks[0]), dtype, float(meta.get("fill_value") or 0))
+
+    def read(self, lo: int, hi: int) -> np.ndarray:
+        """Elements ``lo:hi``.
+
+        Raises
+        ------
+        OSError
+            If a chunk file is shorter than its chunk (a truncated store), naming the file.
+        """
+        dt = np.dtype(self.dtype)
+        out = np.empty(hi - lo, dtype=dt)
+        pos = lo
+        while pos < hi:
+            j = pos // self.chunk
+            end = min(hi, (j + 1) * self.chunk)
+            view = out[pos - lo : end - lo]
+            name = os.path.join(self.folder, "c", str(j))
+            try:
+                fd = os.open(name, os.O_RDONLY)
+            except FileNotFoundError:  # zarr writes no chunk that is all fill value
+                view[:] = self.fill
+            else:
+                try:
+                    got = os.preadv(
+                        fd, [memoryview(view).cast("B")], (pos - j * self.chunk) * dt.itemsize
+                    )
+                finally:
+                    os.close(fd)
+                if got != view.nbytes:
+                    raise OSError(
+                        f"chunk file {name} holds {got} of the {view.nbytes} bytes needed at "
+                        f"element {pos}: the chunked H store is truncated; write it again"
+                    )
+            pos = end
+        return out
+
+
 class _ZarrBlock:
     """Rows ``start:stop`` of a chunked CSR store (or of its transposed copy, ``group="t"``:
     rows are then state elements and ``n_state`` is n_obs), read from disk on each use
-    (picklable)."""
+    (picklable). ``raw`` (indptr, data, indices) reads the arrays that are raw directly
+    (:class:`_RawArray`); zarr decodes the others."""
 
     def __init__(
-        self, path: str, start: int, stop: int, lo: int, hi: int, n_state: int, group: str = ""
+        self,
+        path: str,
+        start: int,
+        stop: int,
+        lo: int,
+        hi: int,
+        n_state: int,
+        group: str = "",
+        raw: tuple[_RawArray | None, _RawArray | None, _RawArray | None] | None = None,
     ) -> None:
         self.path, self.start, self.stop, self.lo, self.hi = path, start, stop, lo, hi
         self.n_state = n_state
         self.group = group
+        self.raw = raw
 
     def load(self) -> sp.csr_array:
-        import zarr
+        raw = self.raw or (None, None, None)
+        g = None
+        if not all(raw):
+            import zarr
 
-        g = zarr.open_group(self.path, mode="r")
-        if self.group:
-            g = g[self.group]
-        indptr = np.asarray(g["indptr"][self.start : self.stop + 1]) - self.lo
-        data = np.asarray(g["data"][self.lo : self.hi])
-        indices = np.asarray(g["indices"][self.lo : self.hi])
+            g = zarr.open_group(self.path, mode="r")
+            if self.group:
+                g = g[self.group]
+
+        def read(k: int, name: str, lo: int, hi: int) -> np.ndarray:
+            return raw[k].read(lo, hi) if raw[k] is not None else np.asarray(g[name][lo:hi])
+
+        indptr = read(0, "indptr", self.start, self.stop + 1) - self.lo
+        data = read(1, "data", self.lo, self.hi)
+        indices = read(2, "indices", self.lo, self.hi)
         if indices.dtype == np.int32 and self.hi - self.lo <= np.iinfo(np.int32).max:
             # int32 offsets too, or scipy widens both index arrays to int64: a third more
             # bytes per non-zero to hold in the cache and to stream at every product
             indptr = indptr.astype(np.int32)
         return sp.csr_array((data, indices, indptr), shape=(self.stop - self.start, self.n_state))
+
+
+def _raw_arrays(group: Path) -> tuple[_RawArray | None, _RawArray | None, _RawArray | None]:
+    """The raw layouts of ``indptr``, ``data`` and ``indices`` in ``group`` (None for an array
+    zarr must decode)."""
+    return tuple(_RawArray.of(group / name) for name in ("indptr", "data", "indices"))  # type: ignore[return-value]
 
 
 class _DaskBlock:
@@ -206,7 +308,10 @@ class ChunkedOperator(LinearOperator):
     ) -> ChunkedOperator:
         """Open a store written by :func:`write_chunked_h` (nothing but the row index is read).
 
-        ``cache_bytes`` [B] keeps that much of H in memory once read (see the class).
+        ``cache_bytes`` [B] keeps that much of H in memory once read (see the class). Raw
+        chunks (the default store) are read by ``preadv`` from the chunk files, compressed ones
+        through zarr; either way the operating system's page cache keeps what it can of the
+        files between products, so a store that fits in free memory is read from memory.
 
         Raises
         ------
@@ -233,17 +338,19 @@ class ChunkedOperator(LinearOperator):
         chunk_rows = int(attrs["chunk_rows"])
         indptr = np.asarray(g["indptr"][:])
         starts = np.append(np.arange(0, n_obs, chunk_rows), n_obs)
+        raw = _raw_arrays(path)
         blocks = [
-            _ZarrBlock(str(path), int(a), int(b), int(indptr[a]), int(indptr[b]), n_state)
+            _ZarrBlock(str(path), int(a), int(b), int(indptr[a]), int(indptr[b]), n_state, "", raw)
             for a, b in itertools.pairwise(starts)
         ]
         transposed = None
         if "t" in g:  # Hᵀ written beside H (write_chunked_h(..., transpose=True))
             t_indptr = np.asarray(g["t"]["indptr"][:])
             t_starts = np.asarray(g["t"]["starts"][:])
+            t_raw = _raw_arrays(path / "t")
             t_blocks = [
                 _ZarrBlock(
-                    str(path), int(a), int(b), int(t_indptr[a]), int(t_indptr[b]), n_obs, group="t"
+                    str(path), int(a), int(b), int(t_indptr[a]), int(t_indptr[b]), n_obs, "t", t_raw
                 )
                 for a, b in itertools.pairwise(t_starts)
             ]
@@ -296,7 +403,7 @@ class ChunkedOperator(LinearOperator):
             return np.concatenate(self.client.gather(futs), axis=0)
         # From Hᵀ where it is at hand: its rows stream X once, in order, into small (n_obs, k)
         # accumulators, where the rows of H gather rows of the large X at random (out of
-        # core at the regional size: 1.55x faster with 4 columns, even with one;
+        # core at the regional size: 3.3x faster with 4 columns, 1.2x with one;
         # benchmarks/h_store.py)
         if self._t_blocks:
             X = np.ascontiguousarray(X)
@@ -492,7 +599,9 @@ def write_chunked_h(
     nnz_chunk = max(1, int(np.ceil(nnz_total / max(1, int(np.ceil(n_obs / chunk_rows))))))
     g = zarr.open_group(str(tmp), mode="w")
     g.attrs.update({"format": _FORMAT, "shape": [n_obs, n_state], "chunk_rows": int(chunk_rows)})
-    g.create_array("indptr", shape=(n_obs + 1,), chunks=(max(1, n_obs + 1),), dtype="i8")
+    g.create_array(
+        "indptr", shape=(n_obs + 1,), chunks=(max(1, n_obs + 1),), dtype="i8", compressors=codec
+    )
     g["indptr"][:] = indptr
     data = g.create_array(
         "data", shape=(nnz_total,), chunks=(nnz_chunk,), dtype="f8", compressors=codec
@@ -550,8 +659,8 @@ def _write_transpose(
 
     starts = cuts(np.linspace(0, nnz, n_blocks + 1)[1:-1])
     nnz_chunk = max(1, int(np.ceil(nnz / n_blocks)))
-    g.create_array("indptr", data=t_indptr)
-    g.create_array("starts", data=starts.astype(np.int64))
+    g.create_array("indptr", data=t_indptr, compressors=codec)
+    g.create_array("starts", data=starts.astype(np.int64), compressors=codec)
     data = g.create_array("data", shape=(nnz,), chunks=(nnz_chunk,), dtype="f8",
                           compressors=codec)  # fmt: skip
     index_dtype = "i4" if n_obs <= np.iinfo(np.int32).max else "i8"

@@ -89,6 +89,52 @@ def test_store_layout_and_earlier_stores_still_read(tmp_path):
         assert_allclose(op.T @ v, H.T @ v, rtol=1e-14, atol=1e-14)
 
 
+def test_raw_chunks_are_read_directly_and_match_zarr(tmp_path):
+    # raw stores (the default) are read by preadv from the chunk files (no zarr decode) in
+    # both groups; ranges crossing chunk boundaries, the padded last chunk and chunks zarr
+    # never wrote (all fill value) give what zarr gives; compressed stores go through zarr
+    import zarr
+
+    from inversion.chunked import _RawArray
+
+    rng = np.random.default_rng(5)
+    H = _H(seed=6)
+    path = write_chunked_h(H, tmp_path / "H.zarr", chunk_rows=12)
+    op = ChunkedOperator.open(path)
+    assert all(r is not None for b in op._blocks + op._t_blocks for r in b.raw)
+    z = zarr.open_group(str(tmp_path / "z.zarr"), mode="w").create_array(
+        "a", shape=(10,), chunks=(4,), dtype="i4", compressors=None
+    )
+    z[:] = [1, 2, 3, 4, 0, 0, 0, 0, 9, 10]
+    assert not (tmp_path / "z.zarr" / "a" / "c" / "1").exists()  # zarr skips all-fill chunks
+    np.testing.assert_array_equal(_RawArray.of(tmp_path / "z.zarr" / "a").read(2, 10), z[2:10])
+    v2 = zarr.open_group(str(tmp_path / "v2.zarr"), mode="w", zarr_format=2)
+    v2.create_array("a", shape=(10,), chunks=(4,), dtype="i4", compressors=None)
+    zarr.open_group(str(tmp_path / "be.zarr"), mode="w").create_array(
+        "a", shape=(10,), chunks=(4,), dtype="i4", compressors=None,
+        serializer=zarr.codecs.BytesCodec(endian="big"),
+    )  # fmt: skip
+    assert _RawArray.of(tmp_path / "v2.zarr" / "a") is None  # zarr v2: zarr decodes it
+    assert _RawArray.of(tmp_path / "be.zarr" / "a") is None  # big-endian chunks
+    g = zarr.open_group(str(path), mode="r")
+    for name in ("indptr", "data", "indices", "t/indptr", "t/data", "t/indices"):
+        raw = _RawArray.of(path / name)
+        n = g[name].shape[0]
+        for lo, hi in ((0, n), (0, 1), (n - 1, n), (n // 3, 2 * n // 3 + 1), (5, 5)):
+            np.testing.assert_array_equal(raw.read(lo, hi), g[name][lo:hi], err_msg=name)
+    X = rng.standard_normal((50, 2))
+    assert_allclose(op @ X, H @ X, rtol=1e-14, atol=1e-14)
+    assert_allclose(op.T @ X[:37], H.T @ X[:37], rtol=1e-14, atol=1e-14)
+    lz4 = ChunkedOperator.open(write_chunked_h(H, tmp_path / "l.zarr", 12, compression="lz4"))
+    assert all(r is None for r in lz4._blocks[0].raw)
+    assert_allclose(lz4 @ X, H @ X, rtol=1e-14, atol=1e-14)
+    # a truncated chunk file is an error naming it, not zeros
+    chunk = path / "t" / "data" / "c" / "0"
+    chunk.write_bytes(chunk.read_bytes()[:16])
+    with pytest.raises(OSError, match=r"t/data/c/0 holds 16 of the .* truncated"):
+        ChunkedOperator.open(path).T @ X[:37]
+
+
 def _problem(H, seed=0):
     rng = np.random.default_rng(seed)
     B = kronecker_prior(0.5, (5, 5), 1.0, "exponential", 2.0, nt=2, step_hours=24.0,
