@@ -24,7 +24,10 @@ Each process keeps freed large arrays for reuse (:func:`inversion.retain_freed_m
 ``cityflux`` command does); ``--default-malloc`` leaves glibc's default (every large array
 faulted in afresh) for comparison.
 ``--rank 0 --std-pairs N`` makes the cg std map from N randomized block Lanczos pairs (as where
-the complete spectrum does not fit), ``--corrected S`` adds the sampled correction. The
+the complete spectrum does not fit), ``--corrected S`` adds the sampled correction.
+``--cell-reference`` solves the ``--std-cells`` cells' std by certified cg solves (aggregates of
+unit vectors, to ``--aggregate-tol``: an upper estimate within that relative variance error)
+where obs-space does not fit, and compares the maps with it. The
 machine, the load at the start and the end, and every figure are printed, and written to
 ``--json`` for ``benchmarks/readme_table.py``.
 
@@ -35,6 +38,8 @@ Usage::
     python benchmarks/urban_scale.py --cases bay --rank full --std-map --truncations 300 1000 1500
     python benchmarks/urban_scale.py --cases regional --no-compare --mean-only
     python benchmarks/urban_scale.py --cases bay --rank 0 --std-pairs 600 --corrected 64
+    python benchmarks/urban_scale.py --cases regional --no-compare --repeat 1 --rank 0 \
+        --std-pairs 1500 --corrected 64 --cell-reference --aggregate-tol 1e-4
 """
 
 from __future__ import annotations
@@ -194,6 +199,22 @@ def run(name: str, method: str, o: dict, queue) -> None:
                              float(rel_se.max())]  # fmt: skip
             out["t_corr"] = time.perf_counter() - t0
             out["corr_iters"] = [s["iterations"] for s in post.info["solves"][-1:]]
+        if o["cell_reference"]:  # the cells' std by certified cg solves, batch by batch
+            import scipy.sparse as sp
+
+            t0 = time.perf_counter()
+            before = len(post.info["solves"])
+            ref, b = [], max(1, opts.batch)
+            for a in range(0, cells.size, b):
+                c = cells[a : a + b]
+                E = sp.csr_array((np.ones(c.size), (np.arange(c.size), c)),
+                                 shape=(c.size, problem.n_state))  # fmt: skip
+                ref.append(post.aggregate(E)[1])
+            out["ref_cell_std"] = np.concatenate(ref)
+            out["t_ref"] = time.perf_counter() - t0
+            solves = post.info["solves"][before:]
+            out["ref_iters"] = [s["iterations"] for s in solves]
+            out["ref_bound"] = max(s["final"] for s in solves)
     elif not o["no_std"]:
         E = np.zeros((o["std_cells"], problem.n_state))
         E[np.arange(o["std_cells"]), cells] = 1.0
@@ -255,6 +276,11 @@ def main(argv=None) -> None:
     )  # fmt: skip
     ap.add_argument("--std-cells", type=int, default=200, help="cells for the std comparison")
     ap.add_argument("--no-compare", action="store_true", help="skip obs-space")
+    ap.add_argument(
+        "--cell-reference", action="store_true",
+        help="the exact std of the --std-cells cells by certified cg solves (unit-vector "
+        "aggregates, batch by batch, to --aggregate-tol), where obs-space does not fit",
+    )  # fmt: skip
     ap.add_argument(
         "--mean-only", action="store_true", help="time the cg mean only (no aggregates, no std)"
     )
@@ -369,6 +395,17 @@ def main(argv=None) -> None:
                     f"{args.corrected} samples", "last Ritz value": f"{cg['theta_last']:.3g}",
                     "time [s]": f"{cg['t_std'] + cg['t_corr']:.1f}", "stated se / std": stated,
                 })  # fmt: skip
+            if "ref_cell_std" in cg:  # no obs-space at this size: certified cg solves instead
+                print(f"[{name}] exact std of {cg['ref_cell_std'].size} cells by certified cg "
+                      f"solves: {cg['t_ref']:.1f} s (PCG it {cg['ref_iters']}, certified rel. "
+                      f"variance error <= {cg['ref_bound']:.1e})", flush=True)  # fmt: skip
+                bench.add(table="std map reference", case=name, display={
+                    "case": name, "cells": cg["ref_cell_std"].size,
+                    "time [s]": f"{cg['t_ref']:.1f}", "PCG iterations": str(cg["ref_iters"]),
+                    "certified rel. variance error": f"{cg['ref_bound']:.1e}",
+                })  # fmt: skip
+                if args.no_compare or cg["n_obs"] > 20_000:  # else against obs-space below
+                    _accuracy(bench, name, cg, cg["ref_cell_std"], spectrum, args)
             if args.no_compare or cg["n_obs"] > 20_000:
                 continue
             ob = in_child(name, "obs-space", o)
@@ -392,40 +429,48 @@ def main(argv=None) -> None:
             })  # fmt: skip
             if args.no_std:
                 continue
-            ref = ob["cell_std"]  # exact, by obs-space aggregates of unit vectors
-            print(f"    low-rank std (k={cg['k']}) vs exact cells: "
-                  f"{_dist(cg['cell_std'] / ref - 1)}")  # fmt: skip
-            bench.add(table="std map accuracy", case=name, display={
-                "case": name, "map": f"low-rank, {cg['k']} pairs ({spectrum})",
-                "time [s]": f"{cg['t_std']:.1f}",
-                "rel. error vs exact std (cells)": _dist(cg["cell_std"] / ref - 1),
-            })  # fmt: skip
-            if args.std_map:
-                print(f"    low-rank std map (k={cg['k']}) vs obs-space map: "
-                      f"{_dist(cg['std_map'] / ob['std_map'] - 1)}")  # fmt: skip
-            for k, v in sorted(cg["trunc"].items()):
-                tr = v / ob["std_map"] - 1 if args.std_map else v / ref - 1
-                print(f"    truncated to the leading k={k}: {_dist(tr)}")
-            if args.corrected:
-                err = cg["corr_std"] / ref - 1
-                z = (cg["corr_std"] - ref) / cg["corr_se"]
-                print(
-                    f"[{name}] low-rank+sampled std (n={args.corrected}): "
-                    f"{cg['t_corr']:.1f} s (PCG it {cg['corr_iters']}), rel error "
-                    f"{_dist(err)}, mean signed {err.mean():+.2%}; stated standard error "
-                    f"median {np.median(cg['corr_se'] / ref):.2%}; z = error/se: mean "
-                    f"{z.mean():+.2f}, std {z.std():.2f}",
-                    flush=True,
-                )
-                bench.add(table="std map accuracy", case=name, display={
-                    "case": name, "map": f"low-rank+sampled, {cg['k']} pairs, "
-                    f"{args.corrected} samples", "time [s]": f"{cg['t_std'] + cg['t_corr']:.1f}",
-                    "rel. error vs exact std (cells)": _dist(err),
-                    "z = error / stated se": f"mean {z.mean():+.2f}, std {z.std():.2f}",
-                })  # fmt: skip
+            if "ref_cell_std" in cg:  # the certified cg reference against obs-space's
+                print(f"    certified cg cell std vs obs-space: max rel diff "
+                      f"{np.max(np.abs(cg['ref_cell_std'] / ob['cell_std'] - 1)):.1e}")  # fmt: skip
+            _accuracy(bench, name, cg, ob["cell_std"], spectrum, args, ob)
             print(f"    city total {cg['agg_mean'][0]:.5g} ± {cg['agg_std'][0]:.4g} (cg), "
                   f"{ob['agg_mean'][0]:.5g} ± {ob['agg_std'][0]:.4g} (obs-space)")  # fmt: skip
     bench.finish()
+
+
+def _accuracy(bench, name: str, cg: dict, ref: np.ndarray, spectrum: str, args, ob=None) -> None:
+    """Tables of the cg std map (low-rank, truncated, low-rank+sampled) against the exact std
+    ``ref`` of the sampled cells (obs-space aggregates ``ob``, or certified cg solves)."""
+    print(f"    low-rank std (k={cg['k']}) vs exact cells: "
+          f"{_dist(cg['cell_std'] / ref - 1)}")  # fmt: skip
+    bench.add(table="std map accuracy", case=name, display={
+        "case": name, "map": f"low-rank, {cg['k']} pairs ({spectrum})",
+        "time [s]": f"{cg['t_std']:.1f}",
+        "rel. error vs exact std (cells)": _dist(cg["cell_std"] / ref - 1),
+    })  # fmt: skip
+    if args.std_map and ob is not None:
+        print(f"    low-rank std map (k={cg['k']}) vs obs-space map: "
+              f"{_dist(cg['std_map'] / ob['std_map'] - 1)}")  # fmt: skip
+    for k, v in sorted(cg["trunc"].items()):
+        tr = v / ob["std_map"] - 1 if args.std_map and ob is not None else v / ref - 1
+        print(f"    truncated to the leading k={k}: {_dist(tr)}")
+    if args.corrected:
+        err = cg["corr_std"] / ref - 1
+        z = (cg["corr_std"] - ref) / cg["corr_se"]
+        print(
+            f"[{name}] low-rank+sampled std (n={args.corrected}): "
+            f"{cg['t_corr']:.1f} s (PCG it {cg['corr_iters']}), rel error "
+            f"{_dist(err)}, mean signed {err.mean():+.2%}; stated standard error "
+            f"median {np.median(cg['corr_se'] / ref):.2%}; z = error/se: mean "
+            f"{z.mean():+.2f}, std {z.std():.2f}",
+            flush=True,
+        )
+        bench.add(table="std map accuracy", case=name, display={
+            "case": name, "map": f"low-rank+sampled, {cg['k']} pairs, "
+            f"{args.corrected} samples", "time [s]": f"{cg['t_std'] + cg['t_corr']:.1f}",
+            "rel. error vs exact std (cells)": _dist(err),
+            "z = error / stated se": f"mean {z.mean():+.2f}, std {z.std():.2f}",
+        })  # fmt: skip
 
 
 def _small(res: dict) -> dict:

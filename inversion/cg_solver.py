@@ -103,6 +103,9 @@ class CGSolver:
         self._tried_complete = False
         self._obs_pre: Any = None
         self._fast: WhitenedSystem | None = None
+        # the last low-rank reduction (k, (n_state,)) of the current pairs: the map and the
+        # sampled correction both need it, one B product per pair (minutes at 10 M unknowns)
+        self._reduction: tuple[int, np.ndarray] | None = None
 
     @property
     def fast(self) -> WhitenedSystem | None:
@@ -134,6 +137,7 @@ class CGSolver:
             self.lanczos, ritz_values=theta, ritz_z=Z, ritz_mz=MZ, complete=complete
         )
         self._obs_pre = None
+        self._reduction = None
 
     def complete_spectrum(self) -> str:
         """Swap the Ritz pairs for the complete spectrum of K if it fits (once).
@@ -172,11 +176,15 @@ class CGSolver:
         One pass over the leading ``max(ks)`` pairs, one ``L`` product per pair in blocks of
         ``_STD_BLOCK`` that end on every k; progress is logged every tenth of the pairs. With
         the complete spectrum (the exact map) the products are in double precision; with a
-        partial one (an approximate map) they use :attr:`fast` where available.
+        partial one (an approximate map) they use :attr:`fast` where available. The reduction
+        of the largest k is kept for the current pairs: asked again (the sampled correction
+        after the map), it costs nothing. Callers must not modify the arrays returned.
         """
         lz = self.lanczos
-        system = self.system if lz.complete else (self.fast or self.system)
         n = ks[-1] if ks else 0
+        if self._reduction is not None and ks == [self._reduction[0]]:
+            return {n: self._reduction[1]}  # computed before for these pairs
+        system = self.system if lz.complete else (self.fast or self.system)
         th = lz.ritz_values[:n]
         w = th / (1.0 + th)
         reduction = np.zeros(self.problem.n_state)
@@ -193,6 +201,8 @@ class CGSolver:
             if n >= 10 * _STD_BLOCK and a // step != stop // step:
                 logger.info("low-rank std: %d/%d pairs (%.0f s)", stop, n, time.perf_counter() - t0)
             a = stop
+        if n in out:
+            self._reduction = (n, out[n])
         return out
 
     # ------------------------------------------------------------------ sizes

@@ -272,7 +272,10 @@ class CGPosterior(Posterior):
             raise ValueError(
                 f"low-rank+sampled posterior variance is not positive at {int(bad.sum())} "
                 f"element(s) (first at index {i}: {var[i]:.3g}, Monte-Carlo standard error "
-                f"{np.sqrt(rem_var[i] / n):.3g}); raise CGOptions.n_samples or CGOptions.rank"
+                f"{np.sqrt(rem_var[i] / n):.3g}): the pairs capture too little of the "
+                "spectrum for this many samples; raise CGOptions.n_samples, CGOptions.std_pairs "
+                "(block Lanczos pairs) or CGOptions.rank, or use std='low-rank' (an upper bound "
+                "of the std)"
             )
         std = np.sqrt(var)
         self.info["n_samples"] = int(n)

@@ -253,6 +253,29 @@ def test_lowrank_plus_sampled_is_unbiased_with_calibrated_errors():
     assert np.mean(np.abs(z) < 3) > 0.97
 
 
+def test_lowrank_reduction_reused_by_the_sampled_correction_until_the_pairs_change(monkeypatch):
+    # the map and the sampled correction need the same reduction (one B product per pair):
+    # computed once for the current pairs, computed again once the pairs change
+    from inversion.cg import LanczosResult
+
+    problem = _fft_problem(seed=5, n_obs=60, ny=8, nx=9, nt=3)
+    post = solve(problem, "cg", cg=CGOptions(rank=30, std="low-rank+sampled", n_samples=64))
+    calls = []
+    real = LanczosResult.L_of
+    monkeypatch.setattr(LanczosResult, "L_of", lambda self, *a: calls.append(1) or real(self, *a))
+    low = post.lowrank_std()
+    n_map = len(calls)
+    assert n_map > 0
+    corrected = post.corrected_std(64, seed=1)
+    assert len(calls) == n_map  # the correction's own products are not L_of
+    fresh = solve(problem, "cg", cg=CGOptions(rank=30, std="low-rank+sampled", n_samples=64))
+    np.testing.assert_allclose(fresh.corrected_std(64, seed=1), corrected, rtol=1e-12)
+    post._solver.block_spectrum(45, seed=0)  # new pairs: the kept reduction is dropped
+    assert post._solver._reduction is None
+    assert not np.allclose(post.lowrank_std(), low)
+    assert len(calls) > n_map
+
+
 def test_lowrank_plus_sampled_needs_observation_space_basis():
     H, _Hd, x_prior, y, B, _Bd, R = make_problem_arrays(7, 60, 24, "sparse", "dense")
     problem = LinearProblem(H=H, x_prior=x_prior, y=y, B=B, R=R)  # n_obs 60 > sqrt_dim 24
