@@ -61,7 +61,7 @@ def _evict(path: Path) -> None:
 def _through_zarr(op):
     """``op`` with its raw chunks read by zarr's reader instead of directly."""
     for b in op._blocks + op._t_blocks:
-        b.raw = None
+        b.raw = (None, None, None)
     return op
 
 

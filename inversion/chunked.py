@@ -87,7 +87,8 @@ class _RawArray:
         return cls(str(folder), int(chunks[0]), dtype, float(meta.get("fill_value") or 0))
 
     def read(self, lo: int, hi: int) -> np.ndarray:
-        """Elements ``lo:hi``.
+        """Elements ``lo:hi``; a chunk with no file is all fill value, as zarr reads it (zarr
+        writes no chunk that holds nothing else).
 
         Raises
         ------
@@ -137,7 +138,7 @@ class _ZarrBlock:
         hi: int,
         n_state: int,
         group: str = "",
-        raw: tuple[_RawArray | None, _RawArray | None, _RawArray | None] | None = None,
+        raw: tuple[_RawArray | None, _RawArray | None, _RawArray | None] = (None, None, None),
     ) -> None:
         self.path, self.start, self.stop, self.lo, self.hi = path, start, stop, lo, hi
         self.n_state = n_state
@@ -145,7 +146,7 @@ class _ZarrBlock:
         self.raw = raw
 
     def load(self) -> sp.csr_array:
-        raw = self.raw or (None, None, None)
+        raw = self.raw
         g = None
         if not all(raw):
             import zarr
