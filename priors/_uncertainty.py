@@ -9,7 +9,14 @@ from types import MappingProxyType
 import numpy as np
 import xarray as xr
 
-SPATIAL_KINDS = ("exponential", "gaussian", "matern32", "matern52", "none")
+SPATIAL_KINDS = (
+    "exponential",
+    "gaussian",
+    "matern32",
+    "matern52",
+    "separable_exponential",
+    "none",
+)
 TEMPORAL_KINDS = ("exponential", "gaussian", "none")
 
 
@@ -31,7 +38,8 @@ class PriorUncertainty:
     default_fraction : float
         Relative error of sectors not listed in ``fraction``.
     spatial_kind : str
-        One of ``exponential``, ``gaussian``, ``matern32``, ``matern52``, ``none``.
+        One of ``exponential``, ``gaussian``, ``matern32``, ``matern52``,
+        ``separable_exponential`` (exp(−(|Δy| + |Δx|)/L) along the grid axes), ``none``.
     length_km : float
         Spatial correlation length [km] (great-circle).
     temporal_kind : str

@@ -6,6 +6,7 @@ Every operator is a :class:`scipy.sparse.linalg.LinearOperator` (float64, symmet
 
 - :class:`DiagonalCovariance`, :class:`DenseCovariance`, :class:`BlockDiagonalCovariance`
 - :class:`RegularGridCorrelation` — exact FFT (circulant-embedding) correlation on a projected grid
+- :class:`SeparableGridCorrelation` — exp(−taxicab distance/L) on a projected grid, O(n) recursions
 - :class:`PointsCorrelation` — great-circle correlation of irregular points (numba, on the fly)
 - :class:`TemporalCorrelation` — correlation of state time steps
 - :class:`KroneckerCovariance` — B = D (C_t ⊗ C_s) D; :func:`kronecker_prior` builds one per sector
@@ -22,6 +23,7 @@ from inversion.covariance._correlation import (
 from inversion.covariance._grid import RegularGridCorrelation
 from inversion.covariance._kronecker import KroneckerCovariance, kronecker_prior
 from inversion.covariance._points import PointsCorrelation
+from inversion.covariance._separable import SEPARABLE_KIND, SeparableGridCorrelation
 from inversion.covariance._simple import (
     BlockDiagonalCovariance,
     DenseCovariance,
@@ -33,6 +35,7 @@ __all__ = [
     "CORRELATION_KINDS",
     "EARTH_RADIUS_KM",
     "MAX_DENSE_SIZE",
+    "SEPARABLE_KIND",
     "BlockDiagonalCovariance",
     "CovarianceOperator",
     "DenseCovariance",
@@ -40,6 +43,7 @@ __all__ = [
     "KroneckerCovariance",
     "PointsCorrelation",
     "RegularGridCorrelation",
+    "SeparableGridCorrelation",
     "TemporalCorrelation",
     "correlation_function",
     "haversine_km",

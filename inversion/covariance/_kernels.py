@@ -14,13 +14,19 @@ from numba import njit, prange
 from inversion.covariance._correlation import EARTH_RADIUS_KM
 
 __all__ = [
+    "AR1_APPLY",
+    "AR1_SQRT",
+    "AR1_SQRT_T",
     "ar1_apply_numba",
     "ar1_apply_numpy",
+    "ar1_grid_numba",
+    "ar1_grid_numpy",
     "ar1_matrix",
     "ar1_sqrt_numba",
     "ar1_sqrt_numpy",
     "ar1_sqrt_t_numba",
     "ar1_sqrt_t_numpy",
+    "nonzero_slices_numba",
     "pairs_to_state_numba",
     "pairs_to_state_numpy",
     "points_correlation_matrix_numpy",
@@ -206,26 +212,68 @@ def ar1_apply_numba(X, scale, k, rho, out):  # pragma: no cover - compiled
     """``out = C (D X)`` along axis 0 for C = ρ^|i−j|; X, out (nt, ns·k), scale (nt, ns):
     column j of X is scaled by ``scale[:, j // k]``."""
     nt, m = X.shape
-    nb = (m + _AR1_BLOCK - 1) // _AR1_BLOCK
+    ns = m // k
+    cb = max(1, _AR1_BLOCK // k)  # cells per block: the k columns of a cell stay together
+    nb = (ns + cb - 1) // cb
     for b in prange(nb):
-        s0 = b * _AR1_BLOCK
-        s1 = min(s0 + _AR1_BLOCK, m)
+        a0 = b * cb
+        a1 = min(a0 + cb, ns)
+        s0, s1 = a0 * k, a1 * k
         w = s1 - s0
-        cells = _block_cells(s0, w, k)
         carry = np.zeros(w)
-        for t in range(nt):  # forward: out_t = f_t = u_t + ρ f_{t−1}
-            xr, sr, orow = X[t, s0:s1], scale[t], out[t, s0:s1]
-            for i in range(w):
-                f = sr[cells[i]] * xr[i] + rho * carry[i]
-                carry[i] = f
-                orow[i] = f
+        if k == 1:  # one column: the loops vectorise
+            for t in range(nt):  # forward: out_t = f_t = u_t + ρ f_{t−1}
+                xr, sr, orow = X[t, s0:s1], scale[t, a0:a1], out[t, s0:s1]
+                for i in range(w):
+                    f = sr[i] * xr[i] + rho * carry[i]
+                    carry[i] = f
+                    orow[i] = f
+            carry[:] = 0.0
+            for t in range(nt - 1, -1, -1):  # backward: out_t += ρ b_{t+1}
+                xr, sr, orow = X[t, s0:s1], scale[t, a0:a1], out[t, s0:s1]
+                for i in range(w):
+                    back = rho * carry[i]
+                    carry[i] = sr[i] * xr[i] + back
+                    orow[i] += back
+            continue
+        sx = np.empty(w)  # the scale of each column of the block at step t
+        for t in range(nt):
+            xr, sr, orow = X[t, s0:s1], scale[t, a0:a1], out[t, s0:s1]
+            for i in range(a1 - a0):
+                sx[i * k : i * k + k] = sr[i]
+            for c in range(w):
+                f = sx[c] * xr[c] + rho * carry[c]
+                carry[c] = f
+                orow[c] = f
         carry[:] = 0.0
-        for t in range(nt - 1, -1, -1):  # backward: out_t += ρ b_{t+1}; b_t = u_t + ρ b_{t+1}
-            xr, sr, orow = X[t, s0:s1], scale[t], out[t, s0:s1]
-            for i in range(w):
-                back = rho * carry[i]
-                carry[i] = sr[cells[i]] * xr[i] + back
-                orow[i] += back
+        for t in range(nt - 1, -1, -1):
+            xr, sr, orow = X[t, s0:s1], scale[t, a0:a1], out[t, s0:s1]
+            for i in range(a1 - a0):
+                sx[i * k : i * k + k] = sr[i]
+            for c in range(w):
+                back = rho * carry[c]
+                carry[c] = sx[c] * xr[c] + back
+                orow[c] += back
+
+
+@njit(cache=True, parallel=True)
+def nonzero_slices_numba(X3):  # pragma: no cover - compiled
+    """(nt, k) mask of the (time, column) slices of X3 (nt, ns, k) holding a non-zero value.
+
+    Each slice is scanned only up to its first non-zero: a dense vector costs O(nt·k) reads,
+    not a pass over X (``np.any(X3 != 0, axis=1)`` cost 15 ms for 5 columns at 1.3 M cells)."""
+    nt, ns, k = X3.shape
+    out = np.zeros((nt, k), dtype=np.bool_)
+    for t in prange(nt):
+        left = k
+        for s in range(ns):
+            for c in range(k):
+                if not out[t, c] and X3[t, s, c] != 0.0:
+                    out[t, c] = True
+                    left -= 1
+            if left == 0:
+                break
+    return out
 
 
 @njit(cache=True, parallel=True)
@@ -291,3 +339,104 @@ def ar1_sqrt_numpy(W: np.ndarray, rho: float, scale: np.ndarray, k: int) -> np.n
 def ar1_sqrt_t_numpy(V: np.ndarray, scale: np.ndarray, k: int, rho: float) -> np.ndarray:
     """Pure-numpy twin of :func:`ar1_sqrt_t_numba` (dense Cholesky factor)."""
     return np.linalg.cholesky(ar1_matrix(V.shape[0], rho)).T @ (np.repeat(scale, k, axis=1) * V)
+
+
+# ---------------------------------------------------------------- separable grid (y ⊗ x)
+# The exponential of the taxicab distance, exp(−|Δy|/L − |Δx|/L), on a regular grid is
+# C_y ⊗ C_x with C_y, C_x the AR(1) correlations ρ^|i−j| of each axis (ρ = exp(−spacing/L)).
+# Each field (ny, nx) is treated in cache: the y recursions run along the rows (vectorised
+# across the nx·k entries of a row), the field is transposed into a scratch buffer and the
+# x recursions run the same way; the scale is applied as the result is written. O(n) work per
+# field, no FFT, exact to rounding. ``mode`` picks the operator of both axes: 0 C, 1 the lower
+# Cholesky factor L, 2 its transpose Lᵀ (L_y ⊗ L_x is the Cholesky factor of C_y ⊗ C_x).
+AR1_APPLY, AR1_SQRT, AR1_SQRT_T = 0, 1, 2
+
+
+@njit(cache=True, inline="always")
+def _ar1_lines(src, dst, r, mode):  # pragma: no cover - compiled
+    """``dst = T src`` along axis 0 of (n, w) arrays, T = C, L or Lᵀ of ρ^|i−j| (``mode``)."""
+    n, w = src.shape
+    carry = np.zeros(w)
+    if mode == 0:
+        for i in range(n):  # forward: f_i = u_i + ρ f_{i−1}
+            for j in range(w):
+                f = src[i, j] + r * carry[j]
+                carry[j] = f
+                dst[i, j] = f
+        carry[:] = 0.0
+        for i in range(n - 1, -1, -1):  # backward: dst_i += ρ b_{i+1}; b_i = u_i + ρ b_{i+1}
+            for j in range(w):
+                back = r * carry[j]
+                carry[j] = src[i, j] + back
+                dst[i, j] += back
+        return
+    c = math.sqrt(1.0 - r * r)
+    if mode == 1:  # L w: v_i = ρ v_{i−1} + c_i w_i
+        for i in range(n):
+            ci = 1.0 if i == 0 else c
+            for j in range(w):
+                v = r * carry[j] + ci * src[i, j]
+                carry[j] = v
+                dst[i, j] = v
+        return
+    for i in range(n - 1, -1, -1):  # Lᵀ v: g_i = v_i + ρ g_{i+1}, out_i = c_i g_i
+        ci = 1.0 if i == 0 else c
+        for j in range(w):
+            g = src[i, j] + r * carry[j]
+            carry[j] = g
+            dst[i, j] = ci * g
+
+
+@njit(cache=True, parallel=True)
+def ar1_grid_numba(F, ry, rx, mode, scale, out):  # pragma: no cover - compiled
+    """``out[s] = scale[s] · (T_y ⊗ T_x) F[s]`` for fields F, out (m, ny, nx, k) (C order),
+    T = C, L or Lᵀ of each axis (``mode`` 0, 1, 2); ``scale`` (m, ny, nx), or shape (0, 0, 0)
+    for none. The k columns of a cell are interleaved and share its scale."""
+    m, ny, nx, k = F.shape
+    has_scale = scale.shape[0] > 0
+    for s in prange(m):
+        a = np.empty((ny, nx * k))
+        _ar1_lines(F[s].reshape(ny, nx * k), a, ry, mode)
+        tb = np.empty((nx, ny * k))
+        fb = np.empty((nx, ny * k))
+        if k == 1:  # one column: plain 2-D transposes (no interleave arithmetic)
+            for i in range(ny):
+                for j in range(nx):
+                    tb[j, i] = a[i, j]
+            _ar1_lines(tb, fb, rx, mode)
+            o = out[s].reshape(ny, nx)
+            if has_scale:
+                sc = scale[s]
+                for i in range(ny):
+                    for j in range(nx):
+                        o[i, j] = sc[i, j] * fb[j, i]
+            else:
+                for i in range(ny):
+                    for j in range(nx):
+                        o[i, j] = fb[j, i]
+            continue
+        for i in range(ny):
+            for j in range(nx):
+                for c in range(k):
+                    tb[j, i * k + c] = a[i, j * k + c]
+        _ar1_lines(tb, fb, rx, mode)
+        o = out[s]
+        for i in range(ny):
+            for j in range(nx):
+                sc = scale[s, i, j] if has_scale else 1.0
+                for c in range(k):
+                    o[i, j, c] = sc * fb[j, i * k + c]
+
+
+def ar1_grid_numpy(
+    F: np.ndarray, ry: float, rx: float, mode: int, scale: np.ndarray | None = None
+) -> np.ndarray:
+    """Pure-numpy twin of :func:`ar1_grid_numba` (dense per-axis matrices)."""
+    ny, nx = F.shape[1:3]
+    Ty, Tx = ar1_matrix(ny, ry), ar1_matrix(nx, rx)
+    if mode != AR1_APPLY:
+        Ty, Tx = np.linalg.cholesky(Ty), np.linalg.cholesky(Tx)
+        if mode == AR1_SQRT_T:
+            Ty, Tx = Ty.T, Tx.T
+    out = np.einsum("ab,sbck,dc->sadk", Ty, F, Tx)
+    return out if scale is None else out * scale[..., None]

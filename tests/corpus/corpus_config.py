@@ -78,6 +78,9 @@ def config_cases() -> list[Case]:
     add(Case("config_synthetic_lonlat_domain", s,
              conf("domain", {"bounds": [8, 47, 9, 48], "resolution_deg": 0.1}),
              error(2, "domain")))  # fmt: skip
+    add(Case("config_separable_kernel_lonlat_domain", "stilt",
+             conf("inversion.spatial_kind", "separable_exponential"),
+             error(2, "inversion.spatial_kind")))  # fmt: skip
     add(Case("config_real_without_met", "tower", conf("transport.met", None),
              error(2, "transport.met")))  # fmt: skip
     add(Case("config_real_without_inventories", "tower", conf("prior.inventories", []),

@@ -12,6 +12,7 @@ from inversion.covariance import (
     KroneckerCovariance,
     PointsCorrelation,
     RegularGridCorrelation,
+    SeparableGridCorrelation,
     TemporalCorrelation,
     correlation_function,
     kronecker_prior,
@@ -108,6 +109,21 @@ def test_grid_rejects_bad_shape_and_spacing():
         RegularGridCorrelation((3, 4, 5), 1.0, "exponential", 2.0)
     with pytest.raises(NonFiniteError, match="spacing_km"):
         RegularGridCorrelation((3, 4), (1.0, -1.0), "exponential", 2.0)
+
+
+def test_separable_grid_rejects_bad_shape_spacing_and_length():
+    with pytest.raises(ShapeMismatchError, match="shape must be"):
+        SeparableGridCorrelation((0, 4), 1.0, 2.0)
+    with pytest.raises(NonFiniteError, match="spacing_km"):
+        SeparableGridCorrelation((3, 4), (1.0, np.nan), 2.0)
+    with pytest.raises(NonFiniteError, match="length_km"):
+        SeparableGridCorrelation((3, 4), 1.0, 0.0)
+
+
+def test_kronecker_prior_names_every_spatial_kind():
+    with pytest.raises(ValueError, match="separable_exponential") as info:
+        kronecker_prior(1.0, (3, 3), 1.0, "spherical", 2.0, nt=1, step_hours=1.0, tau_hours=None)
+    assert "'spherical'" in str(info.value) and "matern32" in str(info.value)
 
 
 def test_points_rejects_bad_coordinates():

@@ -22,13 +22,19 @@ from inversion.covariance import (
 )
 from inversion.covariance._grid import SINGLE_PRECISION_RTOL
 from inversion.covariance._kernels import (
+    AR1_APPLY,
+    AR1_SQRT,
+    AR1_SQRT_T,
     ar1_apply_numba,
     ar1_apply_numpy,
+    ar1_grid_numba,
+    ar1_grid_numpy,
     ar1_matrix,
     ar1_sqrt_numba,
     ar1_sqrt_numpy,
     ar1_sqrt_t_numba,
     ar1_sqrt_t_numpy,
+    nonzero_slices_numba,
     pairs_to_state_numba,
     pairs_to_state_numpy,
     points_correlation_matrix_numpy,
@@ -214,7 +220,7 @@ def test_pairs_to_state_numba_equals_numpy_twin(identity_ct):
 
 # ---------------------------------------------------------------- Markov (AR(1)) time axis
 @pytest.mark.parametrize("shape", [(1, 5), (7, 3), (9, 700)])  # 700: several column blocks
-@pytest.mark.parametrize("k", [1, 3])  # columns per cell, sharing the cell's scale
+@pytest.mark.parametrize("k", [1, 3, 5])  # columns per cell, sharing the cell's scale
 def test_ar1_kernels_equal_numpy_twins(shape, k):
     rng = np.random.default_rng(5)
     nt, ns = shape
@@ -303,3 +309,48 @@ def test_short_kernel_uses_a_smaller_torus_and_stays_exact(kind):
     assert small.embedding_shape[1] < 2 * 45 - 1
     L = small.sqrt_matvec(np.eye(small.sqrt_dim))
     np.testing.assert_allclose(L @ L.T, small.to_dense(), rtol=0, atol=1e-12)
+
+
+# ---------------------------------------------------------------- separable grid kernel
+@pytest.mark.parametrize("shape", [(1, 6), (6, 1), (7, 9), (40, 3)])
+@pytest.mark.parametrize("k", [1, 4])
+@pytest.mark.parametrize("mode", [AR1_APPLY, AR1_SQRT, AR1_SQRT_T])
+@pytest.mark.parametrize("scaled", [False, True])
+def test_ar1_grid_kernel_equals_numpy_twin(shape, k, mode, scaled):
+    rng = np.random.default_rng(11)
+    m = 3
+    F = rng.standard_normal((m, *shape, k))
+    scale = rng.uniform(0.5, 1.5, (m, *shape)) if scaled else None
+    out = np.full(F.shape, np.nan)  # every element must be written
+    ar1_grid_numba(F, 0.71, 0.37, mode, np.zeros((0, 0, 0)) if scale is None else scale, out)
+    np.testing.assert_allclose(
+        out, ar1_grid_numpy(F, 0.71, 0.37, mode, scale), rtol=1e-13, atol=1e-13
+    )
+
+
+def test_ar1_grid_twin_is_the_kronecker_product_of_its_axes():
+    # the twin itself against np.kron of the per-axis matrices (C_y ⊗ C_x on a C-order field)
+    rng = np.random.default_rng(12)
+    F = rng.standard_normal((1, 4, 5, 1))
+    C = np.kron(ar1_matrix(4, 0.6), ar1_matrix(5, 0.3))
+    np.testing.assert_allclose(
+        ar1_grid_numpy(F, 0.6, 0.3, AR1_APPLY)[0, :, :, 0].ravel(), C @ F.ravel(), rtol=1e-13
+    )
+    L = np.linalg.cholesky(C)  # the Kronecker product of lower factors is C's Cholesky factor
+    np.testing.assert_allclose(
+        ar1_grid_numpy(F, 0.6, 0.3, AR1_SQRT)[0, :, :, 0].ravel(), L @ F.ravel(), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        ar1_grid_numpy(F, 0.6, 0.3, AR1_SQRT_T)[0, :, :, 0].ravel(), L.T @ F.ravel(), rtol=1e-12
+    )
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_nonzero_slices_equals_numpy(k):
+    rng = np.random.default_rng(13)
+    X3 = np.zeros((6, 50, k))
+    X3[1, 49, 0] = 1.0  # the last cell of a slice
+    X3[3, :, k - 1] = rng.standard_normal(50)  # a dense slice
+    X3[4, 7, 0] = -0.0  # a negative zero is zero
+    X3[5, 0, k - 1] = 1e-300
+    np.testing.assert_array_equal(nonzero_slices_numba(X3), np.any(X3 != 0.0, axis=1))

@@ -22,6 +22,7 @@ from inversion.covariance import (
     KroneckerCovariance,
     PointsCorrelation,
     RegularGridCorrelation,
+    SeparableGridCorrelation,
     TemporalCorrelation,
     kronecker_prior,
 )
@@ -49,6 +50,15 @@ def grid_ref(shape, spacing, kind, L) -> np.ndarray:
     pts = np.column_stack([yy.ravel(), xx.ravel()])
     d = np.sqrt(((pts[:, None, :] - pts[None, :, :]) ** 2).sum(-1))
     return rho_ref(d, L, kind)
+
+
+def taxicab_ref(shape, spacing, L) -> np.ndarray:
+    """exp(−(|Δy| + |Δx|)/L) of grid cells (C order) from their centres' coordinates [km]."""
+    ny, nx = shape
+    yy, xx = np.meshgrid(np.arange(ny) * spacing[0], np.arange(nx) * spacing[1], indexing="ij")
+    dy = np.abs(yy.ravel()[:, None] - yy.ravel()[None, :])
+    dx = np.abs(xx.ravel()[:, None] - xx.ravel()[None, :])
+    return np.exp(-(dy + dx) / L)
 
 
 def great_circle_ref(lat, lon) -> np.ndarray:
@@ -124,6 +134,50 @@ def case_kronecker(shape, kind):
     return make
 
 
+def case_separable(shape, spacing, L):
+    def make():
+        return SeparableGridCorrelation(shape, spacing, L), taxicab_ref(shape, spacing, L)
+
+    return make
+
+
+def case_kronecker_separable(markov: bool):
+    """B = D (C_t ⊗ C_s) D with the separable spatial kernel; C_t Markov or a general matrix."""
+
+    def make():
+        shape, nt = (4, 5), 5
+        rng = _rng(8)
+        std = rng.uniform(0.2, 1.5, (nt, 20))
+        Cs = taxicab_ref(shape, (1.0, 2.0), 3.0)
+        if markov:
+            t = np.arange(nt) * 2.0
+            Ct = np.exp(-np.abs(t[:, None] - t[None, :]) / 7.0)
+            temporal = TemporalCorrelation(7.0, nt=nt, step_hours=2.0)
+        else:
+            A = rng.normal(size=(nt, nt))
+            Ct = A @ A.T + np.eye(nt)
+            temporal = DenseCovariance(Ct)
+        d = std.ravel()
+        ref = d[:, None] * np.kron(Ct, Cs) * d[None, :]
+        op = KroneckerCovariance(std, SeparableGridCorrelation(shape, (1.0, 2.0), 3.0), temporal)
+        return op, ref
+
+    return make
+
+
+def case_kronecker_prior_separable():
+    shape, nt, ns_ = (3, 4), 3, 2
+    std = _rng(9).uniform(0.1, 1.0, (ns_, nt, *shape))
+    Cs = taxicab_ref(shape, (2.0, 2.0), 4.0)
+    t = np.arange(nt) * 24.0
+    Ct = np.exp(-np.abs(t[:, None] - t[None, :]) / 36.0)
+    ref = scipy.linalg.block_diag(*[np.kron(Ct, Cs) * np.outer(s.ravel(), s.ravel()) for s in std])
+    op = kronecker_prior(
+        std, shape, 2.0, "separable_exponential", 4.0, nt, 24.0, 36.0, n_sectors=ns_
+    )
+    return op, ref
+
+
 def case_kronecker_points():
     """Generic path: irregular spatial points (numba) and an explicit temporal matrix."""
     rng = _rng(7)
@@ -186,6 +240,12 @@ for _kind in ("exponential", "gaussian", "matern32"):
     for _engine in ("numba", "numpy"):
         CASES[f"points-{_kind}-{_engine}"] = case_points(_kind, _engine)
 CASES["kronecker-1xn"] = case_kronecker((1, 8), "exponential")
+for _shape in [(1, 9), (9, 1), (5, 7), (8, 3)]:
+    CASES[f"separable-{_shape[0]}x{_shape[1]}"] = case_separable(_shape, (1.0, 1.5), 2.5)
+CASES["separable-long-length"] = case_separable((6, 5), (1.0, 1.0), 60.0)
+CASES["kronecker-separable-markov"] = case_kronecker_separable(True)
+CASES["kronecker-separable-dense-time"] = case_kronecker_separable(False)
+CASES["kronecker_prior-separable"] = case_kronecker_prior_separable
 CASES["grid-long-length"] = case_grid((6, 5), (1.0, 1.0), "exponential", 6.0)
 
 
