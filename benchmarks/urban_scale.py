@@ -344,6 +344,9 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         o = dict(vars(args), zarr_dir=tmp)
         for name in args.cases:
+            label = (
+                name if args.spatial_kind == "exponential" else f"{name} ({args.spatial_kind} C_s)"
+            )
             cg = in_child(name, "cg", o)
             size = f"{cg['n_state']:,} / {cg['n_obs']:,}"
             runs = " ".join(f"{v:.1f}" for v in cg["runs"])
@@ -355,7 +358,7 @@ def main(argv=None) -> None:
                     flush=True,
                 )
                 bench.add(table="solve", case=name, method="cg", raw=cg, display={
-                    "case": name, "unknowns / obs": size, "method": "cg (mean only)",
+                    "case": label, "unknowns / obs": size, "method": "cg (mean only)",
                     "mean [s]": f"{cg['t_mean']:.1f}", "runs [s]": runs,
                     "CPU time [s]": f"{cg['t_cpu']:.1f}",
                     "iterations": cg["iterations"], "H cache [GiB]": args.h_cache_gib,
@@ -382,8 +385,7 @@ def main(argv=None) -> None:
                 flush=True,
             )
             bench.add(table="solve", case=name, method="cg", raw=_small(cg), display={
-                "case": name if args.spatial_kind == "exponential"
-                else f"{name} ({args.spatial_kind} C_s)", "unknowns / obs": size, "method": "cg",
+                "case": label, "unknowns / obs": size, "method": "cg",
                 "mean [s]": f"{cg['t_mean']:.1f}", f"{W_ROWS} exact totals [s]":
                 f"{cg['t_agg']:.1f}", "mean + totals [s]": f"{cg['t_mean'] + cg['t_agg']:.1f}",
                 "runs [s]": runs, "CPU time [s]": f"{cg['t_cpu']:.1f}",
@@ -394,7 +396,7 @@ def main(argv=None) -> None:
             })  # fmt: skip
             if not args.no_std:
                 bench.add(table="std map", case=name, display={
-                    "case": name, "pairs": f"{cg['k']} ({spectrum})",
+                    "case": label, "pairs": f"{cg['k']} ({spectrum})",
                     "pairs + map [s]": f"{cg['t_std']:.1f}",
                 })  # fmt: skip
             if args.corrected:  # what the map states of itself, at any size
@@ -404,7 +406,7 @@ def main(argv=None) -> None:
                       f"last Ritz value {cg['theta_last']:.3g}; stated standard error / std: {stated}",
                       flush=True)  # fmt: skip
                 bench.add(table="std map stated error", case=name, display={
-                    "case": name, "map": f"low-rank+sampled, {cg['k']} pairs, "
+                    "case": label, "map": f"low-rank+sampled, {cg['k']} pairs, "
                     f"{args.corrected} samples", "last Ritz value": f"{cg['theta_last']:.3g}",
                     "time [s]": f"{cg['t_std'] + cg['t_corr']:.1f}", "stated se / std": stated,
                 })  # fmt: skip
@@ -413,12 +415,12 @@ def main(argv=None) -> None:
                       f"solves: {cg['t_ref']:.1f} s (PCG it {cg['ref_iters']}, certified rel. "
                       f"variance error <= {cg['ref_bound']:.1e})", flush=True)  # fmt: skip
                 bench.add(table="std map reference", case=name, display={
-                    "case": name, "cells": cg["ref_cell_std"].size,
+                    "case": label, "cells": cg["ref_cell_std"].size,
                     "time [s]": f"{cg['t_ref']:.1f}", "PCG iterations": str(cg["ref_iters"]),
                     "certified rel. variance error": f"{cg['ref_bound']:.1e}",
                 })  # fmt: skip
                 if args.no_compare or cg["n_obs"] > 20_000:  # else against obs-space below
-                    _accuracy(bench, name, cg, cg["ref_cell_std"], spectrum, args)
+                    _accuracy(bench, label, cg, cg["ref_cell_std"], spectrum, args)
             if args.no_compare or cg["n_obs"] > 20_000:
                 continue
             ob = in_child(name, "obs-space", o)
@@ -433,7 +435,7 @@ def main(argv=None) -> None:
             )
             oruns = " ".join(f"{v:.1f}" for v in ob["runs"])
             bench.add(table="solve", case=name, method="obs-space", raw=_small(ob), display={
-                "case": name, "unknowns / obs": size, "method": "obs-space",
+                "case": label, "unknowns / obs": size, "method": "obs-space",
                 "mean [s]": f"{ob['t_mean']:.1f}", f"{W_ROWS} exact totals [s]":
                 f"{ob['t_agg']:.1f}", "mean + totals [s]": f"{ob['t_mean'] + ob['t_agg']:.1f}",
                 "runs [s]": oruns, "CPU time [s]": f"{ob['t_cpu']:.1f}",
@@ -445,7 +447,7 @@ def main(argv=None) -> None:
             if "ref_cell_std" in cg:  # the certified cg reference against obs-space's
                 print(f"    certified cg cell std vs obs-space: max rel diff "
                       f"{np.max(np.abs(cg['ref_cell_std'] / ob['cell_std'] - 1)):.1e}")  # fmt: skip
-            _accuracy(bench, name, cg, ob["cell_std"], spectrum, args, ob)
+            _accuracy(bench, label, cg, ob["cell_std"], spectrum, args, ob)
             print(f"    city total {cg['agg_mean'][0]:.5g} ± {cg['agg_std'][0]:.4g} (cg), "
                   f"{ob['agg_mean'][0]:.5g} ± {ob['agg_std'][0]:.4g} (obs-space)")  # fmt: skip
     bench.finish()

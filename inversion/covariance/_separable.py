@@ -91,7 +91,6 @@ class SeparableGridCorrelation(CovarianceOperator):
             math.exp(-self.spacing_km[0] / self.length_km),
             math.exp(-self.spacing_km[1] / self.length_km),
         )
-        self.precision = "double"
         super().__init__(shp[0] * shp[1])
 
     def diag(self) -> np.ndarray:
