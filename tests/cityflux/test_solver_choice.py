@@ -121,4 +121,3 @@ def test_separable_spatial_kind_builds_its_b_and_cg_agrees_with_obs_space(make_s
     # and the prior differs from the isotropic one (the kind was not ignored)
     iso = run(make_small_config("inversion.method=obs-space"))
     assert not np.allclose(iso.posterior.aggregate(W)[1], s_ref, rtol=1e-3)
-
