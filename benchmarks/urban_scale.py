@@ -55,6 +55,7 @@ from pathlib import Path
 from queue import Empty
 
 import numpy as np
+import scipy.sparse as sp
 
 ROOT = Path(__file__).resolve().parents[1]
 for p in (str(ROOT), str(ROOT / "benchmarks")):
@@ -173,6 +174,64 @@ def run(name: str, method: str, o: dict, queue) -> None:
         out["agg_space"] = post.info["solves"][0].get("space", "chi")
         out["dofs_est"] = post.dofs
         out["dofs_exact"] = post.info["complete_spectrum"]  # at the time of the mean
+        if o["local_std"]:  # the cells' std from the observations near each (upper bound)
+            from inversion.local_std import local_posterior_std
+
+            H = problem.H
+            if not sp.issparse(H):  # the zarr-backed H: the same rows again, in memory
+                from solve_scaling import Case, make_h
+
+                ny, nx, nt, ns = dims
+                H = make_h(Case(ny, nx, nt * ns, problem.n_obs))
+            out["local"] = []
+            for hs, ht in zip(o["local_std"][::2], o["local_std"][1::2], strict=True):
+                loc = local_posterior_std(H, problem.B, problem.R, cells, halo_cells=hs,
+                                          halo_steps=ht)  # fmt: skip
+                out["local"].append({"halo": (hs, ht), "std": loc.std, "seconds": loc.seconds,
+                                     "obs": int(np.median(loc.n_obs)),
+                                     "box": int(np.median(loc.box_cells))})  # fmt: skip
+            if o["local_map"]:  # the whole map, tile by tile, with the first halo
+                from inversion.local_std import _Windows, local_std_map
+
+                cc, cs = o["local_map"]
+                hs, ht = o["local_std"][:2]
+                if problem.n_state <= 2_000_000:
+                    m = local_std_map(H, problem.B, problem.R, core_cells=cc, core_steps=cs,
+                                      halo_cells=hs, halo_steps=ht)  # fmt: skip
+                    out["local_map"] = {"std": m.std, "seconds": m.seconds, "estimated": False}
+                else:  # too long to run here: time a sample of tiles, report the estimate
+                    win = _Windows(H, problem.B, problem.R, hs, ht)
+                    ny, nx, nt, _ = dims
+                    rs = np.random.default_rng(3)
+                    n_tiles = -(-nt // cs) * -(-ny // cc) * -(-nx // cc)
+                    t0 = time.perf_counter()
+                    for _ in range(8):
+                        a, b, c = (
+                            rs.integers(0, nt - cs),
+                            rs.integers(0, ny - cc),
+                            rs.integers(0, nx - cc),
+                        )
+                        win.solve(((a, a + cs), (b, b + cc), (c, c + cc)))
+                    per = (time.perf_counter() - t0) / 8
+                    out["local_map"] = {"seconds": per * n_tiles, "estimated": True,
+                                        "tiles": n_tiles, "per_tile": per}  # fmt: skip
+                out["local_map"]["core"] = (cc, cs)
+                out["local_map"]["halo"] = (hs, ht)
+            del H
+        if o["cell_reference"]:  # the cells' std by certified cg solves, batch by batch
+            t0 = time.perf_counter()
+            before = len(post.info["solves"])
+            ref, b = [], max(1, opts.batch)
+            for a in range(0, cells.size, b):
+                c = cells[a : a + b]
+                E = sp.csr_array((np.ones(c.size), (np.arange(c.size), c)),
+                                 shape=(c.size, problem.n_state))  # fmt: skip
+                ref.append(post.aggregate(E)[1])
+            out["ref_cell_std"] = np.concatenate(ref)
+            out["t_ref"] = time.perf_counter() - t0
+            solves = post.info["solves"][before:]
+            out["ref_iters"] = [s["iterations"] for s in solves]
+            out["ref_bound"] = max(s["final"] for s in solves)
         if o["no_std"]:
             out["mean_sample"] = post.mean[cells]
             out["mean_scale"] = float(np.max(np.abs(post.mean)))
@@ -205,22 +264,6 @@ def run(name: str, method: str, o: dict, queue) -> None:
                              float(rel_se.max())]  # fmt: skip
             out["t_corr"] = time.perf_counter() - t0
             out["corr_iters"] = [s["iterations"] for s in post.info["solves"][-1:]]
-        if o["cell_reference"]:  # the cells' std by certified cg solves, batch by batch
-            import scipy.sparse as sp
-
-            t0 = time.perf_counter()
-            before = len(post.info["solves"])
-            ref, b = [], max(1, opts.batch)
-            for a in range(0, cells.size, b):
-                c = cells[a : a + b]
-                E = sp.csr_array((np.ones(c.size), (np.arange(c.size), c)),
-                                 shape=(c.size, problem.n_state))  # fmt: skip
-                ref.append(post.aggregate(E)[1])
-            out["ref_cell_std"] = np.concatenate(ref)
-            out["t_ref"] = time.perf_counter() - t0
-            solves = post.info["solves"][before:]
-            out["ref_iters"] = [s["iterations"] for s in solves]
-            out["ref_bound"] = max(s["final"] for s in solves)
     elif not o["no_std"]:
         E = np.zeros((o["std_cells"], problem.n_state))
         E[np.arange(o["std_cells"]), cells] = 1.0
@@ -326,6 +369,18 @@ def main(argv=None) -> None:
     )  # fmt: skip
     ap.add_argument("--seed", type=int, default=0, help="CGOptions.seed (block start, samples)")
     ap.add_argument(
+        "--local-map", type=int, nargs=2, default=None, metavar=("CELLS", "STEPS"),
+        help="with --local-std: the whole std map by inversion.local_std_map in tiles of CELLS "
+        "cells and STEPS steps with the first halo (above 2 M unknowns only 8 tiles are timed "
+        "and the map's time estimated); compared with the exact map where --std-map gives one",
+    )  # fmt: skip
+    ap.add_argument(
+        "--local-std", type=int, nargs="+", default=None, metavar="N",
+        help="CELLS STEPS [CELLS STEPS ...]: also the --std-cells cells' std by "
+        "inversion.local_posterior_std with a window of CELLS cells and STEPS steps each way, "
+        "for each pair (an upper bound; compared with the exact cells)",
+    )  # fmt: skip
+    ap.add_argument(
         "--default-malloc", action="store_true",
         help="do not call inversion.retain_freed_memory (glibc's default allocator settings)",
     )  # fmt: skip
@@ -336,6 +391,10 @@ def main(argv=None) -> None:
     )  # fmt: skip
     add_json_argument(ap)
     args = ap.parse_args(argv)
+    if args.local_map and not args.local_std:
+        ap.error("--local-map needs --local-std (its halo)")
+    if args.local_std and len(args.local_std) % 2:
+        ap.error("--local-std takes pairs: CELLS STEPS [CELLS STEPS ...]")
     bench = Run("urban_scale", argv, args.json)
     print(f"B: {args.spatial_kind} spatial correlation, L = 5 km")
     print(f"CGOptions.tol={args.tol:g}, aggregate_tol={args.aggregate_tol}, rank={args.rank}, "
@@ -420,7 +479,12 @@ def main(argv=None) -> None:
                     "certified rel. variance error": f"{cg['ref_bound']:.1e}",
                 })  # fmt: skip
                 if args.no_compare or cg["n_obs"] > 20_000:  # else against obs-space below
-                    _accuracy(bench, label, cg, cg["ref_cell_std"], spectrum, args)
+                    if not args.no_std:
+                        _accuracy(bench, label, cg, cg["ref_cell_std"], spectrum, args)
+                    if "local" in cg:
+                        _local_accuracy(bench, label, cg, cg["ref_cell_std"], args)
+                    if "local_map" in cg:
+                        _local_map_accuracy(bench, label, cg["local_map"], None)
             if args.no_compare or cg["n_obs"] > 20_000:
                 continue
             ob = in_child(name, "obs-space", o)
@@ -448,6 +512,10 @@ def main(argv=None) -> None:
                 print(f"    certified cg cell std vs obs-space: max rel diff "
                       f"{np.max(np.abs(cg['ref_cell_std'] / ob['cell_std'] - 1)):.1e}")  # fmt: skip
             _accuracy(bench, label, cg, ob["cell_std"], spectrum, args, ob)
+            if "local" in cg:
+                _local_accuracy(bench, label, cg, ob["cell_std"], args)
+            if "local_map" in cg and args.std_map:
+                _local_map_accuracy(bench, label, cg["local_map"], ob["std_map"])
             print(f"    city total {cg['agg_mean'][0]:.5g} ± {cg['agg_std'][0]:.4g} (cg), "
                   f"{ob['agg_mean'][0]:.5g} ± {ob['agg_std'][0]:.4g} (obs-space)")  # fmt: skip
     bench.finish()
@@ -488,9 +556,47 @@ def _accuracy(bench, name: str, cg: dict, ref: np.ndarray, spectrum: str, args, 
         })  # fmt: skip
 
 
+def _local_accuracy(bench, name: str, cg: dict, ref: np.ndarray, args) -> None:
+    """Table rows of the local-window std of the sampled cells against their exact std ``ref``."""
+    for loc in cg["local"]:
+        rel = loc["std"] / ref - 1
+        hs, ht = loc["halo"]
+        print(f"    local-window std (halo {hs} cells, {ht} steps; median {loc['obs']} obs, "
+              f"{loc['box']:,} box cells) vs exact cells: {_dist(rel)}; lowest rel. error "
+              f"{rel.min():+.1e} (an upper bound: >= 0 up to the reference's own error); "
+              f"{loc['seconds']:.1f} s", flush=True)  # fmt: skip
+        bench.add(table="std map accuracy", case=name, display={
+            "case": name, "map": f"local windows, halo {hs} cells / {ht} steps "
+            f"(median {loc['obs']} obs)", "time [s]": f"{loc['seconds']:.1f}",
+            "rel. error vs exact std (cells)": f"{_dist(rel)}; lowest {rel.min():+.1e}",
+        })  # fmt: skip
+
+
+def _local_map_accuracy(bench, name: str, lm: dict, exact: np.ndarray | None) -> None:
+    """Table row of the tiled local std map: its time (or estimate) and, where the exact map
+    is known, its error over every cell."""
+    (cc, cs), (hs, ht) = lm["core"], lm["halo"]
+    if lm["estimated"]:
+        when = (f"{lm['seconds']:.0f} (estimated: {lm['tiles']:,} tiles x {lm['per_tile']:.2f} s, "
+                "the mean of 8 timed)")  # fmt: skip
+    else:
+        when = f"{lm['seconds']:.1f}"
+    err = "" if exact is None else _dist(lm["std"] / exact - 1) + " (whole map)"
+    print(f"    local std map (tiles {cc} cells x {cs} steps, halo {hs} cells / {ht} steps): "
+          f"{when} s{'; vs exact map ' + err if err else ''}", flush=True)  # fmt: skip
+    bench.add(table="std map accuracy", case=name, display={
+        "case": name, "map": f"local std map, tiles {cc} cells x {cs} steps, halo {hs} / {ht}",
+        "time [s]": when, "rel. error vs exact std (cells)": err or "(see the cells above)",
+    })  # fmt: skip
+
+
 def _small(res: dict) -> dict:
     """The scalar figures of a child's result (no maps), for the JSON record."""
-    return {k: v for k, v in res.items() if np.ndim(v) == 0 or k in ("runs", "agg_iters")}
+    return {
+        k: v
+        for k, v in res.items()
+        if (np.ndim(v) == 0 and not isinstance(v, dict)) or k in ("runs", "agg_iters")
+    }
 
 
 def _rank(value: str) -> int | str:

@@ -16,6 +16,7 @@ from .errors import (
     ShapeMismatchError,
 )
 from .grid import Grid, GridMismatchError
+from .local_std import LocalStd, local_posterior_std
 from .lognormal import LognormalPosterior, LognormalProblem, solve_lognormal
 from .lowrank import CGPosterior
 from .posterior import Posterior
@@ -33,6 +34,7 @@ __all__ = [
     "Grid",
     "GridMismatchError",
     "LinearProblem",
+    "LocalStd",
     "LognormalPosterior",
     "LognormalProblem",
     "MemoryBudgetError",
@@ -45,6 +47,7 @@ __all__ = [
     "StateVector",
     "TimeAxis",
     "covariance",
+    "local_posterior_std",
     "retain_freed_memory",
     "solve",
     "solve_lognormal",

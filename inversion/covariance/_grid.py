@@ -240,6 +240,16 @@ class RegularGridCorrelation(CovarianceOperator):
         other.precision = precision
         return other
 
+    def subgrid(self, shape: tuple[int, int]) -> RegularGridCorrelation:
+        """The same correlation (kind, length, spacing, precision) on a grid of ``shape``: the
+        principal submatrix of any ``shape``-sized box of cells of this grid (the kernel is
+        stationary)."""
+        other = RegularGridCorrelation(
+            shape, self.spacing_km, self.kind, self.length_km, fft_workers=self.fft_workers,
+            max_sqrt_tries=self.max_sqrt_tries,
+        )  # fmt: skip
+        return other.with_precision(self.precision)
+
     def _spec(self, spec: np.ndarray) -> np.ndarray:
         return spec.astype(np.float32) if self.precision == "single" else spec
 

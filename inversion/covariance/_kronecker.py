@@ -19,7 +19,11 @@ from inversion.covariance._kernels import (
     pairs_to_state_numba,
 )
 from inversion.covariance._separable import SEPARABLE_KIND, SeparableGridCorrelation
-from inversion.covariance._simple import BlockDiagonalCovariance, DiagonalCovariance
+from inversion.covariance._simple import (
+    BlockDiagonalCovariance,
+    DenseCovariance,
+    DiagonalCovariance,
+)
 from inversion.covariance._temporal import TemporalCorrelation
 from inversion.errors import NonFiniteError, ShapeMismatchError
 
@@ -130,6 +134,46 @@ class KroneckerCovariance(CovarianceOperator):
 
     def diag(self) -> np.ndarray:
         return (self._std**2 * np.outer(np.diag(self._Ct), self.spatial.diag())).ravel()
+
+    def restrict(
+        self, t: tuple[int, int], y: tuple[int, int], x: tuple[int, int]
+    ) -> KroneckerCovariance:
+        """The principal submatrix of B for the box of cells ``t0 <= t < t1``, ``y0 <= y < y1``,
+        ``x0 <= x < x1`` (half-open ranges of step and cell indices), as a B of its own: the
+        same kernels on the box's grid and steps, the std of its cells. Its state is the box in
+        (time, y, x) C order.
+
+        Raises
+        ------
+        TypeError
+            If C_s is not a regular-grid correlation (only they have a box).
+        ValueError
+            For an empty box or one outside the grid.
+        """
+        if not isinstance(self.spatial, _GRID_OPERATORS):
+            raise TypeError(
+                f"restrict needs a regular-grid C_s (RegularGridCorrelation or "
+                f"SeparableGridCorrelation); found {type(self.spatial).__name__}"
+            )
+        ny, nx = self.spatial.grid_shape
+        for name, (a, b), n in (("t", t, self.nt), ("y", y, ny), ("x", x, nx)):
+            if not 0 <= a < b <= n:
+                raise ValueError(f"restrict: {name} range [{a}, {b}) is empty or outside [0, {n})")
+        ts = slice(*t)
+        temporal = self.temporal
+        if isinstance(temporal, TemporalCorrelation):
+            sub_t: CovarianceOperator = TemporalCorrelation(
+                temporal.tau_hours, times_hours=temporal.times_hours[ts], kind=temporal.kind
+            )
+        elif isinstance(temporal, DiagonalCovariance):
+            sub_t = DiagonalCovariance(temporal.diag()[ts], name="temporal")
+        else:
+            sub_t = DenseCovariance(self._Ct[ts, ts], name="temporal")
+        shape = (y[1] - y[0], x[1] - x[0])
+        std = self._std.reshape(self.nt, ny, nx)[ts, y[0] : y[1], x[0] : x[1]]
+        return KroneckerCovariance(
+            std.reshape(t[1] - t[0], shape[0] * shape[1]), self.spatial.subgrid(shape), sub_t
+        )
 
     # ------------------------------------------------------------------ matvec
     def _matmat(self, X) -> np.ndarray:

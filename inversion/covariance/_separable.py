@@ -96,6 +96,11 @@ class SeparableGridCorrelation(CovarianceOperator):
     def diag(self) -> np.ndarray:
         return np.ones(self.n)
 
+    def subgrid(self, shape: tuple[int, int]) -> SeparableGridCorrelation:
+        """The same correlation on a grid of ``shape`` (the principal submatrix of any box of
+        that shape)."""
+        return SeparableGridCorrelation(shape, self.spacing_km, self.length_km)
+
     # ------------------------------------------------------------------ application
     def _grid(self, F: np.ndarray, mode: int, scale: np.ndarray | None) -> np.ndarray:
         """The kernel on fields F (m, ny, nx, k); ``scale`` (m, ny, nx) or None."""
