@@ -44,6 +44,29 @@ def fft_workers(n_transforms: int) -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def check_grid(
+    shape: tuple[int, int], spacing_km: float | tuple[float, float]
+) -> tuple[tuple[int, int], tuple[float, float]]:
+    """Validated ((ny, nx), (dy, dx) [km]) of a regular grid.
+
+    Raises
+    ------
+    ShapeMismatchError
+        If ``shape`` is not two positive integers.
+    NonFiniteError
+        If a spacing is not finite and > 0.
+    """
+    shp = tuple(np.atleast_1d(np.asarray(shape)).tolist())
+    if len(shp) != 2 or not all(isinstance(s, int) and s >= 1 for s in shp):
+        raise ShapeMismatchError(f"shape must be (ny, nx) with positive integers; found {shape!r}")
+    spacing = np.broadcast_to(np.asarray(spacing_km, dtype=np.float64), (2,))
+    if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
+        raise NonFiniteError(
+            f"spacing_km must be finite and > 0 (dy, dx) [km]; found {spacing_km!r}"
+        )
+    return (int(shp[0]), int(shp[1])), (float(spacing[0]), float(spacing[1]))
+
+
 def _torus_size(n: int, pad: int) -> int:
     """Smallest FFT-friendly torus length >= 2n - 1 + 2 pad (1 for a single cell)."""
     if n == 1:
@@ -138,23 +161,12 @@ class RegularGridCorrelation(CovarianceOperator):
         fft_workers: int | None = None,
         max_sqrt_tries: int = 10,
     ) -> None:
-        shp = tuple(np.atleast_1d(np.asarray(shape)).tolist())
-        if len(shp) != 2 or not all(isinstance(s, int) and s >= 1 for s in shp):
-            raise ShapeMismatchError(
-                f"shape must be (ny, nx) with positive integers; found {shape!r}"
-            )
-        spacing = np.broadcast_to(np.asarray(spacing_km, dtype=np.float64), (2,)).copy()
-        if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
-            raise NonFiniteError(
-                f"spacing_km must be finite and > 0 (dy, dx) [km]; found {spacing_km!r}"
-            )
+        self.grid_shape, self.spacing_km = check_grid(shape, spacing_km)
         self.kind = kind
         self._code = check_kind(kind)
         self.length_km = check_length(length_km, "length_km", "km")
-        self.grid_shape: tuple[int, int] = (int(shp[0]), int(shp[1]))
-        self.spacing_km: tuple[float, float] = (float(spacing[0]), float(spacing[1]))
         self.max_sqrt_tries = int(max_sqrt_tries)
-        super().__init__(shp[0] * shp[1])
+        super().__init__(self.grid_shape[0] * self.grid_shape[1])
         ny, nx = self.grid_shape
         self._mv_torus = (
             _matvec_torus_size(ny, self.spacing_km[0], self.length_km, kind),

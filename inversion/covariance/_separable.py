@@ -8,6 +8,7 @@ import numpy as np
 
 from inversion.covariance._base import CovarianceOperator
 from inversion.covariance._correlation import check_length
+from inversion.covariance._grid import check_grid
 from inversion.covariance._kernels import (
     AR1_APPLY,
     AR1_SQRT,
@@ -15,7 +16,6 @@ from inversion.covariance._kernels import (
     ar1_grid_numba,
     ar1_matrix,
 )
-from inversion.errors import NonFiniteError, ShapeMismatchError
 
 __all__ = ["SEPARABLE_KIND", "SeparableGridCorrelation"]
 
@@ -73,25 +73,14 @@ class SeparableGridCorrelation(CovarianceOperator):
         spacing_km: float | tuple[float, float],
         length_km: float = 1.0,
     ) -> None:
-        shp = tuple(np.atleast_1d(np.asarray(shape)).tolist())
-        if len(shp) != 2 or not all(isinstance(s, int) and s >= 1 for s in shp):
-            raise ShapeMismatchError(
-                f"shape must be (ny, nx) with positive integers; found {shape!r}"
-            )
-        spacing = np.broadcast_to(np.asarray(spacing_km, dtype=np.float64), (2,)).copy()
-        if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
-            raise NonFiniteError(
-                f"spacing_km must be finite and > 0 (dy, dx) [km]; found {spacing_km!r}"
-            )
+        self.grid_shape, self.spacing_km = check_grid(shape, spacing_km)
         self.length_km = check_length(length_km, "length_km", "km")
-        self.grid_shape: tuple[int, int] = (int(shp[0]), int(shp[1]))
-        self.spacing_km: tuple[float, float] = (float(spacing[0]), float(spacing[1]))
         #: AR(1) coefficients exp(−dy/L), exp(−dx/L) of the two axes [1].
         self.rho: tuple[float, float] = (
             math.exp(-self.spacing_km[0] / self.length_km),
             math.exp(-self.spacing_km[1] / self.length_km),
         )
-        super().__init__(shp[0] * shp[1])
+        super().__init__(self.grid_shape[0] * self.grid_shape[1])
 
     def diag(self) -> np.ndarray:
         return np.ones(self.n)
