@@ -249,3 +249,15 @@ def test_osse_small_network_is_not_clipped(make_small_config):
     x0, y0, x1, y1 = grid.bounds
     margin = np.minimum.reduce([x - x0, x1 - x, y - y0, y1 - y])
     assert margin.min() > 1250.0
+
+
+def test_osse_with_the_separable_kernel_covers_and_flags_a_wrong_prior(make_small_config):
+    # the separable exponential prior through the same stages: calibrated when the truth follows
+    # it (1,000 draws, coverage band as above), over-confident when the true std is twice it
+    sep = "inversion.spatial_kind=separable_exponential"
+    s = run_osse(make_small_config(sep), N_DRAWS, seed=12).summary()
+    assert 0.92 <= s["coverage_95"] <= 0.98, s
+    assert 0.9 <= s["mean_chi2"] <= 1.1, s
+    bad = run_osse(make_small_config(sep, "synthetic.truth.prior_error_scale=2"), 400, seed=2)
+    assert bad.summary()["coverage_95"] < 0.85, bad.summary()
+    assert 1.05 < bad.summary()["mean_chi2"] < 1.5, bad.summary()
