@@ -15,8 +15,10 @@ footprints and the prior correlation are local; the halo sets the trade-off and
 
 Every product is exact and local: H_L B H_Lᵀ only involves B on the bounding box of the
 footprints of L (:meth:`KroneckerCovariance.restrict`: a principal submatrix of B is the same
-kernel on the box), so a window costs B products on a box of some 10⁵ cells and one
-Cholesky of |L| × |L|, whatever the size of the whole problem.
+kernel on the box). Each footprint slice (an observation at one step) is convolved with C_s
+once; C_t then only weighs pairs of slices, so a window costs one FFT convolution per slice,
+a sparse × dense product over the box's grid and one Cholesky of |L| × |L|, whatever the
+size of the whole problem.
 
 :func:`local_posterior_std` solves one window per chosen cell; :func:`local_std_map` cuts the
 grid into tiles and solves every cell of a tile from one window (the tile widened by the halo),
@@ -102,6 +104,42 @@ def _box_columns(offset: int, dims: tuple[int, int, int], box) -> np.ndarray:
     return (offset + (tt * ny + yy) * nx + xx).ravel()
 
 
+def _sector_terms(
+    Bb: KroneckerCovariance, HLb: sp.coo_array, n_l: int, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """H_L B_b H_Lᵀ (n_l, n_l) and the rows ``rows`` (box cells) of B_b H_Lᵀ, from the
+    observations' footprints HLb (n_l, box cells) on the box of B_b = D (C_t ⊗ C_s) D.
+
+    The footprint of observation o at box step t is a pair p = (o, t) with the D-scaled field
+    u_p; with F_p = C_s u_p (one FFT convolution per pair, no expansion over time),
+    (H B Hᵀ)[o, o'] = Σ_{p ∈ o, p' ∈ o'} C_t[t_p, t_p'] u_p·F_p' and
+    (B Hᵀ)[c, o] = D_c Σ_{p ∈ o} C_t[t_c, t_p] F_p[s_c].
+    """
+    nt_b, ns_b = Bb.nt, Bb.ns
+    std = Bb.std  # (nt_b, ns_b)
+    Ct = Bb.temporal.to_dense()
+    o, c, v = HLb.row, HLb.col, HLb.data
+    t, s = np.divmod(c, ns_b)
+    key, pair_of = np.unique(o * nt_b + t, return_inverse=True)
+    pair_obs, pair_t = np.divmod(key, nt_b)
+    n_p = key.size
+    U = sp.csr_array((v * std[t, s], (pair_of, s)), shape=(n_p, ns_b))
+    P = sp.csr_array((np.ones(n_p), (pair_obs, np.arange(n_p))), shape=(n_l, n_p))
+    ct_c, s_c = np.divmod(rows, ns_b)
+    W = np.empty((n_p, n_p))
+    Q = np.empty((rows.size, n_p))
+    chunk = max(1, _CHUNK_BYTES // (8 * ns_b))
+    for a in range(0, n_p, chunk):
+        b = min(a + chunk, n_p)
+        F = Bb.spatial._apply_rows(U[a:b].toarray())  # (chunk, ns_b) = C_s u_p
+        W[:, a:b] = spmm_threaded(U, n_p, np.ascontiguousarray(F.T))
+        Q[:, a:b] = F[:, s_c].T * Ct[np.ix_(ct_c, pair_t[a:b])]
+    W *= Ct[np.ix_(pair_t, pair_t)]
+    K = P @ (P @ W).T  # W is symmetric
+    G = (P @ Q.T).T * std.ravel()[rows][:, None]
+    return K, G
+
+
 class _Windows:
     """The shared machinery: H by rows and columns, B's blocks, and one window's solve."""
 
@@ -181,18 +219,14 @@ class _Windows:
                 for v, (a, b) in zip((ti, yi, xi), core, strict=True)
             )
             Bb = block.restrict(*box)
-            HLb = sp.csr_array(sub[:, _box_columns(0, dims, box)])
-            HLbT = sp.csc_array(HLb.T)
             n_box += Bb.n
+            HLb = sp.coo_array(sub[:, _box_columns(0, dims, box)])  # all of L's entries
             (bt, _), (by, by1), (bx, bx1) = box
-            rows = _box_columns(0, (0, by1 - by, bx1 - bx), tuple(
-                (a - o, b - o) for (a, b), o in zip(core, (bt, by, bx), strict=True)
-            ))  # fmt: skip
-            chunk = max(1, _CHUNK_BYTES // (8 * Bb.n))
-            for a in range(0, L.size, chunk):
-                G = Bb @ HLbT[:, a : a + chunk]  # (box cells, chunk), dense
-                K[:, a : a + chunk] += spmm_threaded(HLb, HLb.shape[0], G)
-                G_core[row0 : row0 + rows.size, a : a + chunk] = G[rows]
+            core_rel = tuple((a - o, b - o) for (a, b), o in zip(core, (bt, by, bx), strict=True))
+            rows = _box_columns(0, (0, by1 - by, bx1 - bx), core_rel)
+            K_add, G_blk = _sector_terms(Bb, HLb, L.size, rows)
+            K += K_add
+            G_core[row0 : row0 + rows.size] = G_blk
             row0 += rows.size
         try:
             chol = scipy.linalg.cholesky(K, lower=True, check_finite=False)
