@@ -13,7 +13,6 @@ from cityflux.config import DomainConfig, InversionConfig, PriorConfig
 from cityflux.stages._plausibility import check_distinct_inventories, check_inventory, naming
 from inversion import FLUX_UNITS, Grid, StateVector, TimeAxis
 from inversion.covariance import (
-    SEPARABLE_KIND,
     BlockDiagonalCovariance,
     DiagonalCovariance,
     KroneckerCovariance,
@@ -147,8 +146,6 @@ def prior_covariance(
     ------
     KeyError
         If an extra block of the state has no entry in ``extra_std``.
-    ValueError
-        If ``inversion.spatial_kind`` is ``separable_exponential`` on a lon/lat grid.
     """
     grid, time = state.grid, state.time
     s = std.transpose("sector", "time", "y", "x").values
@@ -160,12 +157,6 @@ def prior_covariance(
             n_sectors=len(state.sectors),
         ).blocks  # fmt: skip
     else:
-        if inv.spatial_kind == SEPARABLE_KIND:
-            raise ValueError(
-                f"inversion.spatial_kind: {SEPARABLE_KIND!r} correlates along the grid axes and "
-                "needs a projected grid; this grid is lon/lat (domain.bounds). Use an isotropic "
-                "kind (exponential, gaussian, matern32) or a local projected domain"
-            )
         spatial = PointsCorrelation(grid.lat, grid.lon, inv.spatial_kind, inv.spatial_length_km)
         temporal = TemporalCorrelation(inv.temporal_length_h, times_hours=time.center_hours)
         flux_blocks = [

@@ -114,10 +114,14 @@ class SeparableGridCorrelation(CovarianceOperator):
         """(C Rᵀ)ᵀ for rows R (m, n); ``scale`` (m, n) multiplies the result."""
         return self._rows(R, AR1_APPLY, scale)
 
-    def _apply(self, X: np.ndarray) -> np.ndarray:
+    def _columns(self, X: np.ndarray, mode: int) -> np.ndarray:
+        """The kernel on the columns of X (n, k): one field whose cells hold k values."""
         ny, nx = self.grid_shape
         k = X.shape[1]
-        return self._grid(X.reshape(1, ny, nx, k), AR1_APPLY, None).reshape(self.n, k)
+        return self._grid(X.reshape(1, ny, nx, k), mode, None).reshape(self.n, k)
+
+    def _apply(self, X: np.ndarray) -> np.ndarray:
+        return self._columns(X, AR1_APPLY)
 
     def _sqrt_apply_rows(self, W: np.ndarray) -> np.ndarray:
         return self._rows(W, AR1_SQRT)
@@ -126,14 +130,10 @@ class SeparableGridCorrelation(CovarianceOperator):
         return self._rows(V, AR1_SQRT_T)
 
     def _sqrt_apply(self, W: np.ndarray) -> np.ndarray:
-        ny, nx = self.grid_shape
-        k = W.shape[1]
-        return self._grid(W.reshape(1, ny, nx, k), AR1_SQRT, None).reshape(self.n, k)
+        return self._columns(W, AR1_SQRT)
 
     def _sqrt_rapply(self, V: np.ndarray) -> np.ndarray:
-        ny, nx = self.grid_shape
-        k = V.shape[1]
-        return self._grid(V.reshape(1, ny, nx, k), AR1_SQRT_T, None).reshape(self.n, k)
+        return self._columns(V, AR1_SQRT_T)
 
     def _to_dense(self) -> np.ndarray:
         ny, nx = self.grid_shape
