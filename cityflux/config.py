@@ -393,7 +393,12 @@ class CGConfig(_Section):
     is not computed (it does not fit), the low-rank map uses this many randomized block Lanczos
     pairs instead of the Ritz pairs of the mean's run (memory about 3 · n_obs · std_pairs · 8
     bytes); with ``std: low-rank+sampled`` the map is then unbiased with a stated error per
-    cell. ``aggregate_tol``: the certified relative error of the totals' variances [1]
+    cell. ``std: local``: where no spectrum fits (10⁵ observations and more), the exact std of
+    each tile of ``local_tile`` [cells, steps] given the observations whose footprints touch
+    it widened by ``local_halo`` [cells, steps; default three spatial correlation lengths and
+    one temporal e-folding time]: an upper bound, compared with the exact std at
+    ``local_check`` cells (in ``std_method``; a warning above 5 %); projected grids only.
+    ``aggregate_tol``: the certified relative error of the totals' variances [1]
     (default ``tol``; 1e-6 certifies their std to 5e-7 in fewer iterations).
     """
 
@@ -401,8 +406,15 @@ class CGConfig(_Section):
     aggregate_tol: float | None = Field(default=None, gt=0.0, lt=1.0)
     maxiter: int | None = Field(default=None, ge=1)
     rank: Literal["auto", "full"] | Annotated[int, Field(ge=0)] = "auto"
-    std: Literal["low-rank", "low-rank+sampled", "sampled"] = "low-rank"
+    std: Literal["low-rank", "low-rank+sampled", "sampled", "local"] = "low-rank"
     std_pairs: int | None = Field(default=None, ge=1)
+    local_halo: tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]] | None = Field(
+        default=None, description="[grid cells, time steps]"
+    )
+    local_tile: tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]] = Field(
+        default=(20, 6), description="[grid cells, time steps]"
+    )
+    local_check: int = Field(default=16, ge=0)
     n_samples: int = Field(default=100, ge=2)
     seed: int = Field(default=0, ge=0)
     allow_nonconvergence: bool = False
@@ -486,6 +498,12 @@ class CityfluxConfig(_Section):
                 "projected grid; domain.bounds makes a lon/lat grid. Use an isotropic kind "
                 "(exponential, gaussian, matern32) or a local projected domain (center_lon, "
                 "center_lat, nx, ny)"
+            )
+        if self.inversion.cg.std == "local" and self.domain.is_lonlat:
+            raise ValueError(
+                "inversion.cg.std='local' cuts the state into windows of a projected grid; "
+                "domain.bounds makes a lon/lat grid. Use another inversion.cg.std or a local "
+                "projected domain (center_lon, center_lat, nx, ny)"
             )
         return self
 

@@ -80,7 +80,7 @@ class _Progress:
         )  # fmt: skip
 
 
-STD_MODES = ("low-rank", "low-rank+sampled", "sampled")
+STD_MODES = ("low-rank", "low-rank+sampled", "sampled", "local")
 # Lanczos stops when β_j ≤ this × (|α_j| + β_{j−1}): the Krylov space is invariant.
 _EXHAUSTED_RTOL = 1e-10
 
@@ -116,11 +116,14 @@ class CGOptions:
     allow_nonconvergence : bool
         If True, a solve that misses ``tol`` within ``maxiter`` warns (RuntimeWarning) and
         records its residual in ``post.info`` instead of raising ConvergenceError.
-    std : {"low-rank", "low-rank+sampled", "sampled"}
+    std : {"low-rank", "low-rank+sampled", "sampled", "local"}
         How ``post.std`` is computed: the Ritz-pair low-rank map (an upper bound, exact with
         the full spectrum), the low-rank map plus a Monte-Carlo estimate of the variance
         reduction it misses (unbiased, with a stated standard error; observation-space
-        Lanczos only), or randomize-then-optimize samples.
+        Lanczos only), randomize-then-optimize samples, or local windows
+        (:meth:`CGPosterior.local_std`: the exact std given the observations near each tile,
+        an upper bound, checked against certified solves at ``local_check`` cells; for
+        10⁵ observations and more, where no spectrum fits).
     n_samples : int
         Number of samples for ``std="sampled"`` and ``std="low-rank+sampled"``.
     sample_tol : float
@@ -140,6 +143,16 @@ class CGOptions:
         a randomized block Lanczos run (batched products, :func:`inversion.cg_spectrum.
         block_lanczos_spectrum`) instead of the Ritz pairs of the mean's run. None (default):
         the mean's Ritz pairs.
+    local_halo : (int, int), optional
+        Window halo of ``std="local"`` in grid cells and time steps beyond each tile; None
+        (default): three spatial correlation lengths and one temporal e-folding time
+        (:func:`inversion.local_std.auto_halo`).
+    local_tile : (int, int)
+        Tile of ``std="local"`` in grid cells (y and x) and time steps, solved from one window.
+    local_check : int
+        Grid cells at which ``std="local"`` is compared with the exact std by certified
+        solves (one batch of ``batch``); the largest excess is recorded in
+        ``post.info["local_check"]`` and ``std_method``, and warned about above 5 %.
     fft_precision : {"auto", "double"}
         ``"auto"``: products that feed an approximate result whose tolerance is far above
         the single-precision error (relative ~1e-7) use single-precision FFTs
@@ -163,6 +176,9 @@ class CGOptions:
     precondition: bool = True
     batch: int = 16
     std_pairs: int | None = None
+    local_halo: tuple[int, int] | None = None
+    local_tile: tuple[int, int] = (20, 6)
+    local_check: int = 16
     fft_precision: str = "auto"
 
     def __post_init__(self) -> None:
@@ -195,6 +211,25 @@ class CGOptions:
         ):  # fmt: skip
             raise ValueError(
                 f"CGOptions.std_pairs must be None or an int >= 1; found {self.std_pairs!r}"
+            )
+        for name, pair, least in (("local_halo", self.local_halo, 0),
+                                  ("local_tile", self.local_tile, 1)):  # fmt: skip
+            if pair is None and name == "local_halo":
+                continue
+            if (
+                not isinstance(pair, (tuple, list)) or len(pair) != 2
+                or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                           and v >= least for v in pair)
+            ):  # fmt: skip
+                raise ValueError(
+                    f"CGOptions.{name} must be two ints >= {least} (grid cells, time steps); "
+                    f"found {pair!r}"
+                )
+        if isinstance(self.local_check, bool) or not isinstance(
+            self.local_check, (int, np.integer)
+        ) or self.local_check < 0:  # fmt: skip
+            raise ValueError(
+                f"CGOptions.local_check must be an int >= 0; found {self.local_check!r}"
             )
         if self.fft_precision not in ("auto", "double"):
             raise ValueError(

@@ -23,7 +23,16 @@ size of the whole problem.
 :func:`local_posterior_std` solves one window per chosen cell; :func:`local_std_map` cuts the
 grid into tiles and solves every cell of a tile from one window (the tile widened by the halo),
 so a whole map costs one window per tile. Windows are independent (a natural unit for a batch
-of jobs). Needs B = D (C_t ⊗ C_s) D on a regular grid per sector, a sparse H and a diagonal R.
+of jobs).
+
+Needs a sparse H and B = D (C_t ⊗ C_s) D on one regular grid per sector (state order (sector,
+time, y, x)), optionally followed by blocks of global parameters (background offsets, site
+biases: any covariance, independent of the flux). Those parameters enter every window's S_L
+through the observations that see them, but are not local: their own std needs every
+observation (:meth:`inversion.CGPosterior.local_std` takes it from certified solves). R may be
+diagonal, dense, or block-diagonal of those (correlated groups of observations): S_L takes
+its principal submatrix on L, which is the exact error covariance of the window's
+observations, so the result is still the exact posterior given them.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.linalg
@@ -39,12 +49,14 @@ import scipy.sparse as sp
 from inversion._sparse import spmm_threaded
 from inversion.covariance import (
     BlockDiagonalCovariance,
+    CovarianceOperator,
+    DenseCovariance,
     DiagonalCovariance,
     KroneckerCovariance,
 )
 from inversion.errors import ShapeMismatchError
 
-__all__ = ["LocalStd", "local_posterior_std", "local_std_map"]
+__all__ = ["LocalStd", "auto_halo", "local_posterior_std", "local_std_map"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,19 +93,77 @@ class LocalStd:
     seconds: float
 
 
-def _blocks(B) -> list[KroneckerCovariance]:
-    """The Kronecker blocks of B, in state order (one per sector)."""
+def _blocks(B) -> tuple[list[KroneckerCovariance], CovarianceOperator | None]:
+    """The Kronecker blocks of B in state order (one per sector), and the covariance of the
+    global parameters after them (None if there are none)."""
     if isinstance(B, KroneckerCovariance):
-        return [B]
+        return [B], None
     if isinstance(B, BlockDiagonalCovariance) and B.index is None:
         blocks = list(B.blocks)
-        if all(isinstance(b, KroneckerCovariance) for b in blocks):
-            return blocks
+        n_grid = 0
+        while n_grid < len(blocks) and isinstance(blocks[n_grid], KroneckerCovariance):
+            n_grid += 1
+        rest = blocks[n_grid:]
+        if n_grid and not any(isinstance(b, KroneckerCovariance) for b in rest):
+            extra = (
+                None if not rest else rest[0] if len(rest) == 1 else BlockDiagonalCovariance(rest)
+            )
+            return blocks[:n_grid], extra
     raise TypeError(
-        "local_posterior_std needs B = KroneckerCovariance on a regular grid, or a "
-        "BlockDiagonalCovariance of them in state order (one per sector, as kronecker_prior "
-        f"builds); found {type(B).__name__}"
+        "local windows need B = KroneckerCovariance on a regular grid, or a "
+        "BlockDiagonalCovariance in state order of such blocks (one per sector, as "
+        "kronecker_prior builds) optionally followed by blocks of global parameters; found "
+        f"{type(B).__name__}"
     )
+
+
+def _sparse_cov(C: CovarianceOperator, name: str) -> sp.csr_array:
+    """A diagonal, dense or block-diagonal (of those) covariance as a sparse matrix."""
+    if isinstance(C, DiagonalCovariance):
+        return sp.csr_array(sp.diags_array(C.diag()))
+    if isinstance(C, DenseCovariance):
+        return sp.csr_array(C.to_dense())
+    if isinstance(C, BlockDiagonalCovariance):
+        M = sp.csr_array(sp.block_diag([_sparse_cov(b, name) for b in C.blocks], format="csr"))
+        if C.index is None:
+            return M
+        P = sp.csr_array((np.ones(C.n), (C.index, np.arange(C.n))), shape=(C.n, C.n))
+        return sp.csr_array(P @ M @ P.T)
+    raise TypeError(
+        f"local windows need {name} diagonal, dense or block-diagonal of those (its principal "
+        f"submatrices); found {type(C).__name__}"
+    )
+
+
+def auto_halo(B) -> tuple[int, int]:
+    """A default window halo for B: three spatial correlation lengths in cells, one temporal
+    e-folding time in steps (the settings measured in ``benchmarks/urban_scale.py``: at 5
+    cells and 6 steps, a halo of 15 cells and 4 steps is within 0.7 % of the exact std).
+
+    Parameters
+    ----------
+    B : KroneckerCovariance or BlockDiagonalCovariance
+        As :func:`local_posterior_std`.
+
+    Returns
+    -------
+    (int, int)
+        Halo in grid cells and in time steps.
+
+    Raises
+    ------
+    TypeError
+        If B is not of a supported kind.
+    """
+    blocks, _ = _blocks(B)
+    sp_corr, temporal = blocks[0].spatial, blocks[0].temporal
+    cells = int(np.ceil(3.0 * sp_corr.length_km / min(sp_corr.spacing_km)))
+    steps = 0
+    tau = getattr(temporal, "tau_hours", None)
+    times = getattr(temporal, "times_hours", None)
+    if tau is not None and times is not None and len(times) > 1:
+        steps = int(np.ceil(tau / float(np.median(np.diff(times)))))
+    return cells, steps
 
 
 def _box_columns(offset: int, dims: tuple[int, int, int], box) -> np.ndarray:
@@ -144,26 +214,25 @@ class _Windows:
     """The shared machinery: H by rows and columns, B's blocks, and one window's solve."""
 
     def __init__(self, H, B, R, halo_cells: int, halo_steps: int) -> None:
-        self.blocks = _blocks(B)
+        self.blocks, self.extra = _blocks(B)
         if not sp.issparse(H):
             raise TypeError(
                 f"H must be a scipy.sparse array (footprints); found {type(H).__name__}"
             )
-        if not isinstance(R, DiagonalCovariance):
-            raise TypeError(f"R must be a DiagonalCovariance; found {type(R).__name__}")
         n_obs, n_state = H.shape
-        if B.shape[0] != n_state or R.n != n_obs:
+        if B.shape[0] != n_state or R.shape[0] != n_obs:
             raise ShapeMismatchError(
                 f"H is {H.shape}, B {B.shape}, R {R.shape}: H must be (n_obs, n_state) with B "
                 "(n_state, n_state) and R (n_obs, n_obs)"
             )
+        self.r_diag = R.diag() if isinstance(R, DiagonalCovariance) else None
+        self.r_sparse = None if self.r_diag is not None else _sparse_cov(R, "R")
         for name, v in (("halo_cells", halo_cells), ("halo_steps", halo_steps)):
             if int(v) != v or v < 0:
                 raise ValueError(f"{name} must be an int >= 0; found {v!r}")
         self.halo = (int(halo_steps), int(halo_cells), int(halo_cells))
         self.Hr = sp.csr_array(H)
         self.Hc = sp.csc_array(H)
-        self.r_diag = R.diag()
         self.b_diag = B.diag()
         self.n_state = n_state
         self.dims = [(b.nt, *b.spatial.grid_shape) for b in self.blocks]
@@ -173,6 +242,27 @@ class _Windows:
                 "windows need one (time, y, x) grid for every sector"
             )
         self.offsets = np.concatenate([[0], np.cumsum([b.n for b in self.blocks])])
+        self.n_grid = int(self.offsets[-1])  # the global parameters follow
+
+    def _r_block(self, L: np.ndarray) -> np.ndarray:
+        """R_LL, the error covariance of the observations L."""
+        if self.r_diag is not None:
+            return np.diag(self.r_diag[L])
+        return self.r_sparse[L][:, L].toarray()
+
+    def _extra_term(self, HL: sp.csr_array) -> np.ndarray | None:
+        """H_L,g B_g H_L,gᵀ over the global parameters g the observations L see."""
+        if self.extra is None:
+            return None
+        He = sp.csc_array(HL[:, self.n_grid :])
+        seen = np.flatnonzero(np.diff(He.indptr))
+        if seen.size == 0:
+            return None
+        E = np.zeros((self.extra.n, seen.size))
+        E[seen, np.arange(seen.size)] = 1.0
+        Bg = self.extra.matmat(E)[seen]  # principal submatrix on the parameters seen
+        Hs = He[:, seen]
+        return np.asarray(Hs @ (Hs @ Bg).T)
 
     def locate(self, cells: np.ndarray) -> tuple[np.ndarray, ...]:
         """(block, t, y, x) of state indices."""
@@ -202,7 +292,10 @@ class _Windows:
         if L.size == 0:  # nothing observes the window: the prior
             return cells, self.b_diag[cells], 0, 0
         HL = self.Hr[L]
-        K = np.diag(self.r_diag[L])
+        K = self._r_block(L)
+        extra = self._extra_term(HL)
+        if extra is not None:
+            K += extra
         G_core = np.zeros((cells.size, L.size))
         n_box = 0
         row0 = 0
@@ -261,7 +354,7 @@ def _result(cells, var, b_diag, n_obs, n_box, t0) -> LocalStd:
 def local_posterior_std(
     H,
     B,
-    R: DiagonalCovariance,
+    R: CovarianceOperator,
     cells,
     *,
     halo_cells: int,
@@ -274,10 +367,11 @@ def local_posterior_std(
     ----------
     H : scipy.sparse array or matrix
         Observation operator (n_obs, n_state) [ppm per unit of the state].
-    B : KroneckerCovariance or BlockDiagonalCovariance of them
-        Prior covariance on a regular grid (state order (sector, time, y, x)).
-    R : DiagonalCovariance
-        Observation error covariance [ppm²].
+    B : KroneckerCovariance or BlockDiagonalCovariance
+        Prior covariance on a regular grid (state order (sector, time, y, x)), optionally
+        followed by blocks of global parameters (see the module docstring).
+    R : CovarianceOperator
+        Observation error covariance [ppm²]: diagonal, dense, or block-diagonal of those.
     cells : array_like of int
         State indices whose std is wanted.
     halo_cells : int
@@ -297,13 +391,19 @@ def local_posterior_std(
     ShapeMismatchError
         If the shapes of H, B and R disagree or a cell index is out of range.
     ValueError
-        For a negative halo.
+        For a negative halo, or a cell that is a global parameter.
     """
     t0 = time.perf_counter()
     win = _Windows(H, B, R, halo_cells, halo_steps)
     cells = np.atleast_1d(np.asarray(cells, dtype=np.int64))
     if cells.size and (cells.min() < 0 or cells.max() >= win.n_state):
         raise ShapeMismatchError(f"cells must be state indices in [0, {win.n_state})")
+    if cells.size and cells.max() >= win.n_grid:
+        raise ValueError(
+            f"cells {cells[cells >= win.n_grid][:5].tolist()} are global parameters (state "
+            f"index >= {win.n_grid}, after the grid blocks of B), not grid cells: their "
+            "posterior std needs every observation (use Posterior.aggregate)"
+        )
     var = np.empty(cells.size)
     n_obs = np.zeros(cells.size, dtype=np.int64)
     n_box = np.zeros(cells.size, dtype=np.int64)
@@ -321,16 +421,22 @@ def local_posterior_std(
     return _result(cells, var, win.b_diag, n_obs, n_box, t0)
 
 
+def _solve_tiles(win: _Windows, tiles: list) -> list:
+    """Solve a group of tiles (a task on a dask worker, or in this process)."""
+    return [win.solve(core) for core in tiles]
+
+
 def local_std_map(
     H,
     B,
-    R: DiagonalCovariance,
+    R: CovarianceOperator,
     *,
     core_cells: int,
     core_steps: int,
     halo_cells: int,
     halo_steps: int,
     progress: bool = True,
+    client: Any = None,
 ) -> LocalStd:
     """Posterior std of every cell, tile by tile: the grid is cut into cores of ``core_steps``
     × ``core_cells`` × ``core_cells`` (time, y, x); each core's cells (every sector) are
@@ -347,12 +453,17 @@ def local_std_map(
         Window half-widths beyond the core, >= 0.
     progress : bool
         Log the tiles done and the time left (INFO, at most every 10 s).
+    client : distributed.Client, optional
+        Spread the tiles over its workers (H, B and R are sent to each worker once, in
+        groups of tiles, about four groups per worker thread); the result is the same as
+        without it.
 
     Returns
     -------
     LocalStd
-        ``cells`` = every state index in order; ``n_obs`` and ``box_cells`` per cell (those of
-        its tile).
+        ``cells`` = every grid cell (state indices 0 .. n_grid − 1, in order; global parameters
+        after the grid blocks are left out); ``n_obs`` and ``box_cells`` per cell (those of its
+        tile).
 
     Raises
     ------
@@ -371,17 +482,30 @@ def local_std_map(
         for b in range(0, ny, core_cells)
         for c in range(0, nx, core_cells)
     ]
-    var = np.empty(win.n_state)
-    n_obs = np.zeros(win.n_state, dtype=np.int64)
-    n_box = np.zeros(win.n_state, dtype=np.int64)
-    last = t0
-    for i, core in enumerate(tiles):
-        cells, v, n_obs_i, n_box_i = win.solve(core)
-        var[cells], n_obs[cells], n_box[cells] = v, n_obs_i, n_box_i
+    var = np.empty(win.n_grid)
+    n_obs = np.zeros(win.n_grid, dtype=np.int64)
+    n_box = np.zeros(win.n_grid, dtype=np.int64)
+    if client is None:
+        groups = [[core] for core in tiles]
+        results = (_solve_tiles(win, g) for g in groups)
+    else:
+        from distributed import as_completed
+
+        threads = max(1, sum(client.nthreads().values()))
+        groups = [list(g) for g in np.array_split(np.arange(len(tiles)), 4 * threads) if g.size]
+        groups = [[tiles[i] for i in g] for g in groups]
+        remote = client.scatter(win, broadcast=True)
+        futures = client.map(_solve_tiles, [remote] * len(groups), groups, pure=False)
+        results = (f.result() for f in as_completed(futures))
+    done, last = 0, t0
+    for solved in results:
+        for cells, v, n_obs_i, n_box_i in solved:
+            var[cells], n_obs[cells], n_box[cells] = v, n_obs_i, n_box_i
+        done += len(solved)
         now = time.perf_counter()
-        if progress and (now - last > 10.0 or i + 1 == len(tiles)):
+        if progress and (now - last > 10.0 or done == len(tiles)):
             last = now
-            left = (now - t0) / (i + 1) * (len(tiles) - i - 1)
-            logger.info("local std map: %d/%d tiles, %.0f s, about %.0f s left", i + 1,
+            left = (now - t0) / done * (len(tiles) - done)
+            logger.info("local std map: %d/%d tiles, %.0f s, about %.0f s left", done,
                         len(tiles), now - t0, left)  # fmt: skip
-    return _result(np.arange(win.n_state), var, win.b_diag, n_obs, n_box, t0)
+    return _result(np.arange(win.n_grid), var, win.b_diag, n_obs, n_box, t0)

@@ -35,6 +35,7 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from inversion.cg import CGOptions, LanczosResult, WhitenedSystem, lanczos_cg
 from inversion.cg_solver import CGSolver
@@ -79,8 +80,10 @@ class CGPosterior(Posterior):
         lz = solver.lanczos
         opts = solver.options
         self.std_method = (
-            self._lowrank_name() if opts.std == "low-rank" else f"sampled (n={opts.n_samples})"
-        )
+            self._lowrank_name() if opts.std == "low-rank"
+            else "local windows" if opts.std == "local"
+            else f"sampled (n={opts.n_samples})"
+        )  # fmt: skip
         self.info: dict[str, Any] = {
             "iterations": lz.iterations,
             "residuals": list(lz.residuals),
@@ -153,7 +156,73 @@ class CGPosterior(Posterior):
             return self.sampled_std(self.options.n_samples, self.options.seed)
         if self.options.std == "low-rank+sampled":
             return self.corrected_std(self.options.n_samples, self.options.seed)
+        if self.options.std == "local":
+            return self.local_std()
         return self.lowrank_std()
+
+    def local_std(self) -> np.ndarray:
+        """Posterior std map from local windows, checked against exact cells (n_state,)
+        [state units].
+
+        Every tile of ``CGOptions.local_tile`` grid cells and steps is solved exactly given
+        the observations whose footprints touch the tile widened by ``local_halo``
+        (:func:`inversion.local_std.local_std_map`): an upper bound on the exact std, as close
+        as the halo holds the observations that matter; on the dask client of ``solve(...,
+        client=)`` the tiles are spread over its workers. The global parameters after the grid
+        blocks of B (background offsets, site biases) are not local: their std comes from
+        certified solves (:meth:`aggregate`). Then ``local_check`` grid cells, drawn among
+        those the observations constrain, are solved exactly the same way;
+        ``info["local_check"]`` holds the cells, their exact std and the relative excess of
+        the map, ``std_method`` the largest excess, and a warning is given above 5 %.
+
+        Raises
+        ------
+        TypeError
+            If H is not sparse (or a chunked store that fits the memory budget), or B / R
+            are not of the kinds local windows take.
+        """
+        from inversion.local_std import auto_halo, local_std_map
+
+        opts, pb = self.options, self.problem
+        H = _sparse_h(pb.H, self.memory_budget)
+        halo = opts.local_halo if opts.local_halo is not None else auto_halo(pb.B)
+        tile = opts.local_tile
+        m = local_std_map(H, pb.B, pb.R, core_cells=tile[0], core_steps=tile[1],
+                          halo_cells=halo[0], halo_steps=halo[1],
+                          client=getattr(pb.H, "client", None))  # fmt: skip
+        del H
+        std = np.empty(self.n_state)
+        std[m.cells] = m.std
+        rest = np.setdiff1d(np.arange(self.n_state), m.cells)
+        if rest.size:  # global parameters: exact (certified) std
+            std[rest] = self.aggregate(_unit_rows(rest, self.n_state))[1]
+        name = f"local windows (tiles {tile[0]} cells x {tile[1]} steps, halo {halo[0]} cells / "
+        name += f"{halo[1]} steps; an upper bound"
+        n_chk = min(opts.local_check, m.cells.size)
+        if n_chk:
+            rng = np.random.default_rng(opts.seed)
+            seen = m.cells[m.std < (1.0 - 1e-6) * m.prior_std]  # cells the data constrain
+            pool = seen if seen.size >= n_chk else m.cells
+            cells = np.sort(rng.choice(pool, n_chk, replace=False))
+            exact = self.aggregate(_unit_rows(cells, self.n_state))[1]
+            excess = std[cells] / exact - 1.0
+            worst = float(excess.max())
+            self.info["local_check"] = {
+                "cells": cells, "exact_std": exact, "rel_excess": excess,
+                "certified_rel_variance_error": self.options.aggregate_tol or self.options.tol,
+            }  # fmt: skip
+            name += f"; {worst:+.2%} at most above the exact std at {n_chk} checked cells"
+            if worst > 0.05:
+                logger.warning(
+                    "cg std='local': the local-window std map is up to %.1f%% above the exact "
+                    "std at %d checked cells (median %.1f%%): its windows miss observations "
+                    "that matter; widen the halo (CGOptions.local_halo; in a cityflux config "
+                    "inversion.cg.local_halo, now %s cells / %s steps)", 100 * worst, n_chk,
+                    100 * float(np.median(excess)), halo[0], halo[1],
+                )  # fmt: skip
+        self.info["local_halo"] = tuple(int(v) for v in halo)
+        self.std_method = name + ")"
+        return std
 
     def _spectrum_for_std(self) -> None:
         """The pairs behind the std map: the complete spectrum when ``rank="auto"`` and it
@@ -439,3 +508,30 @@ def solve_cg(
     mean = problem.x_prior + lz.L_of(system, lz.chi_coef[:, None])[:, 0]
     _check_output(mean, "posterior mean")
     return CGPosterior(solver, mean)
+
+
+def _unit_rows(idx: np.ndarray, n: int) -> Any:
+    """Sparse rows e_i (len(idx), n): aggregates that pick single state elements."""
+    return sp.csr_array((np.ones(idx.size), (np.arange(idx.size), idx)), shape=(idx.size, n))
+
+
+def _sparse_h(H: Any, budget: float) -> Any:
+    """H as a scipy.sparse array for local windows: sparse as given, or a chunked store read
+    whole when it fits ``budget`` [bytes]."""
+    from inversion.chunked import ChunkedOperator
+
+    if sp.issparse(H):
+        return H
+    if isinstance(H, ChunkedOperator):
+        blocks = [H.block(k) for k in range(H.n_blocks)]
+        need = sum(b.nnz for b in blocks) * 12 * 2  # CSR and CSC copies
+        if need > budget:
+            raise MemoryBudgetError(
+                f"std='local' reads H whole ({_gib(need)} as CSR and CSC) but the memory budget "
+                f"is {_gib(budget)}; raise the budget or use std='low-rank' with std_pairs"
+            )
+        return sp.csr_array(sp.vstack(blocks, format="csr"))
+    raise TypeError(
+        "std='local' needs the footprints H as a scipy.sparse array (or a chunked store); "
+        f"found {type(H).__name__}"
+    )

@@ -121,3 +121,22 @@ def test_separable_spatial_kind_builds_its_b_and_cg_agrees_with_obs_space(make_s
     # and the prior differs from the isotropic one (the kind was not ignored)
     iso = run(make_small_config("inversion.method=obs-space"))
     assert not np.allclose(iso.posterior.aggregate(W)[1], s_ref, rtol=1e-3)
+
+
+def test_local_std_map_from_the_config(make_small_config):
+    # inversion.cg.std: local reaches the solver: windows over the whole small city are the
+    # exact map (the global parameters by certified solves), checked cells recorded; a small
+    # halo is an upper bound everywhere, and diagnostics.json names the method and its check
+    ref = run(_with_method(make_small_config, "obs-space"))
+    case = ref.case
+    nt, ny, nx = case.state.time.nt, *case.state.grid.shape
+    whole = run(_with_method(make_small_config, "cg", std="local", local_halo=(max(ny, nx), nt),
+                             local_tile=(8, 4)))  # fmt: skip
+    np.testing.assert_allclose(whole.posterior.std, ref.posterior.std, rtol=1e-6)
+    assert whole.diagnostics["std_method"].startswith("local windows (tiles 8 cells x 4 steps")
+    assert np.max(np.abs(whole.posterior.info["local_check"]["rel_excess"])) < 1e-6
+    small = run(_with_method(make_small_config, "cg", std="local", local_halo=(1, 0)))
+    assert np.all(small.posterior.std >= ref.posterior.std * (1 - 1e-6))
+    assert "at most above the exact std at 16 checked cells" in small.diagnostics["std_method"]
+    with pytest.raises(ConfigError, match=r"inversion\.cg\.local_halo"):
+        parse_config({"inversion": {"cg": {"local_halo": [3, -1]}}})

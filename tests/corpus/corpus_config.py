@@ -64,6 +64,8 @@ def config_cases() -> list[Case]:
         ("qc.bounds_ppm", {"tower": [500, 300]}, "qc.bounds_ppm"),
         ("qc.bounds_ppm", {"balloon": [300, 500]}, "qc.bounds_ppm"),
         ("qc.max_error_ppm", 0.0, "qc.max_error_ppm"),
+        ("inversion.cg.local_halo", [5], "inversion.cg.local_halo"),
+        ("inversion.cg.local_tile", [0, 2], "inversion.cg.local_tile"),
         ("transport.model", "teleport", "transport.model"),
         ("transport.subcell", 0, "transport.subcell"),
         ("transport.time_tolerance", "a while", "transport.time_tolerance"),
@@ -81,6 +83,8 @@ def config_cases() -> list[Case]:
     add(Case("config_separable_kernel_lonlat_domain", "stilt",
              conf("inversion.spatial_kind", "separable_exponential"),
              error(2, "inversion.spatial_kind")))  # fmt: skip
+    add(Case("config_local_std_lonlat_domain", "stilt", conf("inversion.cg.std", "local"),
+             error(2, "inversion.cg.std")))  # fmt: skip
     add(Case("config_real_without_met", "tower", conf("transport.met", None),
              error(2, "transport.met")))  # fmt: skip
     add(Case("config_real_without_inventories", "tower", conf("prior.inventories", []),
