@@ -253,9 +253,10 @@ class CGPosterior(Posterior):
                 "cg (rank='auto'): the std map uses the %d Ritz pairs of the mean's Lanczos run "
                 "(DOFS %.1f captured): an upper bound of the exact std, far above it where the "
                 "spectrum decays slowly; the complete spectrum was not computed: %s. Set "
-                "CGOptions.std_pairs (block Lanczos pairs) and std='low-rank+sampled' for an "
-                "unbiased map (in a cityflux config: inversion.cg.std_pairs and "
-                "inversion.cg.std)", lz.ritz_values.size, self.dofs, why,
+                "CGOptions.std='local' (local windows, checked against exact cells) or "
+                "CGOptions.std_pairs (block Lanczos pairs) with std='low-rank+sampled' (in a "
+                "cityflux config: inversion.cg.std and inversion.cg.std_pairs)",
+                lz.ritz_values.size, self.dofs, why,
             )  # fmt: skip
 
     def _lowrank_name(self, k: int | None = None) -> str:
