@@ -10,6 +10,13 @@ memory bandwidth measured here (STREAM-like copy of a 512 MB array, read + write
 every time slice needs a forward and an inverse 2-D transform) is the other reference:
 the convolution alone, timed on the same fields.
 
+A third reference is arithmetic: the FFT convolution's nominal operation count (the FFTW
+benchmark convention, 2.5 N log₂ N for a real transform of N points: a forward and an inverse
+transform of the torus per time slice, plus the spectral product) at the rate this machine
+reaches in a matrix product (DGEMM, SGEMM for single precision, all cores). That is what the
+FFT would cost if it ran as fast as the best-tuned dense kernel; where it alone is above a
+target multiple of the bandwidth floor, no exact FFT convolution meets that target here.
+
 Rows (median of ``--repeat`` runs each, all in this process; ratios from this one run):
 
 - B·x (one column), B·X per column for 5 columns, L·w and Lᵀ·x;
@@ -81,6 +88,26 @@ def bandwidth(repeat: int) -> float:
     b = np.empty_like(a)
     t, _ = timed(lambda: np.copyto(b, a), repeat)
     return 2 * a.nbytes / t
+
+
+def gemm_rate(repeat: int, dtype) -> float:
+    """Floating-point operations per second of a 2,000 x 2,000 matrix product (BLAS, all its
+    threads), median."""
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((2000, 2000)).astype(dtype)
+    b = rng.standard_normal((2000, 2000)).astype(dtype)
+    a @ b
+    t, _ = timed(lambda: a @ b, repeat)
+    return 2 * 2000**3 / t
+
+
+def fft_convolution_flops(spatial, nt: int) -> float:
+    """Nominal operations of C_s on nt fields: per field a real forward and inverse 2-D FFT
+    of the torus (2.5 M log₂ M each, M = its points) and the spectral product (2 per complex
+    coefficient)."""
+    My, Mx = spatial.embedding_shape
+    m = My * Mx
+    return nt * (5.0 * m * np.log2(m) + 2.0 * My * (Mx // 2 + 1))
 
 
 def make_b(temporal_dense: bool = False, fft_workers: int | None = None, separable: bool = False):
@@ -200,6 +227,13 @@ def main(argv=None) -> None:
     ny, nx, nt = CASE["ny"], CASE["nx"], CASE["nt"]
     fields = rng.standard_normal((nt, ny * nx))
     t_fft = row("FFT convolution alone (C_s on nt fields)", lambda: B.spatial._apply_rows(fields))
+    flops = fft_convolution_flops(B.spatial, nt)
+    rate64, rate32 = gemm_rate(args.repeat, np.float64), gemm_rate(args.repeat, np.float32)
+    t_c64, t_c32 = flops / rate64, flops / rate32
+    print(f"FFT convolution: {flops / 1e6:.0f} Mflop nominal, run at {flops / t_fft / 1e9:.1f} "
+          f"GFLOP/s; DGEMM {rate64 / 1e9:.1f}, SGEMM {rate32 / 1e9:.1f} GFLOP/s here -> at "
+          f"those rates {t_c64 * 1e3:.2f} ms = {t_c64 / floor:.1f}x the floor (double), "
+          f"{t_c32 * 1e3:.2f} ms = {t_c32 / floor:.1f}x (single)")  # fmt: skip
     B32 = B.with_precision("single")
     B32 @ x
     t_32 = row("B·x, single-precision spectra", lambda: B32 @ x, ref=t_bx)
@@ -246,6 +280,9 @@ def main(argv=None) -> None:
             single_rel_err_2norm=float(err2.max()), single_rel_err_max=float(errmax.max()),
             single_bound=SINGLE_PRECISION_RTOL, layout_rel_diff=layout_diff,
             separable_rel_err=sep_err, separable_floor_ratio=t_sep / floor,
+            fft_mflop=flops / 1e6, fft_gflops=flops / t_fft / 1e9, dgemm_gflops=rate64 / 1e9,
+            sgemm_gflops=rate32 / 1e9, fft_at_dgemm_floor_ratio=t_c64 / floor,
+            fft_at_sgemm_floor_ratio=t_c32 / floor,
             fresh_array_s=t_fresh, retained_array_s=t_kept)  # fmt: skip
     for r in rows:
         run.add(table=f"B at the {args.case} size ({n:,} unknowns)", display={
@@ -259,7 +296,11 @@ def main(argv=None) -> None:
         f"{errmax.max():.1e} (max-norm); stated bound {SINGLE_PRECISION_RTOL:g}. The two "
         f"4-column layouts agree to {layout_diff:.0e} (max-norm, relative). The separable "
         f"B·x equals the product by the per-axis dense matrices to {sep_err:.0e} (max-norm, "
-        f"relative). A 320 MB array "
+        f"relative). The FFT convolution: {flops / 1e6:.0f} Mflop nominal (2.5 M log2 M per "
+        f"real transform of M points), run at {flops / t_fft / 1e9:.1f} GFLOP/s; at the "
+        f"DGEMM rate of this machine ({rate64 / 1e9:.0f} GFLOP/s) it would take "
+        f"{t_c64 * 1e3:.2f} ms = {t_c64 / floor:.1f}x the floor, at the SGEMM rate "
+        f"({rate32 / 1e9:.0f} GFLOP/s) {t_c32 * 1e3:.2f} ms = {t_c32 / floor:.1f}x. A 320 MB array "
         f"allocated and filled 3 s after the last was freed: {t_fresh * 1e3:.0f} ms with glibc's "
         f"default settings, {t_kept * 1e3:.0f} ms with retain_freed_memory (used for every "
         f"row above)."

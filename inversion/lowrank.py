@@ -195,7 +195,7 @@ class CGPosterior(Posterior):
         std[m.cells] = m.std
         rest = np.setdiff1d(np.arange(self.n_state), m.cells)
         if rest.size:  # global parameters: exact (certified) std
-            std[rest] = self.aggregate(_unit_rows(rest, self.n_state))[1]
+            std[rest] = self._element_std(rest)
         name = f"local windows (tiles {tile[0]} cells x {tile[1]} steps, halo {halo[0]} cells / "
         name += f"{halo[1]} steps; an upper bound"
         n_chk = min(opts.local_check, m.cells.size)
@@ -204,7 +204,7 @@ class CGPosterior(Posterior):
             seen = m.cells[m.std < (1.0 - 1e-6) * m.prior_std]  # cells the data constrain
             pool = seen if seen.size >= n_chk else m.cells
             cells = np.sort(rng.choice(pool, n_chk, replace=False))
-            exact = self.aggregate(_unit_rows(cells, self.n_state))[1]
+            exact = self._element_std(cells)
             excess = std[cells] / exact - 1.0
             worst = float(excess.max())
             self.info["local_check"] = {
@@ -352,6 +352,15 @@ class CGPosterior(Posterior):
         self.info["std_se"] = np.sqrt(rem_var / n) / (2.0 * std)
         self.std_method = f"low-rank+sampled (k={k}, n={n})"
         return std
+
+    def _element_std(self, idx: np.ndarray) -> np.ndarray:
+        """Exact (certified) std of the state elements ``idx``, ``batch`` at a time (each
+        batch holds ``batch`` dense columns of the state)."""
+        b = max(1, self.options.batch)
+        return np.concatenate(
+            [self.aggregate(_unit_rows(idx[a : a + b], self.n_state))[1]
+             for a in range(0, idx.size, b)]
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ aggregates
     def aggregate_cov(self, weights: Any) -> tuple[np.ndarray, np.ndarray]:
