@@ -26,7 +26,9 @@ Each process keeps freed large arrays for reuse (:func:`inversion.retain_freed_m
 faulted in afresh) for comparison.
 ``--rank 0 --std-pairs N`` makes the cg std map from N randomized block Lanczos pairs (as where
 the complete spectrum does not fit), ``--corrected S`` adds the sampled correction.
-``--cell-reference`` solves the ``--std-cells`` cells' std by certified cg solves (aggregates of
+``--cg-local TILE_CELLS TILE_STEPS HALO_CELLS HALO_STEPS`` runs ``CGOptions(std="local")``,
+the path of ``inversion.cg.std: local`` in a config (tiled windows and the check at 16 cells),
+and compares it with the exact map. ``--cell-reference`` solves the ``--std-cells`` cells' std by certified cg solves (aggregates of
 unit vectors, to ``--aggregate-tol``: an upper estimate within that relative variance error)
 where obs-space does not fit, and compares the maps with it. The
 machine, the load at the start and the end, and every figure are printed, and written to
@@ -40,6 +42,7 @@ Usage::
     python benchmarks/urban_scale.py --cases bay --rank full --std-map --truncations 300 1000 1500
     python benchmarks/urban_scale.py --cases regional --no-compare --mean-only
     python benchmarks/urban_scale.py --cases bay --rank 0 --std-pairs 600 --corrected 64
+    python benchmarks/urban_scale.py --cases bay --repeat 1 --std-map --cg-local 20 6 15 4
     python benchmarks/urban_scale.py --cases regional --no-compare --repeat 1 --rank 0 \
         --std-pairs 1500 --corrected 64 --cell-reference --aggregate-tol 1e-4
 """
@@ -219,6 +222,19 @@ def run(name: str, method: str, o: dict, queue) -> None:
                 out["local_map"]["core"] = (cc, cs)
                 out["local_map"]["halo"] = (hs, ht)
             del H
+        if o["cg_local"]:  # the solver's own local map and its self-check (as cityflux runs it)
+            import dataclasses
+
+            tc, ts, hc, hs = o["cg_local"]
+            lp = post.with_options(dataclasses.replace(
+                opts, std="local", local_tile=(tc, ts), local_halo=(hc, hs)))  # fmt: skip
+            t0 = time.perf_counter()
+            std = lp.std
+            chk = lp.info["local_check"]
+            out["cg_local"] = {"seconds": time.perf_counter() - t0, "method": lp.std_method,
+                               "cells": std[cells], "check_cells": chk["cells"],
+                               "check_excess": chk["rel_excess"],
+                               "map": std if o["std_map"] else None}  # fmt: skip
         if o["cell_reference"]:  # the cells' std by certified cg solves, batch by batch
             t0 = time.perf_counter()
             before = len(post.info["solves"])
@@ -386,6 +402,13 @@ def main(argv=None) -> None:
         "for each pair (an upper bound; compared with the exact cells)",
     )  # fmt: skip
     ap.add_argument(
+        "--cg-local", type=int, nargs=4, default=None,
+        metavar=("TILE_CELLS", "TILE_STEPS", "HALO_CELLS", "HALO_STEPS"),
+        help="also the std map of CGOptions(std='local') (CGPosterior.local_std: tiled windows "
+        "plus the check against certified solves at 16 cells), timed, and compared with the "
+        "exact map where --std-map gives one",
+    )  # fmt: skip
+    ap.add_argument(
         "--default-malloc", action="store_true",
         help="do not call inversion.retain_freed_memory (glibc's default allocator settings)",
     )  # fmt: skip
@@ -522,6 +545,8 @@ def main(argv=None) -> None:
                 _local_accuracy(bench, label, cg, ob["cell_std"], args)
             if "local_map" in cg and args.std_map:
                 _local_map_accuracy(bench, label, cg["local_map"], ob["std_map"])
+            if "cg_local" in cg:
+                _cg_local_accuracy(bench, label, cg["cg_local"], ob)
             print(f"    city total {cg['agg_mean'][0]:.5g} ± {cg['agg_std'][0]:.4g} (cg), "
                   f"{ob['agg_mean'][0]:.5g} ± {ob['agg_std'][0]:.4g} (obs-space)")  # fmt: skip
     bench.finish()
@@ -601,6 +626,26 @@ def _local_map_accuracy(
     bench.add(table="std map accuracy", case=name, display={
         "case": name, "map": f"local std map, tiles {cc} cells x {cs} steps, halo {hs} / {ht}",
         "time [s]": when, "rel. error vs exact std (cells)": err or "(see the cells above)",
+    })  # fmt: skip
+
+
+def _cg_local_accuracy(bench, name: str, cl: dict, ob: dict) -> None:
+    """Table row of CGOptions(std='local'): its time, its self-check, and its error against the
+    exact map (every cell where ``--std-map`` gave it, else the sampled cells)."""
+    exact = ob["std_map"] if cl["map"] is not None else None
+    err = cl["map"] / exact - 1 if exact is not None else cl["cells"] / ob["cell_std"] - 1
+    where = "whole map" if exact is not None else "sampled cells"
+    true_at_check = (
+        float(np.max(err[cl["check_cells"]])) if exact is not None else float("nan")
+    )  # the check's own figure against the truth at its cells
+    stated = float(np.max(cl["check_excess"]))
+    print(f"    cg std='local' ({cl['method']}): {cl['seconds']:.1f} s; vs exact ({where}): "
+          f"{_dist(err)}; self-check max {stated:+.2%} (exact at those cells "
+          f"{true_at_check:+.2%})", flush=True)  # fmt: skip
+    bench.add(table="std map accuracy", case=name, display={
+        "case": name, "map": f"cg std='local': {cl['method']}",
+        "time [s]": f"{cl['seconds']:.1f}",
+        "rel. error vs exact std (cells)": f"{_dist(err)} ({where})",
     })  # fmt: skip
 
 

@@ -397,7 +397,8 @@ class CGConfig(_Section):
     each tile of ``local_tile`` [cells, steps] given the observations whose footprints touch
     it widened by ``local_halo`` [cells, steps; default three spatial correlation lengths and
     one temporal e-folding time]: an upper bound, compared with the exact std at
-    ``local_check`` cells (in ``std_method``; a warning above 5 %); projected grids only.
+    ``local_check`` sampled cells (median and max excess in ``std_method``; a warning above
+    5 %; a sample, so the largest excess over all cells can be higher); projected grids only.
     ``aggregate_tol``: the certified relative error of the totals' variances [1]
     (default ``tol``; 1e-6 certifies their std to 5e-7 in fewer iterations).
     """

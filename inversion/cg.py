@@ -151,8 +151,9 @@ class CGOptions:
         Tile of ``std="local"`` in grid cells (y and x) and time steps, solved from one window.
     local_check : int
         Grid cells at which ``std="local"`` is compared with the exact std by certified
-        solves (one batch of ``batch``); the largest excess is recorded in
-        ``post.info["local_check"]`` and ``std_method``, and warned about above 5 %.
+        solves; their excess is recorded in ``post.info["local_check"]`` and (median, max)
+        in ``std_method``, and warned about above 5 %. A sample: the map's largest excess
+        over all cells can be higher.
     fft_precision : {"auto", "double"}
         ``"auto"``: products that feed an approximate result whose tolerance is far above
         the single-precision error (relative ~1e-7) use single-precision FFTs

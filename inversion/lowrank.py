@@ -173,7 +173,10 @@ class CGPosterior(Posterior):
         certified solves (:meth:`aggregate`). Then ``local_check`` grid cells, drawn among
         those the observations constrain, are solved exactly the same way;
         ``info["local_check"]`` holds the cells, their exact std and the relative excess of
-        the map, ``std_method`` the largest excess, and a warning is given above 5 %.
+        the map, ``std_method`` its median and maximum, and a warning is given above 5 %. The
+        check is a sample: it measures the typical excess, and the map's largest excess over
+        all cells can be higher (Bay Area benchmark: 0.58 % at most at the 16 cells, p95 0.49 %
+        and max 3.75 % over all 1.3 M cells).
 
         Raises
         ------
@@ -211,7 +214,8 @@ class CGPosterior(Posterior):
                 "cells": cells, "exact_std": exact, "rel_excess": excess,
                 "certified_rel_variance_error": self.options.aggregate_tol or self.options.tol,
             }  # fmt: skip
-            name += f"; {worst:+.2%} at most above the exact std at {n_chk} checked cells"
+            name += (f"; above the exact std by {float(np.median(excess)):+.2%} (median) and "
+                     f"{worst:+.2%} (max) at {n_chk} sampled cells")  # fmt: skip
             if worst > 0.05:
                 logger.warning(
                     "cg std='local': the local-window std map is up to %.1f%% above the exact "

@@ -258,7 +258,8 @@ def test_cg_local_std_map_against_obs_space_and_its_own_check(caplog):
     # the check's figures are the map's true excess at those cells (against obs-space)
     np.testing.assert_allclose(chk["rel_excess"], rel[chk["cells"]], atol=1e-7)
     worst = chk["rel_excess"].max()
-    assert f"{worst:+.2%} at most above the exact std at 16 checked cells" in small.std_method
+    med = np.median(chk["rel_excess"])
+    assert f"by {med:+.2%} (median) and {worst:+.2%} (max) at 16 sampled cells" in small.std_method
     warned = [r for r in caplog.records if "inversion.cg.local_halo" in r.getMessage()]
     assert bool(warned) == (worst > 0.05)
     assert worst > 0.05  # halo 0 on footprints of radius 2: the warning must fire here
