@@ -53,6 +53,8 @@ from inversion.covariance import (
     DenseCovariance,
     DiagonalCovariance,
     KroneckerCovariance,
+    RegularGridCorrelation,
+    SeparableGridCorrelation,
 )
 from inversion.errors import ShapeMismatchError
 
@@ -97,6 +99,7 @@ def _blocks(B) -> tuple[list[KroneckerCovariance], CovarianceOperator | None]:
     """The Kronecker blocks of B in state order (one per sector), and the covariance of the
     global parameters after them (None if there are none)."""
     if isinstance(B, KroneckerCovariance):
+        _check_grid_blocks([B])
         return [B], None
     if isinstance(B, BlockDiagonalCovariance) and B.index is None:
         blocks = list(B.blocks)
@@ -105,6 +108,7 @@ def _blocks(B) -> tuple[list[KroneckerCovariance], CovarianceOperator | None]:
             n_grid += 1
         rest = blocks[n_grid:]
         if n_grid and not any(isinstance(b, KroneckerCovariance) for b in rest):
+            _check_grid_blocks(blocks[:n_grid])
             extra = (
                 None if not rest else rest[0] if len(rest) == 1 else BlockDiagonalCovariance(rest)
             )
@@ -115,6 +119,16 @@ def _blocks(B) -> tuple[list[KroneckerCovariance], CovarianceOperator | None]:
         "kronecker_prior builds) optionally followed by blocks of global parameters; found "
         f"{type(B).__name__}"
     )
+
+
+def _check_grid_blocks(blocks: list[KroneckerCovariance]) -> None:
+    """Refuse a C_s that is not on a regular grid (windows are boxes of grid cells)."""
+    for b in blocks:
+        if not isinstance(b.spatial, (RegularGridCorrelation, SeparableGridCorrelation)):
+            raise TypeError(
+                "local windows need a regular-grid C_s (RegularGridCorrelation or "
+                f"SeparableGridCorrelation, a projected grid); found {type(b.spatial).__name__}"
+            )
 
 
 def _sparse_cov(C: CovarianceOperator, name: str) -> sp.csr_array:

@@ -181,8 +181,10 @@ class CGPosterior(Posterior):
         Raises
         ------
         TypeError
-            If H is not sparse (or a chunked store that fits the memory budget), or B / R
-            are not of the kinds local windows take.
+            If H is neither sparse nor a chunked store, or B / R are not of the kinds local
+            windows take.
+        MemoryBudgetError
+            If a chunked H read whole would not fit the memory budget.
         """
         from inversion.local_std import auto_halo, local_std_map
 
@@ -537,13 +539,16 @@ def _sparse_h(H: Any, budget: float) -> Any:
     if sp.issparse(H):
         return H
     if isinstance(H, ChunkedOperator):
-        blocks = [H.block(k) for k in range(H.n_blocks)]
-        need = sum(b.nnz for b in blocks) * 12 * 2  # CSR and CSC copies
-        if need > budget:
-            raise MemoryBudgetError(
-                f"std='local' reads H whole ({_gib(need)} as CSR and CSC) but the memory budget "
-                f"is {_gib(budget)}; raise the budget or use std='low-rank' with std_pairs"
-            )
+        blocks, nnz = [], 0
+        for k in range(H.n_blocks):  # stop reading as soon as the budget is passed
+            blocks.append(H.block(k))
+            nnz += blocks[-1].nnz
+            if nnz * 24 > budget:  # CSR and CSC copies, float64 data and int32 indices
+                raise MemoryBudgetError(
+                    f"std='local' reads H whole, and its first {k + 1} of {H.n_blocks} blocks "
+                    f"already take {_gib(nnz * 24)} as CSR and CSC, more than the memory budget "
+                    f"{_gib(budget)}; raise the budget or use std='low-rank' with std_pairs"
+                )
         return sp.csr_array(sp.vstack(blocks, format="csr"))
     raise TypeError(
         "std='local' needs the footprints H as a scipy.sparse array (or a chunked store); "

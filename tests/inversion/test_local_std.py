@@ -13,6 +13,7 @@ from inversion.covariance import (
     DenseCovariance,
     DiagonalCovariance,
     KroneckerCovariance,
+    PointsCorrelation,
     RegularGridCorrelation,
     SeparableGridCorrelation,
     TemporalCorrelation,
@@ -118,6 +119,15 @@ def test_bad_inputs_name_what_is_wrong():
         local_posterior_std(H, B, r_grid, [0], halo_cells=1, halo_steps=1)
     with pytest.raises(TypeError, match="sparse"):
         local_posterior_std(H.toarray(), B, R, [0], halo_cells=1, halo_steps=1)
+    yy, xx = np.mgrid[0:NY, 0:NX]  # a great-circle C_s on cell centres: no grid boxes
+    points = PointsCorrelation(40 + 0.01 * yy.ravel(), 8 + 0.01 * xx.ravel(), "exponential", 2.5)
+    on_points = KroneckerCovariance(np.ones((NT, NY * NX)), points, B.blocks[0].temporal)
+    for call in (
+        lambda: auto_halo(on_points),
+        lambda: local_posterior_std(H, on_points, R, [0], halo_cells=1, halo_steps=1),
+    ):
+        with pytest.raises(TypeError, match="regular-grid C_s"):
+            call()
     with pytest.raises(ValueError, match="halo_cells"):
         local_posterior_std(H, B, R, [0], halo_cells=-1, halo_steps=1)
     with pytest.raises(ValueError, match="halo_steps"):
