@@ -238,13 +238,7 @@ def run(name: str, method: str, o: dict, queue) -> None:
         if o["cell_reference"]:  # the cells' std by certified cg solves, batch by batch
             t0 = time.perf_counter()
             before = len(post.info["solves"])
-            ref, b = [], max(1, opts.batch)
-            for a in range(0, cells.size, b):
-                c = cells[a : a + b]
-                E = sp.csr_array((np.ones(c.size), (np.arange(c.size), c)),
-                                 shape=(c.size, problem.n_state))  # fmt: skip
-                ref.append(post.aggregate(E)[1])
-            out["ref_cell_std"] = np.concatenate(ref)
+            out["ref_cell_std"] = post.element_std(cells)
             out["t_ref"] = time.perf_counter() - t0
             solves = post.info["solves"][before:]
             out["ref_iters"] = [s["iterations"] for s in solves]

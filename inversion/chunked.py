@@ -25,7 +25,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
 
 from inversion._sparse import n_threads, run_threaded, spmm_from_transpose, spmm_t_threaded
-from inversion.errors import ShapeMismatchError
+from inversion.errors import MemoryBudgetError, ShapeMismatchError
 
 __all__ = ["ChunkedOperator", "as_chunked_operator", "write_chunked_h"]
 
@@ -446,6 +446,37 @@ class ChunkedOperator(LinearOperator):
             return out
         # one accumulator per thread (blocks dealt round-robin), summed at the end
         return spmm_t_threaded(self.block, parts, self.shape[1])
+
+    def to_sparse(self, max_bytes: float) -> sp.csr_array:
+        """The whole operator as one CSR array, read block by block.
+
+        Parameters
+        ----------
+        max_bytes : float
+            Most memory [bytes] the array may take as CSR plus a CSC copy (24 bytes per
+            non-zero: float64 data, int32 indices); reading stops as soon as it is passed.
+
+        Returns
+        -------
+        scipy.sparse.csr_array
+            (n_obs, n_state).
+
+        Raises
+        ------
+        MemoryBudgetError
+            When the blocks read so far already take more than ``max_bytes``.
+        """
+        blocks, nnz = [], 0
+        for k in range(self.n_blocks):
+            blocks.append(self.block(k))
+            nnz += blocks[-1].nnz
+            if nnz * 24 > max_bytes:
+                raise MemoryBudgetError(
+                    f"chunked H read whole: its first {k + 1} of {self.n_blocks} blocks already "
+                    f"take {nnz * 24 / 2**30:.2f} GiB as CSR and CSC, more than "
+                    f"{max_bytes / 2**30:.2f} GiB"
+                )
+        return sp.csr_array(sp.vstack(blocks, format="csr"))
 
     def _transposed(self) -> sp.csr_array | None:
         """Hᵀ as one CSR once every block is cached and the cache budget holds a second copy.

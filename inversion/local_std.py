@@ -46,16 +46,15 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
+from inversion._hyper_blocks import sparse_covariance
 from inversion._sparse import spmm_threaded
 from inversion.covariance import (
     BlockDiagonalCovariance,
     CovarianceOperator,
-    DenseCovariance,
     DiagonalCovariance,
     KroneckerCovariance,
-    RegularGridCorrelation,
-    SeparableGridCorrelation,
 )
+from inversion.covariance._kronecker import _GRID_OPERATORS
 from inversion.errors import ShapeMismatchError
 
 __all__ = ["LocalStd", "auto_halo", "local_posterior_std", "local_std_map"]
@@ -124,29 +123,11 @@ def _blocks(B) -> tuple[list[KroneckerCovariance], CovarianceOperator | None]:
 def _check_grid_blocks(blocks: list[KroneckerCovariance]) -> None:
     """Refuse a C_s that is not on a regular grid (windows are boxes of grid cells)."""
     for b in blocks:
-        if not isinstance(b.spatial, (RegularGridCorrelation, SeparableGridCorrelation)):
+        if not isinstance(b.spatial, _GRID_OPERATORS):
             raise TypeError(
                 "local windows need a regular-grid C_s (RegularGridCorrelation or "
                 f"SeparableGridCorrelation, a projected grid); found {type(b.spatial).__name__}"
             )
-
-
-def _sparse_cov(C: CovarianceOperator, name: str) -> sp.csr_array:
-    """A diagonal, dense or block-diagonal (of those) covariance as a sparse matrix."""
-    if isinstance(C, DiagonalCovariance):
-        return sp.csr_array(sp.diags_array(C.diag()))
-    if isinstance(C, DenseCovariance):
-        return sp.csr_array(C.to_dense())
-    if isinstance(C, BlockDiagonalCovariance):
-        M = sp.csr_array(sp.block_diag([_sparse_cov(b, name) for b in C.blocks], format="csr"))
-        if C.index is None:
-            return M
-        P = sp.csr_array((np.ones(C.n), (C.index, np.arange(C.n))), shape=(C.n, C.n))
-        return sp.csr_array(P @ M @ P.T)
-    raise TypeError(
-        f"local windows need {name} diagonal, dense or block-diagonal of those (its principal "
-        f"submatrices); found {type(C).__name__}"
-    )
 
 
 def auto_halo(B) -> tuple[int, int]:
@@ -240,7 +221,15 @@ class _Windows:
                 "(n_state, n_state) and R (n_obs, n_obs)"
             )
         self.r_diag = R.diag() if isinstance(R, DiagonalCovariance) else None
-        self.r_sparse = None if self.r_diag is not None else _sparse_cov(R, "R")
+        self.r_sparse = None
+        if self.r_diag is None:
+            try:
+                self.r_sparse = sparse_covariance(R)
+            except TypeError:
+                raise TypeError(
+                    "local windows need R diagonal, dense or block-diagonal of those (its "
+                    f"principal submatrices); found {type(R).__name__}"
+                ) from None
         for name, v in (("halo_cells", halo_cells), ("halo_steps", halo_steps)):
             if int(v) != v or v < 0:
                 raise ValueError(f"{name} must be an int >= 0; found {v!r}")

@@ -200,7 +200,7 @@ class CGPosterior(Posterior):
         std[m.cells] = m.std
         rest = np.setdiff1d(np.arange(self.n_state), m.cells)
         if rest.size:  # global parameters: exact (certified) std
-            std[rest] = self._element_std(rest)
+            std[rest] = self.element_std(rest)
         name = f"local windows (tiles {tile[0]} cells x {tile[1]} steps, halo {halo[0]} cells / "
         name += f"{halo[1]} steps; an upper bound"
         n_chk = min(opts.local_check, m.cells.size)
@@ -209,7 +209,7 @@ class CGPosterior(Posterior):
             seen = m.cells[m.std < (1.0 - 1e-6) * m.prior_std]  # cells the data constrain
             pool = seen if seen.size >= n_chk else m.cells
             cells = np.sort(rng.choice(pool, n_chk, replace=False))
-            exact = self._element_std(cells)
+            exact = self.element_std(cells)
             excess = std[cells] / exact - 1.0
             worst = float(excess.max())
             self.info["local_check"] = {
@@ -359,14 +359,26 @@ class CGPosterior(Posterior):
         self.std_method = f"low-rank+sampled (k={k}, n={n})"
         return std
 
-    def _element_std(self, idx: np.ndarray) -> np.ndarray:
-        """Exact (certified) std of the state elements ``idx``, ``batch`` at a time (each
-        batch holds ``batch`` dense columns of the state)."""
+    def element_std(self, idx: Any) -> np.ndarray:
+        """Exact posterior std of chosen state elements by certified solves, ``batch`` at a
+        time (each batch holds ``batch`` dense state columns).
+
+        Parameters
+        ----------
+        idx : array_like of int
+            State indices.
+
+        Returns
+        -------
+        numpy.ndarray
+            Std [state units] in the order of ``idx``, each certified as :meth:`aggregate`
+            (relative variance error <= ``aggregate_tol``, default ``tol``).
+        """
+        idx = np.atleast_1d(np.asarray(idx, dtype=np.int64))
         b = max(1, self.options.batch)
-        return np.concatenate(
-            [self.aggregate(_unit_rows(idx[a : a + b], self.n_state))[1]
-             for a in range(0, idx.size, b)]
-        )  # fmt: skip
+        parts = [self.aggregate(_unit_rows(idx[a : a + b], self.n_state))[1]
+                 for a in range(0, idx.size, b)]  # fmt: skip
+        return np.concatenate(parts) if parts else np.zeros(0)
 
     # ------------------------------------------------------------------ aggregates
     def aggregate_cov(self, weights: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -539,17 +551,13 @@ def _sparse_h(H: Any, budget: float) -> Any:
     if sp.issparse(H):
         return H
     if isinstance(H, ChunkedOperator):
-        blocks, nnz = [], 0
-        for k in range(H.n_blocks):  # stop reading as soon as the budget is passed
-            blocks.append(H.block(k))
-            nnz += blocks[-1].nnz
-            if nnz * 24 > budget:  # CSR and CSC copies, float64 data and int32 indices
-                raise MemoryBudgetError(
-                    f"std='local' reads H whole, and its first {k + 1} of {H.n_blocks} blocks "
-                    f"already take {_gib(nnz * 24)} as CSR and CSC, more than the memory budget "
-                    f"{_gib(budget)}; raise the budget or use std='low-rank' with std_pairs"
-                )
-        return sp.csr_array(sp.vstack(blocks, format="csr"))
+        try:
+            return H.to_sparse(budget)
+        except MemoryBudgetError as err:
+            raise MemoryBudgetError(
+                f"std='local' reads H whole, more than the memory budget allows ({err}); raise "
+                "the budget or use std='low-rank' with std_pairs"
+            ) from None
     raise TypeError(
         "std='local' needs the footprints H as a scipy.sparse array (or a chunked store); "
         f"found {type(H).__name__}"

@@ -14,6 +14,7 @@ from inversion.cg import CGOptions
 from inversion.chunked import ChunkedOperator, as_chunked_operator, write_chunked_h
 from inversion.covariance import DiagonalCovariance, kronecker_prior
 from inversion.distributed import ClusterConfig, make_client, solve_windows
+from inversion.errors import MemoryBudgetError
 from inversion.problem import LinearProblem
 from inversion.solve import solve
 
@@ -262,3 +263,19 @@ def test_transposed_copy_gives_ht_products_without_reading_h(tmp_path, monkeypat
     )
     assert plain._t_blocks == []
     assert_allclose(plain.T @ V, op.T @ V, rtol=1e-14, atol=1e-15)
+
+
+def test_to_sparse_reads_the_whole_store_and_stops_at_the_budget(tmp_path, monkeypatch):
+    import inversion.chunked as chunked
+
+    rng = np.random.default_rng(7)
+    H = sp.random_array((40, 30), density=0.2, format="csr", rng=rng)
+    op = ChunkedOperator.open(write_chunked_h(H, tmp_path / "H.zarr", chunk_rows=10))
+    assert_allclose(op.to_sparse(1e9).toarray(), H.toarray(), rtol=0, atol=0)
+    loads = []
+    real_load = chunked._ZarrBlock.load
+    monkeypatch.setattr(chunked._ZarrBlock, "load", lambda self: loads.append(1) or real_load(self))
+    first = H[:10].nnz * 24  # bytes of the first block: the second passes the budget
+    with pytest.raises(MemoryBudgetError, match="first 2 of 4 blocks"):
+        ChunkedOperator.open(tmp_path / "H.zarr").to_sparse(first + 1)
+    assert len(loads) == 2  # the last two blocks were never read
